@@ -1,0 +1,46 @@
+"""pft: perturbative field-theory analysis of neural-network residuals.
+
+Subpackages (import the one you need; ``import pft`` itself stays light and never loads
+torch, sympy or matplotlib):
+
+- :mod:`pft.symbolic` -- Feynman diagrams, Laplace and Edgeworth expansions, Wick contractions.
+- :mod:`pft.numeric` -- streaming moments, Gaussian and perturbative backgrounds, autodiff Laplace.
+- :mod:`pft.residual` -- score an interpretation's residual ``activations - reconstruction``.
+- :mod:`pft.scaling` -- finite-width theory of randomly initialised networks and ensembles.
+- :mod:`pft.degrade` -- tempered local posterior sampling and the learning coefficient.
+- :mod:`pft.toy` -- ground-truth generators.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pft.errors import (
+    DivergentExpansionError,
+    InputError,
+    NotFittedError,
+    NotPositiveDefiniteError,
+    OutOfReachError,
+    PftError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "PftError",
+    "InputError",
+    "NotFittedError",
+    "NotPositiveDefiniteError",
+    "DivergentExpansionError",
+    "OutOfReachError",
+]
+
+_SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", "io")
+
+
+def __getattr__(name: str):
+    # ``pft.numeric`` etc. work after a bare ``import pft`` without paying for them upfront.
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pft.{name}")
+    raise AttributeError(f"module 'pft' has no attribute {name!r}")

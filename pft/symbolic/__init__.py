@@ -1,0 +1,41 @@
+r"""Symbolic layer: Feynman diagrams, Laplace and Edgeworth expansions, Wick contractions.
+
+This subpackage depends only on the standard library, sympy, networkx and numpy. It never
+imports torch (a test checks it in a fresh interpreter).
+
+Conventions (written once here, followed everywhere in pft)
+-----------------------------------------------------------
+* **Weight.** Integrals are ``Z(n) = ∫ exp(-n S(x)) dx`` over ``x ∈ R^d``. Near a
+  non-degenerate minimum ``x*`` with Hessian ``H = ∂²S(x*)`` (positive definite),
+  ``S(x* + y) = S* + ½ yᵀ H y + Σ_{k≥3} λ_k[y, …, y] / k!`` with symmetric derivative tensors
+  ``λ_k = ∂ᵏ S(x*)``.
+* **Vertex.** A vertex of degree ``k`` carries the tensor ``-n λ_k`` (the ``1/k!`` of the Taylor
+  series is absorbed by the ``k!`` ways of attaching half-edges; what is left is the
+  automorphism factor below).
+* **Propagator.** An edge carries ``G / n`` with ``G = H⁻¹``; indices are contracted along edges.
+* **Symmetry factor.** A diagram's value is divided by ``|Aut|``, the order of its
+  automorphism group acting on half-edges: vertex permutations that preserve the graph, times
+  ``m!`` for each bundle of ``m`` parallel edges, times ``2^s s!`` for ``s`` self-loops at one
+  vertex. External legs are labelled and held fixed.
+* **Orders.** A connected vacuum diagram with ``V`` vertices and ``E`` edges scales as
+  ``n^(V-E) = n^(1-L)`` with ``L = E - V + 1`` loops, so
+
+  ``log Z(n) = -n S* + (d/2) log(2π/n) - ½ log det H + Σ_{m≥1} c_m n^(-m)``
+
+  where ``c_m`` is the sum over connected vacuum diagrams with ``L = m + 1`` loops and vertex
+  degrees ≥ 3 (degrees up to ``2m + 2``), each vertex ``-λ_k``, each edge ``G``, divided by
+  ``|Aut|``.
+* **Zero-dimensional theory.** ``∫ dx/√(2π) exp(-x²/2 - Σ_k g_k x^k/k!)``: the coefficient of a
+  monomial in the couplings in ``log Z`` is ``Σ ∏(-g_k)/|Aut(Γ)|`` over connected vacuum
+  diagrams with that vertex content. This is the identity every enumeration is tested against.
+* **Edgeworth.** Standardized cumulants ``κ_r`` (``κ₁ = 0``, ``κ₂ = 1``); probabilists' Hermite
+  polynomials ``He``; "order k" keeps the products ``∏ κ_{r_i}`` with ``Σ (r_i - 2) = k``.
+
+References
+----------
+.. [1] J. Zinn-Justin, *Quantum Field Theory and Critical Phenomena*, ch. 1-2 (Laplace method,
+   Feynman diagrams of the zero-dimensional theory).
+.. [2] D. A. Roberts, S. Yaida, B. Hanin, *The Principles of Deep Learning Theory* (2022).
+"""
+
+__all__: list[str] = []
