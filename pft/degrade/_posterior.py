@@ -1,0 +1,534 @@
+"""TemperedPosterior: SGLD on the tempered local posterior around trained weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from pft.degrade._diagnostics import (
+    MixingWarning,
+    SamplerDivergenceError,
+    drift_z,
+    effective_sample_size,
+    split_rhat,
+)
+from pft.degrade._results import ChainDiagnostics, LearningCoefficient, SampleResult
+from pft.degrade._sgld import FlatParameters, sgld_update
+from pft.errors import InputError, NotFittedError, OutOfReachError
+
+__all__ = ["TemperedPosterior", "RHAT_WARN", "DRIFT_WARN", "DIVERGENCE_FACTOR"]
+
+#: split R-hat of the loss above which :meth:`TemperedPosterior.sample` warns.
+RHAT_WARN = 1.1
+#: |drift z| above which :meth:`TemperedPosterior.sample` warns that the trace still moves.
+DRIFT_WARN = 4.0
+#: a chain is declared divergent when ``L - L* > DIVERGENCE_FACTOR * max(|L*|, d / (2 n β))``.
+DIVERGENCE_FACTOR = 1000.0
+#: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
+MAX_DRAW_BYTES = 2 * 1024**3
+
+
+def _finite_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"`{name}` must be a real number; got {value!r}. {hint}".strip()) from None
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        want = "finite and >= 0" if allow_zero else "finite and > 0"
+        raise InputError(f"`{name}` must be {want}; got {value!r}. {hint}".strip())
+    return v
+
+
+def _positive_int(name: str, value, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _as_tensor(name: str, x, *, device, dtype) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(
+            f"`{name}` must be a torch.Tensor or numpy array; got {type(x).__name__}. "
+            "Pass `data=(inputs, targets)`."
+        )
+    if x.is_floating_point():
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise InputError(f"`{name}` has {bad} non-finite values; pft does not impute — drop or fix them.")
+        x = x.to(device=device, dtype=dtype)
+    else:
+        x = x.to(device=device)
+    return x
+
+
+class TemperedPosterior:
+    """The tempered local posterior ``p_β(w) ∝ exp(-n β L_n(w) - (γ/2)‖w - w*‖²)`` around a
+    trained model's weights ``w*``, sampled by SGLD.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network; its trainable parameters (``requires_grad=True``) are ``w*``.
+        It is deep-copied once here and never touched again.
+    loss_fn : callable
+        ``loss_fn(model(inputs), targets) -> scalar tensor``, the *mean* loss over the rows
+        of a batch (e.g. ``torch.nn.MSELoss()``), so that the full-data value is ``L_n``.
+    data : tuple (inputs, targets)
+        Tensors (or numpy arrays) with the same first dimension ``n_data``. For an
+        autoencoder pass ``(x, x)``. Floating tensors are moved to ``dtype``.
+    n : float, optional
+        The sample size in ``n β``; default ``n_data``.
+    beta : float, optional
+        Inverse temperature; default ``1 / log n`` (Watanabe's WBIC temperature).
+    localization : float
+        ``γ``, the strength of the pull back to ``w*`` (absolute, not scaled by ``n``).
+    step_size : float
+        ``ε`` of the SGLD step. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``;
+        the stationary variance along an eigen-direction of precision ``p`` is
+        ``1 / (p (1 - ε p / 4))``, so ``ε p_max ≤ 0.04`` keeps the bias at 1 %.
+    batch_size : int, optional
+        Minibatch size for the gradient (rows drawn without replacement, reshuffled every
+        epoch); ``None`` (default) uses the full data every step (Langevin without gradient
+        noise; the recorded losses are then the exact ``L_n``).
+    seed : int
+        Seeds every chain (chain ``c`` uses the ``c``-th child of ``SeedSequence(seed)``).
+    device, dtype : optional
+        Where and in which floating dtype the private copy of the model runs (default: the
+        model's own).
+
+    Attributes
+    ----------
+    d_ : int
+        Number of sampled parameters.
+    init_loss_ : float
+        ``L_n(w*)`` on the full data.
+    samples_ : SampleResult
+        The result of the last :meth:`sample` call.
+
+    Notes
+    -----
+    SGLD step (MATH.md section 7; Welling & Teh 2011):
+
+        w ← w - (ε/2) [n β ∇L_batch(w) + γ (w - w*)] + N(0, ε I).
+
+    For a quadratic loss with Hessian ``H`` the target is Gaussian with mean ``w*`` and
+    precision ``n β H + γ I``. The local learning coefficient is
+    ``λ̂ = n β (E_β[L_n] - L_n(w*))``; for a regular minimum and ``γ → 0`` it tends to
+    ``d/2`` (exactly ``½ tr(nβH (nβH + γ)⁻¹)`` for a quadratic loss).
+
+    References
+    ----------
+    Watanabe (2013), "A widely applicable Bayesian information criterion", JMLR 14.
+    Lau, Furman, Wang, Murfet, Wei (2023), "The local learning coefficient: a
+    singularity-aware complexity measure", arXiv:2308.12108.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pft.degrade import TemperedPosterior
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    >>> y = x @ torch.tensor([[1.0], [-2.0]], dtype=torch.float64)
+    >>> net = torch.nn.Linear(2, 1, bias=False).double()
+    >>> with torch.no_grad():
+    ...     _ = net.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
+    >>> post = TemperedPosterior(net, torch.nn.MSELoss(), (x, y), localization=1.0,
+    ...                          step_size=2e-3)
+    >>> res = post.sample(1000, n_chains=2, burn_in=100, progress=False)
+    >>> res.losses.shape, res.draws.shape
+    ((2, 1000), torch.Size([2, 1000, 2]))
+    >>> lam, se = post.learning_coefficient()
+    >>> abs(lam - 1.0) < 4 * se + 0.1    # d/2 = 1 for a regular model
+    True
+    """
+
+    def __init__(
+        self,
+        model,
+        loss_fn,
+        data,
+        *,
+        n=None,
+        beta=None,
+        localization: float = 100.0,
+        step_size: float = 1e-4,
+        batch_size=None,
+        seed: int = 0,
+        device=None,
+        dtype=None,
+    ):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.data = data
+        self.n = n
+        self.beta = beta
+        self.localization = localization
+        self.step_size = step_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.dtype = dtype
+        self._setup()
+
+    # ------------------------------------------------------------------ validation
+    def _setup(self) -> None:
+        if not isinstance(self.model, torch.nn.Module):
+            raise InputError(f"`model` must be a torch.nn.Module; got {type(self.model).__name__}.")
+        if not callable(self.loss_fn):
+            raise InputError(
+                f"`loss_fn` must be callable as loss_fn(model(inputs), targets); got {self.loss_fn!r}."
+            )
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if not trainable:
+            raise InputError(
+                "`model` has no trainable parameters (none with requires_grad=True); there is "
+                "nothing to sample. Unfreeze the parameters the posterior should move."
+            )
+        if any(not p.is_floating_point() for p in trainable):
+            raise InputError("`model` has non-floating trainable parameters; SGLD needs real weights.")
+        if not all(torch.isfinite(p).all() for p in trainable):
+            raise InputError("`model` has non-finite parameters; w* must be finite.")
+        if self.dtype is not None and not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
+            raise InputError(f"`dtype` must be a floating torch.dtype or None; got {self.dtype!r}.")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
+            raise InputError(f"`seed` must be a non-negative integer; got {self.seed!r}.")
+
+        work = copy.deepcopy(self.model)
+        if self.device is not None or self.dtype is not None:
+            work = work.to(device=self.device, dtype=self.dtype)
+        self._work = work
+        self._flat = FlatParameters(work)
+        self._anchor = self._flat.flat.detach().clone()
+        self._noise = torch.empty_like(self._anchor)
+        self.d_ = self._flat.d
+        device, dtype = self._flat.device, self._flat.dtype
+
+        if not (isinstance(self.data, (tuple, list)) and len(self.data) == 2):
+            raise InputError(
+                f"`data` must be a pair (inputs, targets); got {type(self.data).__name__}"
+                + (f" of length {len(self.data)}" if isinstance(self.data, (tuple, list)) else "")
+                + ". For an autoencoder pass (x, x)."
+            )
+        self._inputs = _as_tensor("data[0] (inputs)", self.data[0], device=device, dtype=dtype)
+        self._targets = _as_tensor("data[1] (targets)", self.data[1], device=device, dtype=dtype)
+        n_data = int(self._inputs.shape[0]) if self._inputs.ndim else 0
+        if self._targets.ndim == 0 or self._targets.shape[0] != n_data or n_data == 0:
+            raise InputError(
+                f"`data` inputs and targets must share a non-empty first dimension; got shapes "
+                f"{tuple(self._inputs.shape)} and {tuple(self._targets.shape)}."
+            )
+        self._n_data = n_data
+
+        n = n_data if self.n is None else _finite_positive("n", self.n)
+        if self.beta is None:
+            if n <= 1:
+                raise InputError(
+                    f"`beta` defaults to 1/log n, which needs n > 1; got n = {n}. Pass `beta`."
+                )
+            beta = 1.0 / math.log(n)
+        else:
+            beta = _finite_positive("beta", self.beta, hint="β is an inverse temperature.")
+        self.n_, self.beta_ = float(n), float(beta)
+        self.nbeta_ = self.n_ * self.beta_
+        self.localization_ = _finite_positive(
+            "localization", self.localization, allow_zero=True, hint="γ is the pull towards w*."
+        )
+        self.step_size_ = _finite_positive("step_size", self.step_size, hint="ε is the SGLD step size.")
+        if self.batch_size is None:
+            self.batch_size_ = None
+        else:
+            self.batch_size_ = _positive_int("batch_size", self.batch_size)
+            if self.batch_size_ > n_data:
+                raise InputError(
+                    f"`batch_size` must be at most the number of rows {n_data}; got {self.batch_size_}. "
+                    "Use batch_size=None for full-batch gradients."
+                )
+        self.init_loss_ = self._full_loss()
+        if not math.isfinite(self.init_loss_):
+            raise InputError(
+                f"the loss at the trained weights w* is {self.init_loss_}; the posterior around "
+                "w* needs a finite L(w*). Check `model`, `loss_fn` and `data`."
+            )
+
+    # ------------------------------------------------------------------ losses
+    def _loss(self, inputs, targets) -> torch.Tensor:
+        loss = self.loss_fn(self._work(inputs), targets)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise InputError(
+                f"`loss_fn` must return a scalar tensor (the mean loss of the batch); got "
+                f"{type(loss).__name__}"
+                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else "")
+                + ". Use reduction='mean'."
+            )
+        return loss.reshape(())
+
+    def _full_loss(self) -> float:
+        """``L_n`` at the working copy's current weights, in chunks, float64."""
+        chunk = self.batch_size_ or self._n_data
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, self._n_data, chunk):
+                stop = min(start + chunk, self._n_data)
+                loss = self._loss(self._inputs[start:stop], self._targets[start:stop])
+                total += float(loss) * (stop - start)
+        return total / self._n_data
+
+    def loss_at(self, flat_params) -> float:
+        """Full-data ``L_n`` at a flat parameter vector (shape ``(d,)``).
+
+        The private working copy is used and restored; the user's model is untouched.
+        """
+        flat_params = torch.as_tensor(flat_params)
+        if flat_params.shape != (self.d_,):
+            raise InputError(f"`flat_params` must have shape ({self.d_},); got {tuple(flat_params.shape)}.")
+        saved = self._flat.flat.detach().clone()
+        try:
+            self._flat.set(flat_params.to(self._flat.flat))
+            return self._full_loss()
+        finally:
+            self._flat.set(saved)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        n_draws: int,
+        *,
+        n_chains: int = 4,
+        burn_in: int = 200,
+        thin: int = 1,
+        keep_draws: bool = True,
+        seed=None,
+        progress: bool = True,
+    ) -> SampleResult:
+        """Run ``n_chains`` SGLD chains from ``w*`` and keep ``n_draws`` draws of each.
+
+        Parameters
+        ----------
+        n_draws : int
+            Draws kept per chain.
+        n_chains : int
+            Independent chains, all started at ``w*``.
+        burn_in : int
+            SGLD steps discarded at the start of each chain.
+        thin : int
+            Keep every ``thin``-th step after burn-in.
+        keep_draws : bool
+            Keep the parameter vectors (``n_chains * n_draws * d`` numbers); ``False`` keeps
+            only the losses (enough for :meth:`learning_coefficient`).
+        seed : int, optional
+            Overrides the constructor's ``seed`` for this call.
+        progress : bool
+            Show a tqdm bar over all SGLD steps.
+
+        Returns
+        -------
+        SampleResult
+            ``losses`` of shape ``(n_chains, n_draws)``, ``draws`` of shape
+            ``(n_chains, n_draws, d)`` (flat, ``named_parameters`` order) and diagnostics.
+
+        Raises
+        ------
+        SamplerDivergenceError
+            A chain produced a non-finite loss or parameter, or its loss ran away
+            (``L - L* > 1000 max(|L*|, d/(2nβ))``): the step size is too large.
+
+        Warns
+        -----
+        MixingWarning
+            Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
+        """
+        n_draws = _positive_int("n_draws", n_draws)
+        n_chains = _positive_int("n_chains", n_chains)
+        burn_in = _positive_int("burn_in", burn_in, minimum=0)
+        thin = _positive_int("thin", thin)
+        seed = self.seed if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"`seed` must be a non-negative integer; got {seed!r}.")
+        if keep_draws:
+            need = n_chains * n_draws * self.d_ * self._anchor.element_size()
+            if need > MAX_DRAW_BYTES:
+                raise OutOfReachError(
+                    f"keeping {n_chains} x {n_draws} draws of {self.d_} parameters needs "
+                    f"{need / 2**30:.1f} GiB (limit {MAX_DRAW_BYTES / 2**30:.0f} GiB); pass "
+                    "keep_draws=False (losses only), fewer draws, or a larger `thin`."
+                )
+
+        from tqdm.auto import tqdm
+
+        steps = burn_in + (n_draws - 1) * thin + 1
+        losses = np.empty((n_chains, n_draws))
+        burn = np.empty((n_chains, burn_in))
+        draws = (
+            torch.empty((n_chains, n_draws, self.d_), dtype=self._anchor.dtype) if keep_draws else None
+        )
+        scale = max(abs(self.init_loss_), self.d_ / (2 * self.nbeta_), 1e-300)
+        limit = self.init_loss_ + DIVERGENCE_FACTOR * scale
+        max_increase = 0.0
+        children = np.random.SeedSequence(int(seed)).spawn(n_chains)
+        flat, grads = self._flat, self._flat
+        bar = tqdm(total=n_chains * steps, disable=not progress, desc="SGLD", unit="step")
+        try:
+            for c in range(n_chains):
+                s_noise, s_batch = children[c].generate_state(2, dtype=np.uint32)
+                gen = torch.Generator(device=flat.device)
+                gen.manual_seed(int(s_noise))
+                batch_gen = torch.Generator().manual_seed(int(s_batch))
+                batches = self._batches(batch_gen)
+                flat.set(self._anchor)
+                for s in range(steps):
+                    inputs, targets = next(batches)
+                    grads.zero_grad()
+                    loss = self._loss(inputs, targets)
+                    loss.backward()
+                    value = float(loss.detach())
+                    if not math.isfinite(value) or value > limit:
+                        self._diverged(c, s, value, limit)
+                    max_increase = max(max_increase, value - self.init_loss_)
+                    k = s - burn_in
+                    if k < 0:
+                        burn[c, s] = value
+                    elif k % thin == 0:
+                        losses[c, k // thin] = value
+                        if draws is not None:
+                            draws[c, k // thin].copy_(flat.flat.detach())
+                    if s < steps - 1:
+                        sgld_update(
+                            flat.flat,
+                            grads.gather_grad(),
+                            self._anchor,
+                            self._noise,
+                            step_size=self.step_size_,
+                            nbeta=self.nbeta_,
+                            localization=self.localization_,
+                            generator=gen,
+                        )
+                    bar.update()
+                if not bool(torch.isfinite(flat.flat).all()):
+                    self._diverged(c, steps - 1, float("nan"), limit)
+        finally:
+            bar.close()
+            flat.set(self._anchor)
+            grads.zero_grad()
+
+        diagnostics = self._diagnose(losses, max_increase)
+        self.samples_ = SampleResult(
+            losses=losses,
+            burn_in_losses=burn,
+            draws=draws,
+            init_loss=self.init_loss_,
+            n=self.n_,
+            beta=self.beta_,
+            localization=self.localization_,
+            step_size=self.step_size_,
+            batch_size=self.batch_size_,
+            burn_in=burn_in,
+            thin=thin,
+            seed=int(seed),
+            param_names=self._flat.names,
+            param_shapes=tuple(tuple(s) for s in self._flat.shapes),
+            diagnostics=diagnostics,
+        )
+        return self.samples_
+
+    def _batches(self, generator: torch.Generator):
+        if self.batch_size_ is None:
+            while True:
+                yield self._inputs, self._targets
+        b = self.batch_size_
+        while True:
+            perm = torch.randperm(self._n_data, generator=generator).to(self._inputs.device)
+            for start in range(0, self._n_data - b + 1, b):
+                idx = perm[start : start + b]
+                yield self._inputs[idx], self._targets[idx]
+
+    def _diverged(self, chain: int, step: int, value: float, limit: float):
+        what = (
+            f"a non-finite loss ({value})"
+            if not math.isfinite(value)
+            else f"loss {value:.4g} above the runaway limit {limit:.4g} (L(w*) = {self.init_loss_:.4g})"
+        )
+        raise SamplerDivergenceError(
+            f"SGLD chain {chain} diverged at step {step}: {what}. `step_size` = {self.step_size_:g} is "
+            f"too large for the curvature n β H + γ (n β = {self.nbeta_:.4g}, γ = {self.localization_:g}); "
+            f"a quadratic loss is stable only for step_size * (n β h_max + γ) < 4. "
+            f"Try step_size={self.step_size_ / 10:g}."
+        )
+
+    def _diagnose(self, losses: np.ndarray, max_increase: float) -> ChainDiagnostics:
+        notes = []
+        n_chains, n_draws = losses.shape
+        rhat = split_rhat(losses) if n_draws >= 4 and np.ptp(losses) > 0 else float("nan")
+        ess = effective_sample_size(losses) if n_draws >= 4 and np.ptp(losses) > 0 else float("nan")
+        dz = drift_z(losses) if np.ptp(losses) > 0 else float("nan")
+        if math.isfinite(rhat) and rhat > RHAT_WARN:
+            notes.append(
+                f"split R-hat of the loss is {rhat:.3f} > {RHAT_WARN}: the chains disagree; run longer "
+                "chains (more draws, larger thin) or check the step size"
+            )
+        if math.isfinite(dz) and abs(dz) > DRIFT_WARN:
+            direction = "falling" if dz > 0 else "rising"
+            notes.append(
+                f"the loss is still {direction} after burn-in (drift z = {dz:.1f}); increase `burn_in` "
+                "or the step size"
+            )
+        for note in notes:
+            warnings.warn(note, MixingWarning, stacklevel=3)
+        chain_lambdas = tuple(float(v) for v in self.nbeta_ * (losses.mean(axis=1) - self.init_loss_))
+        return ChainDiagnostics(
+            rhat=float(rhat),
+            ess=float(ess),
+            drift_z=float(dz),
+            chain_lambdas=chain_lambdas,
+            max_loss_increase=float(max_increase),
+            warnings=tuple(notes),
+        )
+
+    # ------------------------------------------------------------------ estimates
+    def learning_coefficient(self, samples: SampleResult | None = None) -> LearningCoefficient:
+        """Local learning coefficient ``λ̂ = n β (E_β[L] - L(w*))`` and its standard error.
+
+        Parameters
+        ----------
+        samples : SampleResult, optional
+            Default: the result of the last :meth:`sample` call.
+
+        Returns
+        -------
+        LearningCoefficient
+            Unpacks as ``(value, se)``; see :meth:`SampleResult.learning_coefficient` for how
+            the standard error is computed.
+        """
+        if samples is None:
+            samples = getattr(self, "samples_", None)
+            if samples is None:
+                raise NotFittedError(
+                    "learning_coefficient() needs draws: call .sample(n_draws) first or pass `samples`."
+                )
+        if not isinstance(samples, SampleResult):
+            raise InputError(f"`samples` must be a SampleResult; got {type(samples).__name__}.")
+        return samples.learning_coefficient()
+
+    def make_model(self, flat_params) -> torch.nn.Module:
+        """A fresh deep copy of the model with its trainable parameters set to ``flat_params``
+        (shape ``(d,)``). Neither the user's model nor the sampler's state changes."""
+        flat_params = torch.as_tensor(flat_params)
+        if flat_params.shape != (self.d_,):
+            raise InputError(f"`flat_params` must have shape ({self.d_},); got {tuple(flat_params.shape)}.")
+        out = copy.deepcopy(self.model)
+        if self.device is not None or self.dtype is not None:
+            out = out.to(device=self.device, dtype=self.dtype)
+        params = [p for p in out.parameters() if p.requires_grad]
+        offset = 0
+        with torch.no_grad():
+            for p in params:
+                k = p.numel()
+                p.copy_(flat_params[offset : offset + k].reshape(p.shape))
+                offset += k
+        return out

@@ -1,0 +1,376 @@
+"""Result records of pft.degrade: frozen dataclasses with ``to_dict``, ``to_json``,
+``from_json`` and an aligned ``__str__``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+__all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult"]
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    return f"{x:.{digits}g}"
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([title] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _unjson(value):
+    if value is None:
+        return float("nan")
+    if value == "inf":
+        return float("inf")
+    if value == "-inf":
+        return float("-inf")
+    return value
+
+
+@dataclass(frozen=True)
+class ChainDiagnostics:
+    """Mixing diagnostics of the loss trace of a set of SGLD chains.
+
+    Attributes
+    ----------
+    rhat : float
+        Rank-normalised split R-hat of the loss (Vehtari et al. 2021); about 1 when mixed.
+    ess : float
+        Multi-chain effective sample size of the mean loss.
+    drift_z : float
+        Geweke-style z-score, first 20 % against last 50 % of each chain, pooled; standard
+        normal when the trace is stationary (``nan`` for short chains).
+    chain_lambdas : tuple of float
+        ``n β (mean loss of the chain - L(w*))`` per chain.
+    max_loss_increase : float
+        Largest ``L(w) - L(w*)`` seen in any chain, burn-in included.
+    warnings : tuple of str
+        The problems found (each was also emitted as a :class:`MixingWarning`).
+    """
+
+    rhat: float
+    ess: float
+    drift_z: float
+    chain_lambdas: tuple
+    max_loss_increase: float
+    warnings: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ChainDiagnostics":
+        return cls(
+            rhat=_unjson(d["rhat"]),
+            ess=_unjson(d["ess"]),
+            drift_z=_unjson(d["drift_z"]),
+            chain_lambdas=tuple(_unjson(v) for v in d["chain_lambdas"]),
+            max_loss_increase=_unjson(d["max_loss_increase"]),
+            warnings=tuple(d["warnings"]),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "ChainDiagnostics":
+        return cls.from_dict(json.loads(text))
+
+    def __str__(self) -> str:
+        rows = [
+            ("split R-hat (loss)", _fmt(self.rhat)),
+            ("ESS (loss)", _fmt(self.ess)),
+            ("drift z", _fmt(self.drift_z, 3)),
+            ("λ̂ per chain", ", ".join(_fmt(v, 3) for v in self.chain_lambdas)),
+            ("max L - L*", _fmt(self.max_loss_increase)),
+            ("warnings", "; ".join(self.warnings) if self.warnings else "none"),
+        ]
+        return _table("ChainDiagnostics", rows)
+
+
+@dataclass(frozen=True)
+class LearningCoefficient:
+    """Local learning coefficient estimate ``λ̂ = n β (E_β[L] - L(w*))`` with its standard
+    error. Unpacks as ``value, se = lc``.
+
+    Attributes
+    ----------
+    value : float
+        ``λ̂``.
+    se : float
+        Monte-Carlo standard error: ``n β`` times the standard error of the mean loss from
+        the multi-chain effective sample size (autocorrelation within chains and
+        disagreement between chains both widen it).
+    chain_se : float
+        The cruder between-chain standard error ``sd(λ̂_c) / sqrt(n_chains)`` (``nan`` for
+        one chain), a cross-check of ``se``.
+    d : int
+        Number of sampled parameters; ``d / 2`` is the value at a regular minimum.
+    n, beta : float
+        Sample size and inverse temperature.
+    init_loss, mean_loss : float
+        ``L(w*)`` and the posterior mean loss.
+    ess : float
+        Effective sample size behind ``se``.
+    """
+
+    value: float
+    se: float
+    chain_se: float
+    d: int
+    n: float
+    beta: float
+    init_loss: float
+    mean_loss: float
+    ess: float
+
+    @property
+    def regular_value(self) -> float:
+        """``d / 2``, the learning coefficient of a regular (non-degenerate) minimum."""
+        return self.d / 2
+
+    def __iter__(self):
+        yield self.value
+        yield self.se
+
+    def to_dict(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LearningCoefficient":
+        return cls(**{f.name: _unjson(d[f.name]) for f in fields(cls)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "LearningCoefficient":
+        return cls.from_dict(json.loads(text))
+
+    def __str__(self) -> str:
+        rows = [
+            ("λ̂", f"{_fmt(self.value)} ± {_fmt(self.se, 2)} (between chains ± {_fmt(self.chain_se, 2)})"),
+            ("d/2 (regular)", _fmt(self.regular_value)),
+            ("n, β, nβ", f"{_fmt(self.n)}, {_fmt(self.beta)}, {_fmt(self.n * self.beta)}"),
+            ("L(w*), E_β L", f"{_fmt(self.init_loss, 6)}, {_fmt(self.mean_loss, 6)}"),
+            ("ESS", _fmt(self.ess)),
+        ]
+        return _table("LearningCoefficient", rows)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Draws of the tempered local posterior and their losses.
+
+    Attributes
+    ----------
+    losses : numpy.ndarray, shape (n_chains, n_draws)
+        Loss at each kept draw (the minibatch loss when ``batch_size`` is set, the full
+        ``L_n`` otherwise), float64.
+    burn_in_losses : numpy.ndarray, shape (n_chains, burn_in)
+        Loss trace of the discarded burn-in steps.
+    draws : torch.Tensor, shape (n_chains, n_draws, d), or None
+        Flat parameter vectors (the trainable parameters in ``named_parameters`` order,
+        each flattened row-major), on CPU in the sampler's dtype; ``None`` with
+        ``keep_draws=False`` or after ``from_json``. :meth:`state_dict` turns one row back
+        into named tensors.
+    init_loss : float
+        ``L_n(w*)`` on the full data.
+    n, beta, localization, step_size : float
+    batch_size : int or None
+    burn_in, thin, seed : int
+    param_names : tuple of str
+    param_shapes : tuple of tuple of int
+    diagnostics : ChainDiagnostics
+    """
+
+    losses: np.ndarray
+    burn_in_losses: np.ndarray
+    draws: object
+    init_loss: float
+    n: float
+    beta: float
+    localization: float
+    step_size: float
+    batch_size: object
+    burn_in: int
+    thin: int
+    seed: int
+    param_names: tuple
+    param_shapes: tuple
+    diagnostics: ChainDiagnostics = field(repr=False)
+
+    @property
+    def d(self) -> int:
+        return int(sum(math.prod(s) for s in self.param_shapes))
+
+    @property
+    def n_chains(self) -> int:
+        return int(self.losses.shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.losses.shape[1])
+
+    def learning_coefficient(self) -> LearningCoefficient:
+        """``λ̂ = n β (E_β[L] - L(w*))`` with its Monte-Carlo standard error.
+
+        Returns
+        -------
+        LearningCoefficient
+
+        Notes
+        -----
+        ``E_β[L]`` is the mean of all kept losses; its standard error is
+        ``sqrt(var(L) / ESS)`` with the multi-chain ESS of :func:`effective_sample_size`,
+        and ``se(λ̂) = n β se(E_β[L])``. ``L(w*)`` is exact (no error).
+
+        References
+        ----------
+        Lau, Furman, Wang, Murfet, Wei (2023), "The local learning coefficient: a
+        singularity-aware complexity measure", arXiv:2308.12108, eq. (13).
+        """
+        from pft.degrade._diagnostics import effective_sample_size, mcse_mean
+
+        nbeta = self.n * self.beta
+        mean = float(self.losses.mean())
+        value = nbeta * (mean - self.init_loss)
+        se = nbeta * mcse_mean(self.losses)
+        per_chain = nbeta * (self.losses.mean(axis=1) - self.init_loss)
+        chain_se = (
+            float(per_chain.std(ddof=1) / math.sqrt(len(per_chain))) if len(per_chain) > 1 else float("nan")
+        )
+        return LearningCoefficient(
+            value=float(value),
+            se=float(se),
+            chain_se=chain_se,
+            d=self.d,
+            n=float(self.n),
+            beta=float(self.beta),
+            init_loss=float(self.init_loss),
+            mean_loss=mean,
+            ess=effective_sample_size(self.losses),
+        )
+
+    def state_dict(self, chain: int, draw: int) -> "OrderedDict":
+        """The sampled parameters of one draw as ``{name: tensor}`` (pass to
+        ``model.load_state_dict(..., strict=False)``)."""
+        from pft.errors import InputError
+
+        if self.draws is None:
+            raise InputError(
+                "this SampleResult holds no draws (sampled with keep_draws=False or read from "
+                "JSON); sample again with keep_draws=True."
+            )
+        if not (0 <= chain < self.n_chains and 0 <= draw < self.n_draws):
+            raise InputError(
+                f"`chain`, `draw` must lie in [0, {self.n_chains}) x [0, {self.n_draws}); "
+                f"got ({chain}, {draw})."
+            )
+        row = self.draws[chain, draw]
+        out, offset = OrderedDict(), 0
+        for name, shape in zip(self.param_names, self.param_shapes):
+            k = math.prod(shape)
+            out[name] = row[offset : offset + k].reshape(shape).clone()
+            offset += k
+        return out
+
+    def to_dict(self) -> dict:
+        """Everything but the draws, as JSON-ready plain data."""
+        out = {}
+        for f in fields(self):
+            if f.name == "draws":
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = v.to_dict() if isinstance(v, ChainDiagnostics) else _jsonable(v)
+        out["param_shapes"] = [list(s) for s in self.param_shapes]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SampleResult":
+        kw = dict(d)
+        kw["losses"] = np.asarray(d["losses"], dtype=np.float64).reshape(len(d["losses"]), -1)
+        kw["burn_in_losses"] = np.asarray(d["burn_in_losses"], dtype=np.float64).reshape(
+            len(d["burn_in_losses"]), -1
+        )
+        kw["draws"] = None
+        kw["param_names"] = tuple(d["param_names"])
+        kw["param_shapes"] = tuple(tuple(s) for s in d["param_shapes"])
+        kw["diagnostics"] = ChainDiagnostics.from_dict(d["diagnostics"])
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SampleResult":
+        return cls.from_dict(json.loads(text))
+
+    def plot(self, path=None, *, ax=None):
+        """Per-chain traces of ``n β (L - L(w*))`` (burn-in shaded); returns the figure.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Where to save the figure.
+        ax : matplotlib Axes, optional
+        """
+        import matplotlib
+
+        if ax is None and path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.5))
+        nbeta = self.n * self.beta
+        b = self.burn_in_losses.shape[1]
+        for c in range(self.n_chains):
+            full = np.concatenate([self.burn_in_losses[c], self.losses[c]])
+            steps = np.concatenate([np.arange(b), b + self.thin * np.arange(self.n_draws)])
+            ax.plot(steps, nbeta * (full - self.init_loss), lw=0.6, label=f"chain {c}")
+        if b:
+            ax.axvspan(0, b, color="0.9", zorder=0, label="burn-in")
+        lc = self.learning_coefficient()
+        ax.axhline(lc.value, color="k", ls="--", lw=1, label=f"λ̂ = {lc.value:.3g} ± {lc.se:.2g}")
+        ax.set_xlabel("SGLD step")
+        ax.set_ylabel("n β (L − L(w*))")
+        ax.legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
+    def __str__(self) -> str:
+        lc = self.learning_coefficient()
+        rows = [
+            ("chains x draws", f"{self.n_chains} x {self.n_draws} (burn-in {self.burn_in}, thin {self.thin})"),
+            ("d", str(self.d)),
+            ("n, β", f"{_fmt(self.n)}, {_fmt(self.beta)}"),
+            ("γ, ε", f"{_fmt(self.localization)}, {_fmt(self.step_size)}"),
+            ("batch", "full" if self.batch_size is None else str(self.batch_size)),
+            ("L(w*)", _fmt(self.init_loss, 6)),
+            ("λ̂", f"{_fmt(lc.value)} ± {_fmt(lc.se, 2)}   (d/2 = {_fmt(lc.regular_value)})"),
+            ("R-hat, ESS", f"{_fmt(self.diagnostics.rhat)}, {_fmt(self.diagnostics.ess)}"),
+            ("drift z", _fmt(self.diagnostics.drift_z, 3)),
+            ("warnings", "; ".join(self.diagnostics.warnings) if self.diagnostics.warnings else "none"),
+        ]
+        return _table("SampleResult (tempered local posterior, SGLD)", rows)
