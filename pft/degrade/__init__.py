@@ -4,7 +4,7 @@
   trained weights ``w*``; ``.sample`` returns a :class:`SampleResult`,
   ``.learning_coefficient`` a :class:`LearningCoefficient` ``λ̂ = nβ (E_β L - L(w*))``.
 - :func:`degraded_models` -- copies of a model at weights drawn over a range of temperatures.
-- :class:`SamplerDivergenceError`, :class:`MixingWarning` -- what a bad run raises or warns.
+- :class:`SamplerDivergenceError`, :class:`MixingWarning`, :class:`StepSizeWarning` -- what a bad run raises or warns.
 - :func:`effective_sample_size`, :func:`split_rhat` -- the chain diagnostics.
 """
 
@@ -12,6 +12,7 @@ from pft.degrade._degraded import DegradedModel, degraded_models
 from pft.degrade._diagnostics import (
     MixingWarning,
     SamplerDivergenceError,
+    StepSizeWarning,
     effective_sample_size,
     split_rhat,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "ChainDiagnostics",
     "SamplerDivergenceError",
     "MixingWarning",
+    "StepSizeWarning",
     "effective_sample_size",
     "split_rhat",
 ]

@@ -16,6 +16,7 @@ from pft.errors import InputError, PftError
 __all__ = [
     "SamplerDivergenceError",
     "MixingWarning",
+    "StepSizeWarning",
     "effective_sample_size",
     "split_rhat",
     "drift_z",
@@ -32,6 +33,12 @@ class SamplerDivergenceError(PftError, FloatingPointError):
 class MixingWarning(UserWarning):
     """The chains have not mixed (split R-hat above the threshold) or the loss trace is
     still drifting after burn-in; estimates from them are not yet trustworthy."""
+
+
+class StepSizeWarning(UserWarning):
+    """The step size is large for the curvature at ``w*``: ``ε (n β h_max + γ)`` is close to
+    the stability limit 4 of the Langevin step, so the draws are over-dispersed (by the factor
+    ``1 / (1 - ε p / 4)`` in variance along a direction of precision ``p``)."""
 
 
 def _as_chains(x, name: str) -> np.ndarray:

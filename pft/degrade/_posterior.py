@@ -12,6 +12,7 @@ import torch
 from pft.degrade._diagnostics import (
     MixingWarning,
     SamplerDivergenceError,
+    StepSizeWarning,
     drift_z,
     effective_sample_size,
     split_rhat,
@@ -28,6 +29,8 @@ RHAT_WARN = 1.1
 DRIFT_WARN = 4.0
 #: a chain is declared divergent when ``L - L* > DIVERGENCE_FACTOR * max(|L*|, d / (2 n β))``.
 DIVERGENCE_FACTOR = 1000.0
+#: ε (n β h_max + γ) above which :meth:`TemperedPosterior.sample` warns (variance bias 14 %).
+STEP_WARN = 0.5
 #: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
 MAX_DRAW_BYTES = 2 * 1024**3
 
@@ -304,6 +307,7 @@ class TemperedPosterior:
         burn_in: int = 200,
         thin: int = 1,
         keep_draws: bool = True,
+        check_step_size: bool = True,
         seed=None,
         progress: bool = True,
     ) -> SampleResult:
@@ -322,6 +326,10 @@ class TemperedPosterior:
         keep_draws : bool
             Keep the parameter vectors (``n_chains * n_draws * d`` numbers); ``False`` keeps
             only the losses (enough for :meth:`learning_coefficient`).
+        check_step_size : bool
+            Before sampling, estimate the top curvature ``h_max`` of ``L_n`` at ``w*``
+            (:meth:`max_curvature`) and compare ``ε (n β h_max + γ)`` with the stability
+            limit 4 of the Langevin step: above 4 raise, above 0.5 warn.
         seed : int, optional
             Overrides the constructor's ``seed`` for this call.
         progress : bool
@@ -336,11 +344,13 @@ class TemperedPosterior:
         Raises
         ------
         SamplerDivergenceError
-            A chain produced a non-finite loss or parameter, or its loss ran away
+            ``ε (n β h_max + γ) > 4`` at ``w*`` (with ``check_step_size``), or a chain produced a non-finite loss or parameter, or its loss ran away
             (``L - L* > 1000 max(|L*|, d/(2nβ))``): the step size is too large.
 
         Warns
         -----
+        StepSizeWarning
+            ``ε (n β h_max + γ) > 0.5``: variances inflated by more than 14 %.
         MixingWarning
             Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
         """
@@ -359,6 +369,9 @@ class TemperedPosterior:
                     f"{need / 2**30:.1f} GiB (limit {MAX_DRAW_BYTES / 2**30:.0f} GiB); pass "
                     "keep_draws=False (losses only), fewer draws, or a larger `thin`."
                 )
+
+        if check_step_size:
+            self._check_step_size()
 
         from tqdm.auto import tqdm
 
@@ -436,6 +449,85 @@ class TemperedPosterior:
             diagnostics=diagnostics,
         )
         return self.samples_
+
+    def max_curvature(self, *, n_iter: int = 30, tol: float = 1e-3) -> float:
+        """Largest ``|eigenvalue|`` of the Hessian of ``L_n`` at ``w*``, by power iteration
+        with Hessian-vector products (double backward, full data in chunks).
+
+        Parameters
+        ----------
+        n_iter : int
+            Most iterations (each costs about two forward+backward passes over the data).
+        tol : float
+            Stop when the estimate changes by less than this fraction.
+
+        Returns
+        -------
+        float
+            ``h_max``; ``nan`` if the model does not support double backward. Cached in
+            ``max_curvature_``.
+
+        Notes
+        -----
+        For a quadratic loss the SGLD step is stable iff ``ε (n β h_max + γ) < 4``, and the
+        stationary variance along an eigen-direction of precision ``p = nβh + γ`` is
+        ``1 / (p (1 - ε p / 4))``.
+        """
+        cached = getattr(self, "max_curvature_", None)
+        if cached is not None:
+            return cached
+        params = list(self._flat.params)
+        gen = torch.Generator().manual_seed(int(self.seed) + 7919)
+        v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
+        v /= v.norm()
+        chunk = self.batch_size_ or self._n_data
+        estimate = float("nan")
+        try:
+            for _ in range(n_iter):
+                hv = torch.zeros_like(v)
+                for start in range(0, self._n_data, chunk):
+                    stop = min(start + chunk, self._n_data)
+                    loss = self._loss(self._inputs[start:stop], self._targets[start:stop])
+                    grads = torch.autograd.grad(loss, params, create_graph=True)
+                    flat_g = torch.cat([g.reshape(-1) for g in grads])
+                    parts = torch.autograd.grad(flat_g @ v, params, allow_unused=True)
+                    hv += (stop - start) / self._n_data * torch.cat(
+                        [torch.zeros(p.numel()).to(v) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
+                    )
+                new = float(hv.norm())
+                if not math.isfinite(new):
+                    break
+                done = math.isfinite(estimate) and abs(new - estimate) <= tol * max(new, 1e-300)
+                estimate = new
+                if new == 0.0 or done:
+                    break
+                v = hv / new
+        except RuntimeError:  # no double backward for some op: skip the check
+            estimate = float("nan")
+        self.max_curvature_ = estimate
+        return estimate
+
+    def _check_step_size(self) -> None:
+        h = self.max_curvature()
+        if not math.isfinite(h):
+            return
+        p = self.nbeta_ * h + self.localization_
+        x = self.step_size_ * p
+        good = 0.04 / p
+        if x > 4:
+            raise SamplerDivergenceError(
+                f"`step_size` = {self.step_size_:g} will diverge: the top curvature of the loss at w* is "
+                f"h_max = {h:.4g}, so step_size * (n β h_max + γ) = {x:.3g} exceeds the stability limit 4 of "
+                f"the Langevin step. Try step_size={good:.2g} (ε p = 0.04, 1 % variance bias)."
+            )
+        if x > STEP_WARN:
+            warnings.warn(
+                f"`step_size` = {self.step_size_:g} is large for the curvature at w*: step_size * "
+                f"(n β h_max + γ) = {x:.3g}, so variances along the stiffest direction are inflated by "
+                f"{100 * (1 / (1 - x / 4) - 1):.0f} %. Try step_size={good:.2g} (1 % bias).",
+                StepSizeWarning,
+                stacklevel=3,
+            )
 
     def _batches(self, generator: torch.Generator):
         if self.batch_size_ is None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pft.degrade import TemperedPosterior
+from pft.degrade import StepSizeWarning, TemperedPosterior
 
 
 def batch_means_se(x, n_batches=20):
@@ -72,7 +72,8 @@ def test_large_step_matches_the_exact_discrete_time_stationary_variance(regressi
     p = 2 * 1000 / math.log(1000) + gamma
     eps = 1.0 / p
     post = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=gamma, step_size=eps)
-    res = post.sample(2000, n_chains=4, burn_in=100, progress=False)
+    with pytest.warns(StepSizeWarning, match="inflated by 33 %"):
+        res = post.sample(2000, n_chains=4, burn_in=100, progress=False)
     dev = res.draws.numpy() - model.weight.detach().numpy()[0]
     sq = p * dev**2  # E = 1/(1 - εp/4) = 4/3 for each coordinate
     est = sq.mean(axis=-1)  # average over the 4 coordinates: (chains, draws)
