@@ -385,7 +385,7 @@ class TemperedPosterior:
         limit = self.init_loss_ + DIVERGENCE_FACTOR * scale
         max_increase = 0.0
         children = np.random.SeedSequence(int(seed)).spawn(n_chains)
-        flat, grads = self._flat, self._flat
+        flat = self._flat
         bar = tqdm(total=n_chains * steps, disable=not progress, desc="SGLD", unit="step")
         try:
             for c in range(n_chains):
@@ -397,7 +397,7 @@ class TemperedPosterior:
                 flat.set(self._anchor)
                 for s in range(steps):
                     inputs, targets = next(batches)
-                    grads.zero_grad()
+                    flat.zero_grad()
                     loss = self._loss(inputs, targets)
                     loss.backward()
                     value = float(loss.detach())
@@ -412,9 +412,11 @@ class TemperedPosterior:
                         if draws is not None:
                             draws[c, k // thin].copy_(flat.flat.detach())
                     if s < steps - 1:
+                        views, gs = flat.grads()
                         sgld_update(
                             flat.flat,
-                            grads.gather_grad(),
+                            views,
+                            gs,
                             self._anchor,
                             self._noise,
                             step_size=self.step_size_,
@@ -428,7 +430,7 @@ class TemperedPosterior:
         finally:
             bar.close()
             flat.set(self._anchor)
-            grads.zero_grad()
+            flat.zero_grad()
 
         diagnostics = self._diagnose(losses, max_increase)
         self.samples_ = SampleResult(

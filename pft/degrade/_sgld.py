@@ -1,8 +1,10 @@
 """The SGLD kernel on a flat parameter buffer.
 
 The working copy of the model has its trainable parameters re-pointed into one contiguous
-buffer (and their gradients into another), so one SGLD step is a handful of vector
-operations on ``d`` numbers whatever the number of parameter tensors.
+buffer, so the localisation pull and the injected noise are single vector operations on
+``d`` numbers whatever the number of parameter tensors; the gradient term is one fused
+``_foreach`` add over the parameter views (autograd hands over its fresh gradient tensors,
+nothing is zeroed or copied).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ class FlatParameters:
     ----------
     names : tuple of str
     shapes : tuple of torch.Size
+    params : tuple of torch.nn.Parameter
+        In ``named_parameters`` order (tied parameters once).
     flat : torch.Tensor, shape (d,)
-    grad : torch.Tensor, shape (d,)
     """
 
     def __init__(self, module: torch.nn.Module):
@@ -41,42 +44,35 @@ class FlatParameters:
         if named:
             ref = named[0][1]
             self.flat = torch.cat([p.detach().reshape(-1) for _, p in named]).contiguous()
-            self.grad = torch.zeros_like(self.flat)
             offset = 0
             for p, k in zip(self.params, self.numels):
                 p.data = self.flat[offset : offset + k].view(p.shape)
-                p.grad = self.grad[offset : offset + k].view(p.shape)
+                p.grad = None
                 offset += k
             self.dtype, self.device = ref.dtype, ref.device
-        self._grads_are_views = True
 
     def zero_grad(self) -> None:
-        self.grad.zero_()
-        if not self._grads_are_views:
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad.zero_()
+        """Drop the gradients (the next ``backward`` allocates fresh ones)."""
+        for p in self.params:
+            p.grad = None
 
-    def gather_grad(self) -> torch.Tensor:
-        """The flat gradient after ``backward``. Autograd accumulates in place into the
-        gradient views; if a module replaced a ``.grad`` tensor the gradients are copied."""
-        if self._grads_are_views:
-            offset = 0
-            for p, k in zip(self.params, self.numels):
-                g = p.grad
-                if g is None or g.data_ptr() != self.grad[offset:].data_ptr():
-                    self._grads_are_views = False
-                    break
-                offset += k
-        if not self._grads_are_views:
-            parts = [
-                torch.zeros(k, dtype=self.dtype, device=self.device)
-                if p.grad is None
-                else p.grad.reshape(-1)
+    def grads(self) -> tuple[list, list]:
+        """``(views, grads)``: the parameters that received a gradient and their gradients."""
+        views, grads = [], []
+        for p in self.params:
+            if p.grad is not None:
+                views.append(p.data)
+                grads.append(p.grad)
+        return views, grads
+
+    def flat_grad(self) -> torch.Tensor:
+        """The gradient as one ``(d,)`` tensor (zeros where a parameter got none)."""
+        return torch.cat(
+            [
+                torch.zeros(k, dtype=self.dtype, device=self.device) if p.grad is None else p.grad.reshape(-1)
                 for p, k in zip(self.params, self.numels)
             ]
-            self.grad.copy_(torch.cat(parts))
-        return self.grad
+        )
 
     def set(self, values: torch.Tensor) -> None:
         with torch.no_grad():
@@ -85,7 +81,8 @@ class FlatParameters:
 
 def sgld_update(
     flat: torch.Tensor,
-    grad: torch.Tensor,
+    views: list,
+    grads: list,
     anchor: torch.Tensor,
     noise: torch.Tensor,
     *,
@@ -96,12 +93,15 @@ def sgld_update(
 ) -> None:
     """One SGLD step in place: ``w ← w - (ε/2)[nβ ∇L(w) + γ (w - w*)] + sqrt(ε) ξ``.
 
-    ``grad`` holds ``∇L`` (overwritten), ``noise`` is scratch space of the same shape.
+    ``views`` are the parameter tensors (views into ``flat``) and ``grads`` their gradients
+    ``∇L``; ``noise`` is scratch space shaped like ``flat``.
 
     Notes
     -----
-    Written as ``w ← (1 - εγ/2) w + (εγ/2) w* + [sqrt(ε) ξ - (εnβ/2) ∇L]`` so each step makes
-    four passes over the ``d`` numbers and allocates nothing.
+    Written as ``w ← lerp(w, w*, εγ/2)``, ``w ← w + sqrt(ε) ξ``, ``w ← w - (εnβ/2) ∇L``: the
+    gradient is taken at the old ``w`` (it was computed before the call), so the order of
+    the three in-place updates does not matter. Three passes over the ``d`` numbers besides
+    drawing ``ξ``; nothing is allocated.
 
     References
     ----------
@@ -109,9 +109,10 @@ def sgld_update(
     ICML; Lau, Furman, Wang, Murfet, Wei (2023), arXiv:2308.12108, eq. (12).
     """
     with torch.no_grad():
-        torch.randn(noise.shape, generator=generator, out=noise)
-        noise.mul_(math.sqrt(step_size)).add_(grad, alpha=-0.5 * step_size * nbeta)
         shrink = 0.5 * step_size * localization
         if shrink:
-            flat.mul_(1.0 - shrink).add_(anchor, alpha=shrink)
-        flat.add_(noise)
+            flat.lerp_(anchor, shrink)
+        torch.randn(noise.shape, generator=generator, out=noise)
+        flat.add_(noise, alpha=math.sqrt(step_size))
+        if grads:
+            torch._foreach_add_(views, grads, alpha=-0.5 * step_size * nbeta)
