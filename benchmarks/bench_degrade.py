@@ -107,11 +107,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kw = (
-        dict(widths=(64, 64, 10), steps=20, repeats=2)
+        dict(widths=(16, 16, 4), n_data=256, steps=10, repeats=1)
         if args.quick
         else dict(steps=args.steps, repeats=args.repeats)
     )
-    rows = run(batch_size=args.batch, **kw)
+    rows = run(batch_size=32 if args.quick else args.batch, **kw)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'loop':<20} {'params':>9} {'batch':>6} {'steps/s':>9} {'ratio':>6}")
     for r in rows:
