@@ -85,6 +85,9 @@ class PerturbativeBackground:
         Weight of the pure Gaussian in the mixture below; keeps the log-density finite.
     seed : int, default 0
         Seeds the random half-split and the ICA start.
+    gaussian : GaussianBackground, optional
+        An already fitted Gaussian background to build on (it must have been fitted on the
+        same rows passed to ``fit``, or on a superset); ``shrinkage`` is then ignored.
 
     Attributes
     ----------
@@ -142,6 +145,7 @@ class PerturbativeBackground:
         threshold: float = 1.0,
         floor: float = 1e-2,
         seed: int = 0,
+        gaussian: GaussianBackground | None = None,
     ) -> None:
         self.n_directions = n_directions
         self.basis = basis
@@ -151,6 +155,7 @@ class PerturbativeBackground:
         self.threshold = threshold
         self.floor = floor
         self.seed = seed
+        self.gaussian = gaussian
 
     def _check_settings(self) -> None:
         if self.basis not in ("ica", "principal"):
@@ -167,7 +172,14 @@ class PerturbativeBackground:
         self._check_settings()
         X = as_matrix(X, "X", min_rows=2)
         N, d = X.shape
-        gauss = GaussianBackground(shrinkage=self.shrinkage).fit(X)
+        if self.gaussian is not None:
+            gauss = self.gaussian
+            if not isinstance(gauss, GaussianBackground) or not hasattr(gauss, "mean_"):
+                raise InputError("`gaussian` must be a fitted GaussianBackground.")
+            if gauss.n_features_in_ != d:
+                raise InputError(f"`gaussian` was fitted on {gauss.n_features_in_} features but `X` has {d}.")
+        else:
+            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(X)
         w = gauss.whiten(X)
         rank = gauss.rank_
         rng = np.random.default_rng(self.seed)

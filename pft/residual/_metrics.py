@@ -115,11 +115,6 @@ def mardia(
     }
 
 
-def _ridge_fit(XtX, XtY, alpha):
-    s, V = np.linalg.eigh(XtX)
-    return V @ ((V.T @ XtY) / (s + alpha)[:, None])
-
-
 def ridge_r2(
     X_train: np.ndarray,
     Y_train: np.ndarray,
@@ -147,16 +142,17 @@ def ridge_r2(
         Xs, Ys = X_train[ix], Y_train[ix]
         mx, my = Xs.mean(axis=0), Ys.mean(axis=0)
         Xc, Yc = Xs - mx, Ys - my
-        return Xc.T @ Xc, Xc.T @ Yc, mx, my
+        return len(ix), Xc.T @ Xc, Xc.T @ Yc, mx, my
 
-    XtX, XtY, mx, my = stats(fit)
-    scale = float(np.trace(XtX)) / XtX.shape[0]
+    nf, XtX_f, XtY_f, mx_f, my_f = stats(fit)
+    nv_, XtX_v, XtY_v, mx_v, my_v = stats(val)
+    scale = float(np.trace(XtX_f)) / XtX_f.shape[0]
     if alphas is None:
         alphas = scale * np.logspace(-6, 2, 9)
-    s, V = np.linalg.eigh(XtX)
-    VtXtY = V.T @ XtY
-    Xv = X_train[val] - mx
-    Yv = Y_train[val] - my
+    s, V = np.linalg.eigh(XtX_f)
+    VtXtY = V.T @ XtY_f
+    Xv = X_train[val] - mx_f
+    Yv = Y_train[val] - my_f
     Pv = Xv @ V
     best, best_err = alphas[0], math.inf
     for a in alphas:
@@ -164,8 +160,15 @@ def ridge_r2(
         err = float(np.sum((Yv - Pv @ (VtXtY / (s + a)[:, None])) ** 2))
         if err < best_err:
             best, best_err = a, err
-    XtX, XtY, mx, my = stats(np.arange(n))
-    B = _ridge_fit(XtX, XtY, best)
+    # all training rows: merge the two blocks' centred cross-products (Chan et al.)
+    dx, dy = mx_v - mx_f, my_v - my_f
+    w = nf * nv_ / n
+    XtX = XtX_f + XtX_v + w * np.outer(dx, dx)
+    XtY = XtY_f + XtY_v + w * np.outer(dx, dy)
+    mx = mx_f + dx * (nv_ / n)
+    my = my_f + dy * (nv_ / n)
+    XtX[np.diag_indices_from(XtX)] += best
+    B = np.linalg.solve(XtX, XtY)
     resid = (Y_test - my) - (X_test - mx) @ B
     total = float(np.sum((Y_test - my) ** 2))
     return 1.0 - float(np.sum(resid**2)) / total if total > 0 else math.nan

@@ -53,7 +53,7 @@ class ResidualReport:
     correlation_bits : float
         ``isotropic_nll_bits − gaussian_nll_bits``: what correlations explain.
     effective_rank : float
-        Participation ratio ``(Σλ)²/Σλ²`` of the residual covariance spectrum (all tokens).
+        Participation ratio ``(Σλ)²/Σλ²`` of the residual covariance spectrum (training split).
     mardia_skewness, mardia_kurtosis : float
         Mardia's ``b₁`` and ``b₂`` of the held-out residual (see
         :func:`pft.residual._metrics.mardia` for the formulas).
@@ -76,7 +76,7 @@ class ResidualReport:
     linear_predictable_from_reconstruction : float
         The same, regressed on ``x̂``.
     spectrum : (d,) ndarray
-        Eigenvalues of the residual covariance, descending.
+        Eigenvalues of the residual sample covariance (training split, 1/N), descending.
     n_tokens, n_train, n_test, d : int
     holdout : float
     seed : int

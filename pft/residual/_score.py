@@ -159,15 +159,17 @@ def score(
                 "the residual `activations − reconstruction` has zero variance on the training split "
                 "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
             )
-        spectrum = np.linalg.eigvalsh(m_tr.merge(Moments.from_array(r_te)).covariance())[::-1]
         gauss = GaussianBackground(shrinkage="ledoit-wolf").fit(m_tr)
+        # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
+        s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
+        spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
         nll_g = -float(np.mean(gauss.logpdf(r_te))) / _LN2
         var = float(np.trace(m_tr.covariance())) / d
         diff = r_te - m_tr.mean
         nll_iso = 0.5 * float(np.mean(d * math.log(2 * math.pi * var) + np.einsum("ij,ij->i", diff, diff) / var)) / _LN2
         stages("gaussian")
 
-        pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed).fit(r_tr)
+        pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss).fit(r_tr)
         gain = pert.gain(r_te) / _LN2
         ng_bits = float(np.mean(gain))
         ng_se = float(np.std(gain, ddof=1) / math.sqrt(n_test))
