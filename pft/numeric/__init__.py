@@ -1,3 +1,8 @@
-"""pft.numeric (see the package docstring of pft for an overview)."""
+"""Numeric layer: streaming moments, Gaussian and perturbative backgrounds."""
 
-__all__: list[str] = []
+from pft.numeric._background import GaussianBackground
+from pft.numeric._ica import kurtosis_directions
+from pft.numeric._moments import Moments
+from pft.numeric._perturbative import PerturbativeBackground
+
+__all__ = ["Moments", "GaussianBackground", "PerturbativeBackground", "kurtosis_directions"]

@@ -1,3 +1,6 @@
-"""pft.residual (see the package docstring of pft for an overview)."""
+"""Residual scoring: what an interpretation's residual carries beyond a Gaussian background."""
 
-__all__: list[str] = []
+from pft.residual._report import ResidualReport, compare
+from pft.residual._score import score
+
+__all__ = ["score", "ResidualReport", "compare"]

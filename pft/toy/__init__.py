@@ -1,3 +1,5 @@
-"""pft.toy (see the package docstring of pft for an overview)."""
+"""Ground-truth generators: data with known structure and interpretations with known errors."""
 
-__all__: list[str] = []
+from pft.toy._superposition import Interpretation, ToyData, interpretations, superposition
+
+__all__ = ["superposition", "interpretations", "ToyData", "Interpretation"]

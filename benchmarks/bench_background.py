@@ -1,0 +1,85 @@
+"""Background fit throughput and memory on activations of LLM size (issue 2).
+
+Fits a Ledoit–Wolf Gaussian background to N x d float32 activations three ways, in one run:
+pft streamed in chunks (shrinkage included), ``numpy.cov`` (no shrinkage) and scikit-learn's
+``LedoitWolf().fit``; then ``pft.residual.score`` end to end. Prints tokens/s and ratios.
+
+    python -m benchmarks.bench_background [--tokens 100000] [--dim 384] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _peak_mib(fn):
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 8192, seed: int = 0) -> list[dict]:
+    from sklearn.covariance import LedoitWolf
+
+    from pft.numeric import GaussianBackground
+    from pft.residual import score
+
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((dim, dim)).astype(np.float32) / np.sqrt(dim)
+    X = (rng.standard_normal((tokens, dim), dtype=np.float32) @ A).astype(np.float32)
+    chunks = lambda: (X[a : a + chunk] for a in range(0, tokens, chunk))  # noqa: E731
+
+    t_pft = _best(lambda: GaussianBackground(shrinkage="ledoit-wolf").fit(chunks()), repeats)
+    t_cov = _best(lambda: np.cov(X, rowvar=False), repeats)
+    t_lw = _best(lambda: LedoitWolf().fit(X), max(1, repeats - 1))
+    mem_pft = _peak_mib(lambda: GaussianBackground(shrinkage="ledoit-wolf").fit(chunks()))
+    mem_cov = _peak_mib(lambda: np.cov(X, rowvar=False))
+
+    # score end to end on the same size (the residual is a noisy copy)
+    Xh = X + 0.3 * rng.standard_normal((tokens, dim), dtype=np.float32)
+    t0 = time.perf_counter()
+    score(X, Xh, progress=False)
+    t_score = time.perf_counter() - t0
+
+    data_mib = X.nbytes / 2**20
+    return [
+        {"benchmark": "background fit", "what": "pft GaussianBackground (LW, streamed)", "tokens_per_s": tokens / t_pft,
+         "ratio": 1.0, "peak_MiB": mem_pft, "note": f"data {data_mib:.0f} MiB float32"},
+        {"benchmark": "background fit", "what": "numpy.cov (no shrinkage)", "tokens_per_s": tokens / t_cov,
+         "ratio": t_cov / t_pft, "peak_MiB": mem_cov, "note": "ratio = baseline time / pft time"},
+        {"benchmark": "background fit", "what": "sklearn LedoitWolf().fit", "tokens_per_s": tokens / t_lw,
+         "ratio": t_lw / t_pft, "peak_MiB": float("nan"), "note": "ratio = baseline time / pft time"},
+        {"benchmark": "score", "what": "pft.residual.score end to end", "tokens_per_s": tokens / t_score,
+         "ratio": t_score / t_pft, "peak_MiB": float("nan"), "note": "ratio = score time / background fit time"},
+    ]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=100_000)
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args(argv)
+    rows = run(a.tokens, a.dim, a.repeats)
+    print(f"{'benchmark':<16}{'what':<40}{'tokens/s':>12}{'ratio':>8}{'peak MiB':>10}  note")
+    for r in rows:
+        print(f"{r['benchmark']:<16}{r['what']:<40}{r['tokens_per_s']:>12.0f}{r['ratio']:>8.2f}{r['peak_MiB']:>10.1f}  {r['note']}")
+
+
+if __name__ == "__main__":
+    main()

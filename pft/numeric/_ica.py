@@ -1,0 +1,100 @@
+"""Directions of extreme kurtosis in whitened data (FastICA with the kurtosis contrast)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pft.errors import InputError
+
+__all__ = ["kurtosis_directions", "excess_kurtosis"]
+
+
+def excess_kurtosis(u: np.ndarray) -> np.ndarray:
+    """Excess kurtosis of each column of ``u`` (N, k), about its own mean and variance."""
+    z = u - u.mean(axis=0)
+    m2 = np.mean(z * z, axis=0)
+    z2 = z * z
+    m4 = np.mean(z2 * z2, axis=0)
+    return m4 / np.maximum(m2, np.finfo(float).tiny) ** 2 - 3.0
+
+
+def _sym_decorrelate(W: np.ndarray) -> np.ndarray:
+    # (W Wᵀ)^{-1/2} W: the closest matrix with orthonormal rows.
+    s, U = np.linalg.eigh(W @ W.T)
+    s = np.maximum(s, np.finfo(float).eps)
+    return (U / np.sqrt(s)) @ U.T @ W
+
+
+def kurtosis_directions(
+    w: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    n_components: int | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-7,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal directions of maximal ``|excess kurtosis|`` in whitened data.
+
+    Parameters
+    ----------
+    w : (N, r) ndarray
+        Whitened data (zero mean, identity covariance, at least approximately).
+    k : int
+        Number of directions returned.
+    seed : int
+        Seed of the random orthonormal start.
+    n_components : int, optional
+        Directions searched jointly (default ``min(r, 2k + 4)``); the ``k`` with the largest
+        ``|excess kurtosis|`` are returned. Searching more than ``k`` keeps a weak direction from
+        being locked onto when a strong one is available.
+    max_iter, tol : int, float
+        Fixed-point iterations and convergence tolerance on ``1 − |⟨w_old, w_new⟩|``.
+
+    Returns
+    -------
+    directions : (k, r) ndarray
+        Unit, mutually orthogonal rows, sorted by decreasing ``|excess kurtosis|``.
+    kurtosis : (k,) ndarray
+        Excess kurtosis of ``w @ directions.T`` on the data given.
+
+    Notes
+    -----
+    Symmetric FastICA (Hyvärinen 1999) with ``g(u) = u³``: ``W ← E[(Wy)³ yᵀ] − 3W`` followed
+    by ``W ← (WWᵀ)^{-1/2} W``. Its fixed points are the directions where the excess kurtosis
+    is extremal, of either sign.
+
+    References
+    ----------
+    .. [1] A. Hyvärinen, "Fast and robust fixed-point algorithms for independent component
+       analysis", IEEE Trans. Neural Netw. 10 (1999).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = np.c_[rng.laplace(size=5000), rng.normal(size=(5000, 3))] / [np.sqrt(2), 1, 1, 1]
+    >>> d, kurt = kurtosis_directions(s, 1, seed=0)
+    >>> round(float(abs(d[0, 0])), 2), bool(kurt[0] > 2)
+    (1.0, True)
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise InputError(f"`w` must be 2-D (tokens x whitened dims); got shape {w.shape}.")
+    N, r = w.shape
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
+        raise InputError(f"`k` must be an integer in [1, {r}] (the whitened dimension); got {k!r}.")
+    m = min(r, n_components if n_components is not None else 2 * k + 4)
+    m = max(m, k)
+    rng = np.random.default_rng(seed)
+    W = _sym_decorrelate(rng.standard_normal((m, r)))
+    for _ in range(max_iter):
+        u = w @ W.T  # (N, m)
+        W_new = w.T.dot(u * u * u).T / N - 3.0 * W  # (u*u*u: u**3 goes through pow, 100x slower)
+        W_new = _sym_decorrelate(W_new)
+        change = 1.0 - np.min(np.abs(np.sum(W_new * W, axis=1)))
+        W = W_new
+        if change < tol:
+            break
+    kurt = excess_kurtosis(w @ W.T)
+    order = np.argsort(-np.abs(kurt))[:k]
+    return W[order], kurt[order]

@@ -1,0 +1,293 @@
+"""The perturbative background: a Gaussian plus third- and fourth-cumulant corrections."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pft._validate import as_matrix
+from pft.errors import InputError, NotFittedError
+from pft.numeric._background import GaussianBackground
+from pft.numeric._ica import kurtosis_directions
+
+__all__ = ["PerturbativeBackground", "sample_cumulants"]
+
+_CHUNK = 8192
+
+
+def sample_cumulants(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Third and fourth joint cumulant tensors of the columns of ``y`` (N, r), with the
+    standard error of every entry.
+
+    Returns ``(k3, k3_se, k4, k4_se)`` with ``k3`` of shape (r, r, r) and ``k4`` (r, r, r, r).
+    ``k4_ijkl = E[y_i y_j y_k y_l] − C_ij C_kl − C_ik C_jl − C_il C_jk`` about the sample mean,
+    ``C`` the sample covariance. The standard errors are ``std(product)/√N`` of the per-token
+    products, which is what the estimate's sampling noise is to leading order.
+    """
+    N, r = y.shape
+    z = y - y.mean(axis=0)
+    C = z.T @ z / N
+    m3 = np.zeros((r, r, r))
+    s3 = np.zeros((r, r, r))
+    m4 = np.zeros((r, r, r, r))
+    s4 = np.zeros((r, r, r, r))
+    for a in range(0, N, _CHUNK):
+        zc = z[a : a + _CHUNK]
+        p3 = np.einsum("ni,nj,nk->nijk", zc, zc, zc, optimize=True)
+        m3 += p3.sum(axis=0)
+        s3 += (p3 * p3).sum(axis=0)
+        p4 = np.einsum("nijk,nl->nijkl", p3, zc, optimize=True)
+        m4 += p4.sum(axis=0)
+        s4 += (p4 * p4).sum(axis=0)
+    m3 /= N
+    m4 /= N
+    k3_se = np.sqrt(np.maximum(s3 / N - m3**2, 0.0) / N)
+    k4_se = np.sqrt(np.maximum(s4 / N - m4**2, 0.0) / N)
+    gauss = (
+        np.einsum("ij,kl->ijkl", C, C) + np.einsum("ik,jl->ijkl", C, C) + np.einsum("il,jk->ijkl", C, C)
+    )
+    return m3, k3_se, m4 - gauss, k4_se
+
+
+def _soft_threshold(k: np.ndarray, se: np.ndarray, t: float) -> np.ndarray:
+    return np.sign(k) * np.maximum(np.abs(k) - t * se, 0.0)
+
+
+class PerturbativeBackground:
+    """A Gaussian background times a cumulant (Edgeworth-type) correction on a few directions.
+
+    In the whitened coordinates ``w`` of the Gaussian fit, the data are projected on ``r``
+    orthonormal directions ``y = B w``; along them the density is corrected with the third and
+    fourth joint cumulants, in the other whitened directions it stays standard normal.
+
+    Parameters
+    ----------
+    n_directions : int, default 8
+        Number ``r`` of corrected directions.
+    basis : {"ica", "principal"}, default "ica"
+        ``"ica"``: the directions of extreme excess kurtosis (symmetric FastICA). To keep
+        selection and fitting noise from reading as structure, the rows are split at random:
+        one half chooses the directions, a quarter estimates the cumulants, a quarter
+        calibrates their amplitude. ``"principal"``: the top-r principal directions (half the
+        rows estimate, half calibrate). Ignored when ``directions`` is given.
+    directions : (r, d) array, optional
+        Activation-space *patterns* to correct along (rows need not be orthogonal; they are
+        mapped to whitened space by ``Σ^{-1/2}`` and orthonormalised there).
+    order : {1, 2}, default 2
+        1: third cumulants only; 2: third and fourth.
+    shrinkage : as for :class:`GaussianBackground`, default "ledoit-wolf"
+    threshold : float, default 1.0
+        Each cumulant entry is soft-thresholded at ``threshold`` standard errors
+        (``sign(κ) max(|κ| − t·se, 0)``), which removes most pure-noise entries.
+    floor : float, default 1e-2
+        Weight of the pure Gaussian in the mixture below; keeps the log-density finite.
+    seed : int, default 0
+        Seeds the random half-split and the ICA start.
+    gaussian : GaussianBackground, optional
+        An already fitted Gaussian background to build on (it must have been fitted on the
+        same rows passed to ``fit``, or on a superset); ``shrinkage`` is then ignored.
+
+    Attributes
+    ----------
+    gaussian_ : GaussianBackground
+    basis_ : (r, rank) ndarray
+        Orthonormal rows in whitened coordinates.
+    directions_ : (r, d) ndarray
+        The same directions as unit activation-space patterns.
+    kappa3_, kappa4_ : (r, r, r), (r, r, r, r) ndarray
+        The cumulant tensors used: thresholded, then scaled by ``amplitude_``.
+    amplitude_ : float
+        Overall scale in [0, 1] of the estimated cumulants, chosen by maximum likelihood on the
+        calibration rows (near 1 in the perturbative regime; near 0 for pure noise; small for
+        data far from Gaussian, e.g. sparse features, where the raw series over-shoots).
+    normalizer_ : float
+        ``1 + ‖κ₃‖²/24 + ‖κ₄‖²/96``.
+
+    Notes
+    -----
+    With ``g(y) = κ₃·He₃(y)/6 + κ₄·He₄(y)/24`` (tensor Hermite polynomials) the order-2
+    Edgeworth series is ``φ(y)(1 + g + …)``, which can go negative. pft uses its
+    squared-polynomial form (Gallant & Nychka 1987) mixed with the Gaussian:
+
+    ``f(y) = φ(y) [(1 + g/2)² + ε] / [1 + E_φ g²/4 + ε]``,  ``E_φ g² = ‖κ₃‖²/6 + ‖κ₄‖²/24``
+
+    (orthogonality of Hermite tensors: ``E[(T·He_k)²] = k! ‖T‖²`` for symmetric ``T``). It is a
+    density for every κ (non-negative, integrating to one exactly), agrees with the Edgeworth
+    series to first order in the cumulants, and its expected log-likelihood gain over the
+    Gaussian is Comon's negentropy ``‖κ₃‖²/12 + ‖κ₄‖²/48`` at leading order.
+
+    References
+    ----------
+    .. [1] P. Comon, "Independent component analysis, a new concept?", Signal Processing 36 (1994).
+    .. [2] A. R. Gallant, D. W. Nychka, "Semi-nonparametric maximum likelihood estimation",
+       Econometrica 55 (1987).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.c_[rng.exponential(size=(20000, 1)), rng.normal(size=(20000, 3))]
+    >>> pb = PerturbativeBackground(n_directions=1, seed=0).fit(x[:10000])
+    >>> bool(np.mean(pb.gain(x[10000:])) > 0.1)   # nats per token gained over the Gaussian
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        n_directions: int = 8,
+        basis: str = "ica",
+        directions: Any = None,
+        order: int = 2,
+        shrinkage: str | float | None = "ledoit-wolf",
+        threshold: float = 1.0,
+        floor: float = 1e-2,
+        seed: int = 0,
+        gaussian: GaussianBackground | None = None,
+    ) -> None:
+        self.n_directions = n_directions
+        self.basis = basis
+        self.directions = directions
+        self.order = order
+        self.shrinkage = shrinkage
+        self.threshold = threshold
+        self.floor = floor
+        self.seed = seed
+        self.gaussian = gaussian
+
+    def _check_settings(self) -> None:
+        if self.basis not in ("ica", "principal"):
+            raise InputError(f"`basis` must be 'ica' or 'principal'; got {self.basis!r}.")
+        if self.order not in (1, 2):
+            raise InputError(f"`order` must be 1 or 2; got {self.order!r}.")
+        if not (isinstance(self.threshold, (int, float)) and self.threshold >= 0):
+            raise InputError(f"`threshold` must be a number ≥ 0; got {self.threshold!r}.")
+        if not (isinstance(self.floor, (int, float)) and self.floor > 0):
+            raise InputError(f"`floor` must be a number > 0; got {self.floor!r}.")
+
+    def fit(self, X: Any, y: None = None) -> "PerturbativeBackground":
+        """Fit the Gaussian, pick the directions and estimate their cumulants from (N, d) ``X``."""
+        self._check_settings()
+        X = as_matrix(X, "X", min_rows=2)
+        N, d = X.shape
+        if self.gaussian is not None:
+            gauss = self.gaussian
+            if not isinstance(gauss, GaussianBackground) or not hasattr(gauss, "mean_"):
+                raise InputError("`gaussian` must be a fitted GaussianBackground.")
+            if gauss.n_features_in_ != d:
+                raise InputError(f"`gaussian` was fitted on {gauss.n_features_in_} features but `X` has {d}.")
+        else:
+            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(X)
+        w = gauss.whiten(X)
+        rank = gauss.rank_
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(N)
+        rest = perm  # rows not used to choose directions
+
+        if self.directions is not None:
+            P = as_matrix(self.directions, "directions")
+            if P.shape[1] != d:
+                raise InputError(f"`directions` has {P.shape[1]} columns but `X` has {d} features.")
+            # pattern p = V Λ^{1/2} u  =>  u = Λ^{-1/2} Vᵀ p
+            U = (P @ gauss.eigenvectors_[:, :rank]) / np.sqrt(gauss.eigenvalues_[:rank])
+            Q, R = np.linalg.qr(U.T)
+            if np.min(np.abs(np.diag(R))) < 1e-10 * np.max(np.abs(np.diag(R))):
+                raise InputError("`directions` are linearly dependent; pass independent rows.")
+            B = Q.T * np.sign(np.sum(Q.T * U, axis=1))[:, None]  # keep each row's orientation
+        else:
+            r = self.n_directions
+            if not isinstance(r, (int, np.integer)) or not 1 <= r <= rank:
+                raise InputError(
+                    f"`n_directions` must be an integer in [1, {rank}] (the rank of the data); got {r!r}."
+                )
+            if self.basis == "principal":
+                B = np.eye(rank)[:r]
+            else:
+                if N < 16:
+                    raise InputError(f"`X` has {N} rows; the 'ica' basis needs at least 16.")
+                half = N // 2
+                B, _ = kurtosis_directions(w[perm[:half]], r, seed=self.seed)
+                rest = perm[half:]
+        if len(rest) < 4:
+            raise InputError(f"`X` has {N} rows; at least 8 are needed to estimate and calibrate cumulants.")
+        est, cal = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+        k3, se3, k4, se4 = sample_cumulants(w[est] @ B.T)
+        k3 = _soft_threshold(k3, se3, self.threshold)
+        k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
+        # The cumulant series is only perturbative for small cumulants; for a sparse feature
+        # (excess kurtosis in the hundreds) the raw correction over-shoots badly. Its overall
+        # amplitude t is therefore set by maximum likelihood on calibration rows that neither
+        # chose the directions nor estimated the cumulants (so noise cumulants get t ≈ 0).
+        e_g2 = float(np.sum(k3 * k3)) / 6.0 + float(np.sum(k4 * k4)) / 24.0
+        amplitude = 0.0
+        if e_g2 > 0:
+            self._set_tensors(k3, k4)
+            g = self._g(w[cal] @ B.T)
+            eps = float(self.floor)
+            grid = np.concatenate([[0.0], np.logspace(-4, 0, 161)])
+
+            def loglik(t):
+                return np.mean(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) - math.log(1.0 + t * t * e_g2 / 4.0 + eps)
+
+            amplitude = float(grid[int(np.argmax([loglik(t) for t in grid]))])
+        k3, k4 = amplitude * k3, amplitude * k4
+        self.amplitude_ = amplitude
+        self.gaussian_ = gauss
+        self.basis_ = B
+        pat = gauss.pattern(B)
+        self.directions_ = pat / np.linalg.norm(pat, axis=1, keepdims=True)
+        self._set_tensors(k3, k4)
+        self.normalizer_ = 1.0 + float(np.sum(k3 * k3)) / 24.0 + float(np.sum(k4 * k4)) / 96.0
+        self.n_features_in_ = d
+        return self
+
+    def _set_tensors(self, k3: np.ndarray, k4: np.ndarray) -> None:
+        self.kappa3_ = k3
+        self.kappa4_ = k4
+        self._v3 = np.einsum("ijj->i", k3)
+        self._M4 = np.einsum("iikl->kl", k4)
+        self._tr4 = float(np.trace(self._M4))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "gaussian_"):
+            raise NotFittedError("this PerturbativeBackground is not fitted yet; call fit(X) first.")
+
+    def _g(self, y: np.ndarray) -> np.ndarray:
+        """``κ₃·He₃(y)/6 + κ₄·He₄(y)/24`` for rows of y (N, r)."""
+        out = np.empty(y.shape[0])
+        for a in range(0, y.shape[0], _CHUNK):
+            yc = y[a : a + _CHUNK]
+            t3 = np.einsum("ijk,ni,nj,nk->n", self.kappa3_, yc, yc, yc, optimize=True) - 3.0 * yc @ self._v3
+            yy = np.einsum("ni,nj->nij", yc, yc)
+            t4 = (
+                np.einsum("ijkl,nij,nkl->n", self.kappa4_, yy, yy, optimize=True)
+                - 6.0 * np.einsum("nij,ij->n", yy, self._M4)
+                + 3.0 * self._tr4
+            )
+            out[a : a + _CHUNK] = t3 / 6.0 + t4 / 24.0
+        return out
+
+    def gain(self, X: Any) -> np.ndarray:
+        """(N,) log-likelihood gain (nats) of each row over the Gaussian background."""
+        self._check_fitted()
+        y = self.gaussian_.whiten(X) @ self.basis_.T
+        g = self._g(y)
+        eps = float(self.floor)
+        return np.log((1.0 + 0.5 * g) ** 2 + eps) - math.log(self.normalizer_ + eps)
+
+    def logpdf(self, X: Any) -> np.ndarray:
+        """(N,) log-density of each row."""
+        self._check_fitted()
+        return self.gaussian_.logpdf(X) + self.gain(X)
+
+    def score(self, X: Any, y: None = None) -> float:
+        """Mean log-likelihood per row (nats)."""
+        return float(np.mean(self.logpdf(X)))
+
+    def __repr__(self) -> str:
+        return (
+            f"PerturbativeBackground(n_directions={self.n_directions}, basis={self.basis!r}, "
+            f"order={self.order})"
+        )

@@ -1,0 +1,262 @@
+"""The result of :func:`pft.residual.score`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ResidualReport", "compare"]
+
+_ARRAYS = ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z", "spectrum")
+
+
+def _fmt(v: float, width: int = 10) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return f"{'n/a':>{width}}"
+    if isinstance(v, (int, np.integer)):
+        return f"{v:>{width}d}"
+    a = abs(v)
+    if a != 0 and (a >= 1e5 or a < 1e-3):
+        return f"{v:>{width}.3e}"
+    return f"{v:>{width}.4f}"
+
+
+@dataclass(frozen=True)
+class ResidualReport:
+    """How much an interpretation's residual ``r = x − x̂`` carries beyond a Gaussian.
+
+    Reconstruction metrics use every token; everything fitted (backgrounds, directions,
+    regressions) is fitted on the training split and evaluated on the held-out split.
+
+    Attributes
+    ----------
+    mse : float
+        ``mean_t ‖r_t‖²`` (sum over dimensions, mean over tokens).
+    fvu : float
+        ``mean_t ‖r_t‖² / (mean_t ‖x_t‖² − ‖mean_t x_t‖²)``.
+    explained_variance : float
+        ``1 − fvu`` (the SAELens ≥ 6 definition).
+    explained_variance_legacy : float
+        ``mean_t [1 − ‖r_t‖² / ‖x_t − x̄‖²]``, the mean of per-token ratios.
+    cosine : float
+        ``mean_t cos(x_t, x̂_t)``.
+    gaussian_nll_bits : float
+        Held-out negative log-likelihood per token (bits, summed over dimensions) of ``r`` under
+        the Gaussian fitted on the training split (Ledoit–Wolf shrinkage).
+    isotropic_nll_bits : float
+        The same under an isotropic Gaussian with the training mean and total variance.
+    correlation_bits : float
+        ``isotropic_nll_bits − gaussian_nll_bits``: what correlations explain.
+    effective_rank : float
+        Participation ratio ``(Σλ)²/Σλ²`` of the residual covariance spectrum (training split).
+    mardia_skewness, mardia_kurtosis : float
+        Mardia's ``b₁`` and ``b₂`` of the held-out residual (see
+        :func:`pft.residual._metrics.mardia` for the formulas).
+    mardia_skewness_null, mardia_kurtosis_null : float
+        Their means for Gaussian data of the same size and dimension.
+    mardia_skewness_z, mardia_kurtosis_z : float
+        z-scores under the Gaussian null: ``(N b₁/6 − f)/√(2f)`` with ``f = p(p+1)(p+2)/6``,
+        ``(b₂ − p(p+2)(N−1)/(N+1)) / √(8p(p+2)/N)``.
+    nongaussian_bits, nongaussian_bits_se : float
+        Held-out log-likelihood gain per token (bits) of the perturbative background
+        (:class:`pft.numeric.PerturbativeBackground`) over the Gaussian one, and its standard
+        error ``std_t(gain_t)/√N_test`` (see :func:`score` for why that is honest here).
+    nongaussian_directions : (k, d) ndarray
+        Unit activation-space patterns of the directions of extreme excess kurtosis of the
+        whitened residual, most significant first: candidate missed features.
+    nongaussian_kurtosis, nongaussian_z : (k,) ndarray
+        Their held-out excess kurtosis and its z-score under the Gaussian null (``√(24/N)``).
+    linear_predictable_fraction : float
+        Held-out R² of ``r`` ridge-regressed on ``x`` (Engels et al. 2024 "dark matter").
+    linear_predictable_from_reconstruction : float
+        The same, regressed on ``x̂``.
+    spectrum : (d,) ndarray
+        Eigenvalues of the residual sample covariance (training split, 1/N), descending.
+    n_tokens, n_train, n_test, d : int
+    holdout : float
+    seed : int
+    shrinkage : float
+        Ledoit–Wolf intensity of the Gaussian background.
+    l0, dead_fraction : float
+        Mean number of non-zero codes per token and the fraction of code dimensions never
+        active (NaN when no codes were given).
+    """
+
+    mse: float
+    fvu: float
+    explained_variance: float
+    explained_variance_legacy: float
+    cosine: float
+    gaussian_nll_bits: float
+    isotropic_nll_bits: float
+    correlation_bits: float
+    effective_rank: float
+    mardia_skewness: float
+    mardia_kurtosis: float
+    mardia_skewness_null: float
+    mardia_kurtosis_null: float
+    mardia_skewness_z: float
+    mardia_kurtosis_z: float
+    nongaussian_bits: float
+    nongaussian_bits_se: float
+    nongaussian_directions: np.ndarray = field(repr=False)
+    nongaussian_kurtosis: np.ndarray = field(repr=False)
+    nongaussian_z: np.ndarray = field(repr=False)
+    linear_predictable_fraction: float
+    linear_predictable_from_reconstruction: float
+    spectrum: np.ndarray = field(repr=False)
+    n_tokens: int
+    n_train: int
+    n_test: int
+    d: int
+    holdout: float
+    seed: int
+    shrinkage: float
+    l0: float = math.nan
+    dead_fraction: float = math.nan
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (arrays become nested lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, (np.floating, np.integer)):
+                v = v.item()
+            out[f.name] = v
+        return out
+
+    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
+        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), **kwargs)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ResidualReport":
+        kw = dict(d)
+        for name in _ARRAYS:
+            kw[name] = np.asarray(kw[name], dtype=float)
+        if kw["nongaussian_directions"].ndim == 1:
+            kw["nongaussian_directions"] = kw["nongaussian_directions"].reshape(0, kw["d"])
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ResidualReport":
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResidualReport):
+            return NotImplemented
+        a, b = self.to_dict(), other.to_dict()
+        return json.dumps(a) == json.dumps(b)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ reading
+    def __str__(self) -> str:
+        L = []
+        L.append(
+            f"ResidualReport: {self.n_tokens} tokens ({self.n_train} fit / {self.n_test} held out), d = {self.d}"
+        )
+
+        def row(label, value, note=""):
+            L.append(f"  {label:<40}{_fmt(value)}  {note}".rstrip())
+
+        L.append(" reconstruction")
+        row("mse", self.mse, "mean over tokens of ‖x − x̂‖²")
+        row("fvu", self.fvu, f"explained variance {self.explained_variance:.4f}")
+        row("explained_variance_legacy", self.explained_variance_legacy, "mean of per-token ratios")
+        row("cosine", self.cosine)
+        if not math.isnan(self.l0):
+            row("l0", self.l0, f"dead codes {self.dead_fraction:.1%}")
+        L.append(" Gaussian background (held out, bits per token)")
+        row("gaussian_nll_bits", self.gaussian_nll_bits, f"Ledoit–Wolf shrinkage {self.shrinkage:.3g}")
+        row("isotropic_nll_bits", self.isotropic_nll_bits)
+        row("correlation_bits", self.correlation_bits, "what correlations explain")
+        row("effective_rank", self.effective_rank, "participation ratio of the spectrum")
+        L.append(" beyond correlations (held out)")
+        row(
+            "nongaussian_bits",
+            self.nongaussian_bits,
+            f"± {self.nongaussian_bits_se:.2g} (SE); ≈ 0 for a Gaussian residual",
+        )
+        row("mardia_kurtosis_z", self.mardia_kurtosis_z, f"b₂ = {self.mardia_kurtosis:.4g}, null {self.mardia_kurtosis_null:.4g}")
+        row("mardia_skewness_z", self.mardia_skewness_z, f"b₁ = {self.mardia_skewness:.4g}, null {self.mardia_skewness_null:.4g}")
+        L.append(" linear predictability (held-out R²)")
+        row("linear_predictable_fraction", self.linear_predictable_fraction, "r regressed on x")
+        row("linear_predictable_from_reconstruction", self.linear_predictable_from_reconstruction, "r regressed on x̂")
+        k = len(self.nongaussian_kurtosis)
+        if k:
+            L.append(" non-Gaussian directions (candidate missed features; nongaussian_directions[i])")
+            L.append(f"  {'i':>3} {'excess kurtosis':>16} {'z':>10}")
+            for i in range(k):
+                L.append(f"  {i:>3} {self.nongaussian_kurtosis[i]:>16.3f} {self.nongaussian_z[i]:>10.1f}")
+        return "\n".join(L)
+
+    def plot(self, path: str | None = None):
+        """Residual spectrum and the kurtosis of the top directions; saved to ``path`` if given.
+
+        Returns the matplotlib Figure.
+        """
+        import matplotlib.pyplot as plt
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        lam = np.asarray(self.spectrum)
+        a1.semilogy(np.arange(1, len(lam) + 1), np.clip(lam, 1e-300, None), ".-", lw=1)
+        a1.set_xlabel("index")
+        a1.set_ylabel("eigenvalue of residual covariance")
+        a1.set_title(f"residual spectrum (effective rank {self.effective_rank:.1f})")
+        k = len(self.nongaussian_z)
+        if k:
+            a2.bar(np.arange(k), self.nongaussian_z, color="tab:red")
+            a2.axhline(4, color="k", ls="--", lw=0.8)
+            a2.axhline(-4, color="k", ls="--", lw=0.8)
+        a2.set_xlabel("direction (most significant first)")
+        a2.set_ylabel("held-out excess-kurtosis z")
+        a2.set_title(f"non-Gaussian: {self.nongaussian_bits:.3g} ± {self.nongaussian_bits_se:.2g} bits/token")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig
+
+
+def compare(reports: dict[str, ResidualReport], *, truth: dict[str, np.ndarray] | None = None) -> str:
+    """An aligned table comparing several interpretations' reports, one row each.
+
+    ``truth`` optionally maps a name to known missing directions (rows); the table then shows
+    the mean over those directions of the best ``|cos|`` with the reported directions.
+    """
+    head = (
+        f"{'interpretation':<16}{'FVU':>8}{'MSE':>10}{'nongauss bits':>20}{'Mardia kurt z':>15}"
+        f"{'top |z|':>10}{'lin. pred.':>11}"
+    )
+    if truth:
+        head += f"{'found |cos|':>13}"
+    lines = [head, "-" * len(head)]
+    for name, rep in reports.items():
+        ng = f"{rep.nongaussian_bits:.4f} ± {rep.nongaussian_bits_se:.4f}"
+        top = float(np.max(np.abs(rep.nongaussian_z))) if len(rep.nongaussian_z) else math.nan
+        line = (
+            f"{name:<16}{rep.fvu:>8.4f}{rep.mse:>10.4g}{ng:>20}{rep.mardia_kurtosis_z:>15.1f}"
+            f"{top:>10.1f}{rep.linear_predictable_fraction:>11.3f}"
+        )
+        if truth:
+            t = truth.get(name)
+            if t is not None and len(t):
+                c = np.abs(rep.nongaussian_directions @ np.asarray(t).T).max(axis=0).mean()
+                line += f"{c:>13.3f}"
+            else:
+                line += f"{'-':>13}"
+        lines.append(line)
+    return "\n".join(lines)
