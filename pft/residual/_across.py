@@ -104,7 +104,12 @@ class AcrossReport:
         """Per temperature, ``metric[worse] - metric[better]`` paired over the same model
         copies: ``[(temperature, mean, se, n_draws), ...]``. For a metric where lower is
         better (``nongaussian_bits``, ``mardia_kurtosis_z``, ``fvu``) a positive mean is an
-        advantage of ``better``; it survives tempering while ``mean > 2 se``."""
+        advantage of ``better``; it survives tempering while ``mean > 2 se``.
+
+        ``se`` is the standard error of the paired differences over the copies; with a
+        single copy (the trained weights) it is ``hypot(se_better, se_worse)`` from the
+        metric's own ``<metric>_se`` field when the report has one (``nongaussian_bits``),
+        else ``nan``."""
         self._check_metric(metric)
         for name in (better, worse):
             if name not in self.interpretations:
@@ -115,7 +120,15 @@ class AcrossReport:
             b = {r["draw"]: r[metric] for r in self.rows if r["interpretation"] == worse and r["temperature"] == t}
             common = sorted(set(a) & set(b))
             diff = np.array([b[k] - a[k] for k in common])
-            se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+            if len(diff) > 1:
+                se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+            elif len(diff) == 1 and f"{metric}_se" in self.rows[0]:
+                # one copy (e.g. the trained weights): the metric's own sampling errors
+                sa = next(r[f"{metric}_se"] for r in self.rows if r["interpretation"] == better and r["temperature"] == t)
+                sb = next(r[f"{metric}_se"] for r in self.rows if r["interpretation"] == worse and r["temperature"] == t)
+                se = float(math.hypot(sa, sb))
+            else:
+                se = float("nan")
             out.append((t, float(diff.mean()) if len(diff) else float("nan"), se, len(diff)))
         return out
 

@@ -57,6 +57,9 @@ def test_rows_equal_direct_scores_and_advantage_is_paired(toy, tmp_path):
     # At the trained weights the missing features show as non-Gaussian structure (score's
     # own test establishes this; here it checks the rows are not mixed up).
     assert adv[0][1] > 0.1
+    # One copy at T = 0: the SE comes from the reports' own nongaussian_bits_se.
+    se0 = [r["nongaussian_bits_se"] for r in rep.rows if r["temperature"] == 0.0]
+    assert adv[0][2] == pytest.approx(math.hypot(*se0)) and adv[0][3] == 1
     summ = rep.summary("fvu")
     assert summ["missing"][0][:2] == (0.0, pytest.approx(0.2, abs=1e-9))
     assert AcrossReport.from_json(rep.to_json()).to_dict() == json.loads(rep.to_json())
