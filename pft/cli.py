@@ -109,6 +109,112 @@ def _run_score(args) -> int:
 _COMMANDS = ["demo", "score"]
 
 
+def _add_degrade(sub) -> None:
+    p = sub.add_parser(
+        "degrade",
+        help="toy of superposition: local learning coefficient and residual scores on tempered copies",
+    )
+    p.add_argument("--temperatures", default="0,1,4,16",
+                   help="temperatures 1/β as multiples of log n, comma-separated (default 0,1,4,16; 0 = trained)")
+    p.add_argument("--draws", type=int, default=3, help="model copies per non-zero temperature (default 3)")
+    p.add_argument("--tokens", type=int, default=2000, help="toy tokens, the n of nβ (default 2000)")
+    p.add_argument("--burn-in", type=int, default=2000, help="SGLD steps before the first draw (default 2000)")
+    p.add_argument("--out", default="pft-degrade", help="folder for the plot and JSON (default: pft-degrade)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_degrade(args) -> int:
+    import math
+    import os
+    import warnings
+
+    import numpy as np
+    import torch
+
+    import pft.toy
+    from pft.degrade import MixingWarning, TemperedPosterior, degraded_models
+    from pft.degrade._toymodel import train_toy_model
+    from pft.errors import InputError
+    from pft.residual._across import score_across
+
+    try:
+        multiples = [float(t) for t in args.temperatures.split(",")]
+    except ValueError:
+        raise InputError(
+            f"`--temperatures` must be comma-separated numbers (multiples of log n); got {args.temperatures!r}."
+        ) from None
+    for name in ("draws", "tokens", "burn_in"):
+        if getattr(args, name) < (0 if name == "burn_in" else 1):
+            raise InputError(f"`--{name.replace('_', '-')}` must be a positive integer; got {getattr(args, name)}.")
+    if args.tokens < 50:
+        raise InputError(f"`--tokens` must be at least 50 for the residual scores; got {args.tokens}.")
+    n_features, d, gamma = 24, 8, 10.0
+    data = pft.toy.superposition(args.tokens, d=d, n_features=n_features, density=0.05, seed=args.seed)
+    codes = data.codes * 0.93 ** np.arange(n_features)
+    model, c = train_toy_model(codes, d=d, steps=1500, seed=args.seed)
+    loss_fn = torch.nn.MSELoss()
+    probe = TemperedPosterior(model, loss_fn, (c, c), localization=gamma, step_size=1e-6, seed=args.seed)
+    eps = 0.04 / (probe.nbeta_ * probe.max_curvature() + gamma)
+    post = TemperedPosterior(model, loss_fn, (c, c), localization=gamma, step_size=eps, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MixingWarning)
+        samples = post.sample(1000, n_chains=4, burn_in=args.burn_in, progress=not args.quiet)
+    lc = post.learning_coefficient()
+    print(f"toy of superposition: {n_features} features in {d} dimensions, {post.d_} parameters, "
+          f"n = {args.tokens}, step size {eps:.2g}")
+    print(lc)
+    for w in caught:
+        print(f"note: {w.message}")
+    verdict = "singular: pft's Laplace expansion does not apply" if lc.value + 4 * lc.se < lc.regular_value else "consistent with regular"
+    print(f"=> λ̂ = {lc.value:.3g} ± {lc.se:.2g} against d/2 = {lc.regular_value:g}: {verdict}\n")
+
+    w_star = model.W.detach().numpy().T.copy()
+    order = np.argsort(codes.var(axis=0) * (w_star**2).sum(axis=1))
+
+    def without(drop):
+        keep = np.setdiff1d(np.arange(n_features), drop)
+        return codes[:, keep] @ w_star[keep]
+
+    interps = {
+        "dictionary": codes @ w_star,
+        "minus 4 least important": without(order[:4]),
+        "minus 3 most important": without(order[-3:]),
+    }
+
+    def activations(m):
+        with torch.no_grad():
+            return m.hidden(c).numpy() + data.background
+
+    log_n = math.log(args.tokens)
+    copies = degraded_models(
+        model, loss_fn, (c, c), temperatures=[m * log_n for m in multiples], draws_per_temperature=args.draws,
+        localization=gamma, step_size=eps, burn_in=args.burn_in, thin=200, seed=args.seed, progress=not args.quiet,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixingWarning)
+        report = score_across(copies, activations, interps, seed=args.seed, progress=not args.quiet)
+    print(report)
+    print("\nadvantage of 'dictionary' in non-Gaussian bits (paired over the same copies; holds if > 2 se):")
+    for other in list(interps)[1:]:
+        cells = [f"1/β={t:.3g}: {m:+.3f}±{s:.3f}" for t, m, s, _ in report.advantage("nongaussian_bits", "dictionary", other)]
+        print(f"  vs {other}: " + ", ".join(cells))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "learning_coefficient.json"), "w") as fh:
+        fh.write(lc.to_json())
+    with open(os.path.join(args.out, "samples.json"), "w") as fh:
+        fh.write(samples.to_json())
+    with open(os.path.join(args.out, "across.json"), "w") as fh:
+        fh.write(report.to_json())
+    samples.plot(os.path.join(args.out, "chains.png"))
+    report.plot(os.path.join(args.out, "across.png"))
+    print(f"\nfiles: {args.out}/learning_coefficient.json, samples.json, across.json, chains.png, across.png")
+    return 0
+
+
+_COMMANDS.append("degrade")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pft",
