@@ -91,7 +91,7 @@ def test_free_energy_difference_matches_pft_numeric_laplace(regression):
 
     # Laplace of the loss alone (γ → 0): log Z(N) = -N L* + (d/2) log(2π/N) - ½ log det H.
     # For a quadratic loss every correction c_k vanishes, so order=1 must equal order 0.
-    expansion = laplace(loss, w_star, order=1)
+    expansion = laplace(loss, w_star.numpy(), order=1)
     f1, f2 = -expansion.log_partition(n1), -expansion.log_partition(n2)
     l_star = float(loss(w_star))
     laplace_diff = f2 - f1 - (n2 - n1) * l_star
