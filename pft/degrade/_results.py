@@ -177,7 +177,7 @@ class LearningCoefficient:
         return _table("LearningCoefficient", rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: equality is identity
 class SampleResult:
     """Draws of the tempered local posterior and their losses.
 

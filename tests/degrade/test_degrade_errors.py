@@ -231,3 +231,40 @@ def test_results_round_trip_and_print(toy):
         res.state_dict(2, 0)
     with pytest.raises(InputError, match="holds no draws"):
         back.state_dict(0, 0)
+
+
+class WithIdle(torch.nn.Module):
+    """A linear map plus a parameter the loss never touches (its grad stays None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1, bias=False)
+        self.idle = torch.nn.Parameter(torch.full((3,), 0.5))
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_parameter_without_gradient_follows_the_prior_and_dtype_is_private():
+    # The idle parameter feels only the pull γ(w - w*) and the noise: its stationary law is
+    # N(w*, 1/(γ (1 - εγ/4))) exactly (the unadjusted chain on a Gaussian).
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 2, generator=g)
+    model = WithIdle()
+    y = model(x).detach()
+    gamma, eps = 4.0, 0.05
+    post = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=gamma, step_size=eps,
+                             dtype=torch.float64)
+    assert model.idle.dtype == torch.float32 and model.idle.grad is None  # the copy is float64, not the model
+    res = post.sample(3000, n_chains=4, burn_in=100, check_step_size=False, progress=False)
+    assert res.draws.dtype == torch.float64
+    # named_parameters order: the module's own `idle` first, then `lin.weight`.
+    assert res.param_names == ("idle", "lin.weight")
+    idle = res.draws[..., :3].numpy() - 0.5  # (4, 3000, 3)
+    var = (idle**2).mean(axis=-1)
+    c, n = var.shape
+    bm = var[:, : n // 20 * 20].reshape(c, 20, -1).mean(axis=2).ravel()
+    se = bm.std(ddof=1) / math.sqrt(bm.size)
+    truth = 1 / (gamma * (1 - eps * gamma / 4))
+    assert abs(var.mean() - truth) < 4 * se
+    assert abs(idle.mean()) < 0.05
