@@ -256,8 +256,12 @@ def test_parameter_without_gradient_follows_the_prior_and_dtype_is_private():
     post = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=gamma, step_size=eps,
                              dtype=torch.float64)
     assert model.idle.dtype == torch.float32 and model.idle.grad is None  # the copy is float64, not the model
-    res = post.sample(3000, n_chains=4, burn_in=100, check_step_size=False, progress=False)
+    with pytest.warns(StepSizeWarning):  # stiff for the weights (ε p = 2.7); idle has p = γ
+        res = post.sample(3000, n_chains=4, burn_in=100, progress=False)
     assert res.draws.dtype == torch.float64
+    # The curvature check handles the unused parameter (a zero block of the Hessian).
+    h = 2 * torch.linalg.eigvalsh(x.double().T @ x.double() / 100).max().item()
+    assert post.max_curvature_ == pytest.approx(h, rel=0.02)
     # named_parameters order: the module's own `idle` first, then `lin.weight`.
     assert res.param_names == ("idle", "lin.weight")
     idle = res.draws[..., :3].numpy() - 0.5  # (4, 3000, 3)
