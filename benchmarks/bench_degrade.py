@@ -51,8 +51,10 @@ def run(
     Returns
     -------
     list of dict
-        Keys ``loop``, ``params``, ``batch``, ``steps``, ``seconds`` (median per round),
-        ``steps_per_s`` and ``ratio`` (seconds per step over the forward+backward baseline).
+        Rows for plain forward+backward (the baseline), a plain SGD training step (for
+        scale) and pft's SGLD step. Keys ``loop``, ``params``, ``batch``, ``steps``,
+        ``seconds`` (median per round), ``steps_per_s`` and ``ratio`` (seconds per step over
+        the forward+backward baseline).
     """
     model = _mlp(widths, seed)
     d = sum(p.numel() for p in model.parameters())
@@ -74,6 +76,19 @@ def run(
             loss_fn(base_model(x[idx]), y[idx]).backward()
         return time.perf_counter() - t0
 
+    params = list(base_model.parameters())
+
+    def train_step():
+        # What torch.optim.SGD(foreach=True) does, without its import of torch._dynamo.
+        t0 = time.perf_counter()
+        for s in range(steps):
+            idx = perm[(s * batch_size) % (n_data - batch_size + 1):][:batch_size]
+            base_model.zero_grad()
+            loss_fn(base_model(x[idx]), y[idx]).backward()
+            with torch.no_grad():
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-1e-9)
+        return time.perf_counter() - t0
+
     def sgld():
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -82,15 +97,18 @@ def run(
                         progress=False)
         return time.perf_counter() - t0
 
-    baseline(), sgld()  # warm-up (allocator, thread pool)
-    tb, ts = [], []
+    baseline(), train_step(), sgld()  # warm-up (allocator, thread pool)
+    tb, tt, ts = [], [], []
     for _ in range(repeats):
         tb.append(baseline())
+        tt.append(train_step())
         ts.append(sgld())
-    b, s = statistics.median(tb), statistics.median(ts)
+    b, t, s = statistics.median(tb), statistics.median(tt), statistics.median(ts)
     return [
         dict(loop="forward+backward", params=d, batch=batch_size, steps=steps, seconds=b,
              steps_per_s=steps / b, ratio=1.0),
+        dict(loop="+ plain SGD step", params=d, batch=batch_size, steps=steps, seconds=t,
+             steps_per_s=steps / t, ratio=t / b),
         dict(loop="SGLD (pft.degrade)", params=d, batch=batch_size, steps=steps, seconds=s,
              steps_per_s=steps / s, ratio=s / b),
     ]

@@ -327,7 +327,7 @@ class TemperedPosterior:
             Keep the parameter vectors (``n_chains * n_draws * d`` numbers); ``False`` keeps
             only the losses (enough for :meth:`learning_coefficient`).
         check_step_size : bool
-            Before sampling, estimate the top curvature ``h_max`` of ``L_n`` at ``w*``
+            Before sampling, estimate the top curvature ``h_max`` of the loss at ``w*``
             (:meth:`max_curvature`) and compare ``ε (n β h_max + γ)`` with the stability
             limit 4 of the Langevin step: above 4 raise, above 0.5 warn.
         seed : int, optional
@@ -344,7 +344,8 @@ class TemperedPosterior:
         Raises
         ------
         SamplerDivergenceError
-            ``ε (n β h_max + γ) > 4`` at ``w*`` (with ``check_step_size``), or a chain produced a non-finite loss or parameter, or its loss ran away
+            ``ε (n β h_max + γ) > 4`` at ``w*`` (with ``check_step_size``), or a chain
+            produced a non-finite loss or parameter, or its loss ran away
             (``L - L* > 1000 max(|L*|, d/(2nβ))``): the step size is too large.
 
         Warns
