@@ -182,7 +182,7 @@ def _enumerate(valences, loops, vertices, n_ext, connected, one_pi, amputated):
     out = []
     seen = set()
     for ms in multisets:
-        key = tuple(sorted(ms.items()))
+        key = tuple(sorted((k, m) for k, m in ms.items() if m))
         if key in seen:
             continue
         seen.add(key)

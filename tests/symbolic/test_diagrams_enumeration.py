@@ -208,3 +208,19 @@ def test_bad_input():
         correlator_diagrams(-1, (4,), loops=1)
     with pytest.raises(InputError, match="`loops`"):
         vacuum_diagrams((4,), loops=-1)
+
+
+@pytest.mark.parametrize("valences", [(3,), (4,), (3, 4)])
+def test_loop_selection_matches_vertex_selection(valences):
+    # Each diagram once: loops=L is the union over the vertex sets with Σ(k - 2) = 2L - 2 + n.
+    from itertools import product
+
+    for n, L in ((0, 3), (2, 0), (2, 2), (4, 1)):
+        by_loops = correlator_diagrams(n, valences, loops=L)
+        union = []
+        for counts in product(range(6), repeat=len(valences)):
+            ms = dict(zip(valences, counts))
+            if sum(m * (k - 2) for k, m in ms.items()) == 2 * L - 2 + n or (not any(counts) and n == 2 and L == 0):
+                union += correlator_diagrams(n, valences, vertices=ms)
+        assert len(by_loops) == len(set(by_loops)) == len(union)
+        assert set(by_loops) == set(union)
