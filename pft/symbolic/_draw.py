@@ -114,6 +114,15 @@ def layout(diagram):
     >>> sorted(b for _, _, b in lay["arcs"])
     [-28.0, 0.0, 28.0]
     """
+    cached = diagram.__dict__.get("_layout")
+    if cached is not None:
+        return cached
+    lay = _layout(diagram)
+    diagram.__dict__["_layout"] = lay  # diagrams are immutable: the layout never changes
+    return lay
+
+
+def _layout(diagram):
     V = diagram.n_vertices
     A = diagram._A
     n = len(A)
