@@ -70,7 +70,7 @@ def catalog_files() -> dict[str, str]:
                     "sum_symmetry_factors": str(total),
                     "diagrams": entries,
                 }
-                files[f"{stem}.json"] = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+                files[f"{stem}.json"] = _json_text(doc)
                 if ds:
                     files[f"{stem}.tex"] = tikz_document(
                         [d.to_tikz(scale=0.8) for d in ds],
@@ -79,6 +79,18 @@ def catalog_files() -> dict[str, str]:
                 summary.append((theory, pretty, kind, L, ds, total))
     files["README.md"] = _readme(summary)
     return files
+
+
+def _json_text(doc) -> str:
+    """Pretty JSON with one diagram per line (readable diffs, small files)."""
+    head = {k: v for k, v in doc.items() if k != "diagrams"}
+    lines = ["{"]
+    for k, v in head.items():
+        lines.append(f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
+    rows = [f"  {json.dumps(e, ensure_ascii=False)}" for e in doc["diagrams"]]
+    lines.append(' "diagrams": [' + ("\n" + ",\n".join(rows) + "\n ]" if rows else "]"))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def _readme(summary) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["layout", "to_tikz", "to_svg", "tikz_document"]
+__all__ = ["layout", "to_tikz", "to_svg", "tikz_document", "svg_sheet"]
 
 _LOOP_SIZE = 0.8  # control-point distance of a self-loop, in layout units
 _LOOP_HALF_ANGLE = 32.0
@@ -398,3 +398,49 @@ def _title(diagram):
     parts.append(f"{diagram.n_loops} loops")
     parts.append(f"|Aut| = {diagram.automorphisms}")
     return ", ".join(parts)
+
+
+def svg_sheet(diagrams, *, columns: int = 6, size: int = 120) -> str:
+    """One SVG holding the pictures of several diagrams in a grid, each captioned
+    ``#i: 1/|Aut|``.
+
+    Examples
+    --------
+    >>> from pft.symbolic import vacuum_diagrams
+    >>> import xml.etree.ElementTree as ET
+    >>> sheet = svg_sheet(vacuum_diagrams((3,), loops=2))
+    >>> len(ET.fromstring(sheet).findall("{http://www.w3.org/2000/svg}svg"))
+    2
+    """
+    cells = []
+    for i, d in enumerate(diagrams):
+        text = to_svg(d, size=size)
+        head, _, body = text.partition("\n")
+        w = float(head.split('width="')[1].split('"')[0])
+        h = float(head.split('height="')[1].split('"')[0])
+        cells.append((i, d, w, h, body))
+    caption = 16.0
+    parts = []
+    x = y = 0.0
+    row_h = 0.0
+    width = 0.0
+    for n, (i, d, w, h, body) in enumerate(cells):
+        if n and n % columns == 0:
+            y += row_h + caption + 8
+            x, row_h = 0.0, 0.0
+        parts.append(f'<svg x="{_r(x, 1)}" y="{_r(y, 1)}" width="{_r(w, 1)}" height="{_r(h, 1)}" viewBox="0 0 {_r(w, 1)} {_r(h, 1)}">')
+        parts.append(body.rstrip("\n"))
+        parts.append(
+            f'<text x="{_r(x + w / 2, 1)}" y="{_r(y + h + 12, 1)}" font-family="sans-serif" '
+            f'font-size="11" text-anchor="middle">#{i}: 1/{d.automorphisms}</text>'
+        )
+        x += w + 12
+        width = max(width, x)
+        row_h = max(row_h, h)
+    height = y + row_h + caption + 4 if cells else 10.0
+    width = width or 10.0
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_r(width, 1)}" height="{_r(height, 1)}" '
+        f'viewBox="0 0 {_r(width, 1)} {_r(height, 1)}">'
+    )
+    return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>'] + parts + ["</svg>"]) + "\n"
