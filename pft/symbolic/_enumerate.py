@@ -39,27 +39,25 @@ def _orderly(vals, n_ext, connected):
         suffix[j] = suffix[j + 1] + valence[j]
 
     def closed_component(r):
-        # a finished component (no free half-edges) that is not the whole diagram
+        # Only the component of the new position r changed since the last (passing) check: is it
+        # finished (no free half-edges) without being the whole diagram?
         seen = [False] * (r + 1)
-        for s in range(r + 1):
-            if seen[s]:
-                continue
-            seen[s] = True
-            stack = [s]
-            free = 0
-            size = 0
-            while stack:
-                u = stack.pop()
-                free += D[u]
-                size += 1
-                Au = A[u]
-                for w in range(r + 1):
-                    if w != u and Au[w] and not seen[w]:
-                        seen[w] = True
-                        stack.append(w)
-            if free == 0 and size < N:
-                return True
-        return False
+        seen[r] = True
+        stack = [r]
+        free = 0
+        size = 0
+        while stack:
+            u = stack.pop()
+            free += D[u]
+            if free:
+                return False
+            size += 1
+            Au = A[u]
+            for w in range(r + 1):
+                if w != u and Au[w] and not seen[w]:
+                    seen[w] = True
+                    stack.append(w)
+        return size < N
 
     def place(r):
         if r == N:
