@@ -160,7 +160,7 @@ def _layout(diagram):
         comp.sort()
         sub = _stress_layout(comp, adj)
         xs = [p[0] for p in sub.values()]
-        shift = x_off - min(xs) + (0.0 if not pos else 0.0)
+        shift = x_off - min(xs)
         for v, (x, y) in sub.items():
             pos[v] = (x + shift, y)
         x_off = max(x + shift for x, _ in sub.values()) + 2.2

@@ -156,7 +156,7 @@ def _multisets(vals, total_excess_max, n_ext):
     return out
 
 
-def _select(valences, loops, vertices, n_ext, connected):
+def _select(valences, loops, vertices, n_ext):
     vals = _check_valences(valences)
     if (loops is None) == (vertices is None):
         raise InputError(
@@ -176,7 +176,7 @@ def _select(valences, loops, vertices, n_ext, connected):
 
 
 def _enumerate(valences, loops, vertices, n_ext, connected, one_pi, amputated):
-    multisets, L = _select(valences, loops, vertices, n_ext, connected)
+    multisets, L = _select(valences, loops, vertices, n_ext)
     out = []
     seen = set()
     for ms in multisets:
@@ -230,6 +230,16 @@ def vacuum_diagrams(valences, *, loops=None, vertices=None, connected=True, one_
     Σ over the result of ``Π(-g_k)/|Aut|`` is the coefficient of that vertex content in
     ``log ∫ dx/√(2π) exp(-x²/2 - Σ g_k x^k/k!)`` (connected; in ``Z`` itself otherwise); see
     :func:`zero_dimensional_series` and the conventions in :mod:`pft.symbolic`.
+
+    The diagrams are generated once per isomorphism class by orderly generation (Read 1978):
+    vertices are added one at a time and a partial adjacency matrix is kept only when it is
+    lexicographically maximal among its relabellings; the same test counts ``|Aut|``.
+
+    References
+    ----------
+    .. [1] R. C. Read, "Every one a winner", Ann. Discrete Math. 2 (1978) 107-120.
+    .. [2] OEIS A005967 (cubic) and A085549 (quartic) connected multigraphs with loops: the
+       counts of connected φ³ and φ⁴ vacuum diagrams.
 
     Examples
     --------
