@@ -5,6 +5,7 @@ code with the enumeration; the identity coefficient(Π g_k^{m_k}) = Σ Π(-1)^{m
 matching diagrams is MATH.md §2.
 """
 
+import math
 from collections import defaultdict
 from fractions import Fraction
 
@@ -224,3 +225,18 @@ def test_loop_selection_matches_vertex_selection(valences):
                 union += correlator_diagrams(n, valences, vertices=ms)
         assert len(by_loops) == len(set(by_loops)) == len(union)
         assert set(by_loops) == set(union)
+
+
+def test_stirling_series_from_vacuum_diagrams():
+    # ∫ exp(-n(x - log x)) dx = Γ(n+1)/n^(n+1); Stirling's series gives log Z = -n + ½log(2π/n)
+    # + 1/(12n) + 0/n² - 1/(360 n³) + ... (MATH.md §1). With λ_k = ∂ᵏS(1) = (-1)^k (k-1)!, c_m is
+    # Σ Π(-λ_k)/|Aut| over connected vacuum diagrams with L = m + 1 loops and degrees <= 2m + 2.
+    want = {1: Fraction(1, 12), 2: Fraction(0), 3: Fraction(-1, 360)}
+    for m, c in want.items():
+        total = Fraction(0)
+        for d in vacuum_diagrams(tuple(range(3, 2 * m + 3)), loops=m + 1):
+            term = d.symmetry_factor
+            for k, count in d.vertex_counts.items():
+                term *= (-((-1) ** k) * math.factorial(k - 1)) ** count
+            total += term
+        assert total == c, m
