@@ -240,3 +240,17 @@ def test_stirling_series_from_vacuum_diagrams():
                 term *= (-((-1) ** k) * math.factorial(k - 1)) ** count
             total += term
         assert total == c, m
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_low_valences_by_vertex_content(n):
+    # Sources (k = 1) and mass insertions (k = 2) are diagrams too, reachable with `vertices=`.
+    from itertools import product
+
+    coeff = _coefficients([1, 2, 3], 4, n_external=n)
+    got = defaultdict(Fraction)
+    for counts in product(range(5), repeat=3):
+        if sum(counts) <= 4:
+            ms = dict(zip((1, 2, 3), counts))
+            got.update(_diagram_sums(correlator_diagrams(n, (1, 2, 3), vertices=ms)))
+    assert {k: c for k, c in got.items() if c} == coeff
