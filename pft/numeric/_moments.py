@@ -83,7 +83,11 @@ class Moments:
             return cls._from_tensor(x, name=name)
         arr = as_matrix(x, name)
         mean = arr.mean(axis=0)
-        z = arr - mean
+        if isinstance(x, np.ndarray) and np.may_share_memory(arr, x):
+            z = arr - mean  # never write into the caller's array
+        else:
+            z = arr
+            z -= mean  # arr is our own float64 copy: centre it in place
         sq = np.einsum("ij,ij->i", z, z)
         return cls(
             d=arr.shape[1],
