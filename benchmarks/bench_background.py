@@ -33,7 +33,9 @@ def _peak_mib(fn):
     return peak / 2**20
 
 
-def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 8192, seed: int = 0) -> list[dict]:
+def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 8192, seed: int = 0, quick: bool = False) -> list[dict]:
+    if quick:
+        tokens, repeats = 20_000, 1
     from sklearn.covariance import LedoitWolf
 
     from pft.numeric import GaussianBackground

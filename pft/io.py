@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+import struct
+from typing import Any, Iterator
 
 import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["load_array", "SUFFIXES"]
+__all__ = ["load_array", "iter_chunks", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".safetensors", ".pt", ".pth")
 
@@ -108,3 +110,92 @@ def load_array(path: str | os.PathLike, *, name: str = "path") -> Any:
         f"`{name}`: unsupported file type {os.path.splitext(path)[1] or '(none)'!r} for {path}; "
         f"use one of {', '.join(SUFFIXES)}."
     )
+
+
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bf16",
+              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8}
+
+
+def _npy_layout(path: str, name: str) -> tuple[int, tuple, np.dtype, bool]:
+    with open(path, "rb") as fh:
+        try:
+            major, _ = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+        except ValueError as exc:
+            raise InputError(f"`{name}`: {path} is not a plain .npy file ({exc}).") from exc
+        return fh.tell(), shape, dtype, fortran
+
+
+def _safetensors_layout(path: str, key: str | None, name: str) -> tuple[int, tuple, Any]:
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    header.pop("__metadata__", None)
+    entry = _pick(header, key, path, name)
+    dt = _ST_DTYPES.get(entry["dtype"])
+    if dt is None:
+        raise InputError(f"`{name}`: {path} stores dtype {entry['dtype']}, which pft does not read.")
+    return 8 + n + entry["data_offsets"][0], tuple(entry["shape"]), dt
+
+
+def _read_rows(fh, offset: int, row_bytes: int, start: int, stop: int, dtype, d: int) -> np.ndarray:
+    fh.seek(offset + start * row_bytes)
+    raw = fh.read((stop - start) * row_bytes)
+    if isinstance(dtype, str):  # bfloat16: the top half of a float32
+        u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+        return u.view(np.float32).reshape(stop - start, d)
+    return np.frombuffer(raw, dtype=dtype).reshape(stop - start, d)
+
+
+def iter_chunks(path: str | os.PathLike, *, chunk_rows: int = 65536, name: str = "path") -> Iterator[np.ndarray]:
+    """Yield (rows, d) chunks of a 2-D array on disk with memory bounded by one chunk.
+
+    Reads ``.npy`` and ``.safetensors`` (``FILE:NAME`` picks a tensor) with plain file reads —
+    no memory map, so the pages read do not stay resident — and a directory of such shards
+    in sorted name order. Feed the iterator to :meth:`pft.numeric.GaussianBackground.fit` or
+    :meth:`pft.numeric.Moments.from_chunks` to fit a file larger than memory.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(p, np.arange(10.0).reshape(5, 2))
+    >>> [c.shape for c in iter_chunks(p, chunk_rows=2)]
+    [(2, 2), (2, 2), (1, 2)]
+    """
+    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
+    path, key = _split_key(os.fspath(path))
+    if os.path.isdir(path):
+        shards = sorted(f for f in os.listdir(path) if f.lower().endswith((".npy", ".safetensors")))
+        if not shards:
+            raise InputError(f"`{name}`: directory {path!r} holds no .npy or .safetensors shards.")
+        d0 = None
+        for f in shards:
+            for chunk in iter_chunks(os.path.join(path, f) + (f":{key}" if key else ""), chunk_rows=chunk_rows, name=name):
+                if d0 is not None and chunk.shape[1] != d0:
+                    raise InputError(f"`{name}`: shard {f} has {chunk.shape[1]} columns, earlier shards {d0}.")
+                d0 = chunk.shape[1]
+                yield chunk
+        return
+    if not os.path.exists(path):
+        raise InputError(f"`{name}`: no such file {path!r}.")
+    lower = path.lower()
+    if lower.endswith(".npy"):
+        offset, shape, dtype, fortran = _npy_layout(path, name)
+        if fortran:
+            raise InputError(f"`{name}`: {path} is stored in Fortran order; rows cannot be streamed. Re-save it C-contiguous.")
+        if dtype.hasobject:
+            raise InputError(f"`{name}`: {path} holds Python objects; pft never unpickles.")
+    elif lower.endswith(".safetensors"):
+        offset, shape, dtype = _safetensors_layout(path, key, name)
+    else:
+        raise InputError(f"`{name}`: streaming reads .npy, .safetensors or a directory of them; got {path}.")
+    if len(shape) != 2:
+        raise InputError(f"`{name}`: {path} holds an array of shape {shape}; streaming needs 2-D (tokens x features).")
+    n, d = shape
+    itemsize = 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
+    with open(path, "rb") as fh:
+        for a in range(0, n, int(chunk_rows)):
+            yield _read_rows(fh, offset, d * itemsize, a, min(n, a + int(chunk_rows)), dtype, d)

@@ -37,6 +37,16 @@ def _eps_of(x: Any) -> float:
         return float(np.finfo(np.float64).eps)
 
 
+def _all_max(value: float, group: Any) -> float:
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    return float(t.item())
+
+
 class GaussianBackground:
     """A Gaussian fitted to activations or residuals, with optional covariance shrinkage.
 
@@ -122,10 +132,15 @@ class GaussianBackground:
         if self.singular not in ("raise", "project"):
             raise InputError(f"`singular` must be 'raise' or 'project'; got {self.singular!r}.")
 
-    def fit(self, X: Any, y: None = None, *, progress: bool = False) -> "GaussianBackground":
+    def fit(
+        self, X: Any, y: None = None, *, progress: bool = False, distributed: bool = False, group: Any = None
+    ) -> "GaussianBackground":
         """Fit from an (N, d) array or tensor, an iterable of (n_i, d) chunks, or a Moments.
 
-        Chunks are consumed once; memory stays O(d²) whatever N.
+        Chunks are consumed once; memory stays O(d²) whatever N. With ``distributed=True``
+        each rank passes its own rows and the statistics are merged across the
+        ``torch.distributed`` process ``group`` (see :meth:`Moments.all_reduce`): every rank
+        ends with the fit of all ranks' rows together.
         """
         self._check_settings()
         eps = [float(np.finfo(np.float64).eps)]
@@ -142,6 +157,9 @@ class GaussianBackground:
                     yield c
 
             moments = Moments.from_chunks(track(X), name="X", progress=progress)
+        if distributed:
+            moments = moments.all_reduce(group)
+            eps[0] = _all_max(eps[0], group)
         self._input_eps = eps[0]
         return self._fit_moments(moments)
 

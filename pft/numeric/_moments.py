@@ -83,7 +83,11 @@ class Moments:
             return cls._from_tensor(x, name=name)
         arr = as_matrix(x, name)
         mean = arr.mean(axis=0)
-        z = arr - mean
+        if isinstance(x, np.ndarray) and np.may_share_memory(arr, x):
+            z = arr - mean  # never write into the caller's array
+        else:
+            z = arr
+            z -= mean  # arr is our own float64 copy: centre it in place
         sq = np.einsum("ij,ij->i", z, z)
         return cls(
             d=arr.shape[1],
@@ -229,6 +233,56 @@ class Moments:
         return 1.0 if den == 0 else min((alpha + mu * mu) / den, 1.0)
 
     # ------------------------------------------------------------------ distributed
+    def _pack(self) -> np.ndarray:
+        return np.concatenate(
+            [[float(self.count)], self.mean, self.comoment.ravel(), self.norm2_z, [self.norm4]]
+        )
+
+    @classmethod
+    def _unpack(cls, flat: np.ndarray, d: int) -> "Moments":
+        a = 1
+        mean = flat[a : a + d]
+        a += d
+        com = flat[a : a + d * d].reshape(d, d)
+        a += d * d
+        t = flat[a : a + d]
+        return cls(d=d, count=int(round(flat[0])), mean=mean.copy(), comoment=com.copy(), norm2_z=t.copy(), norm4=float(flat[-1]))
+
+    def all_reduce(self, group: Any = None) -> "Moments":
+        """Merge this rank's statistics with every other rank's (``torch.distributed``).
+
+        Every rank gets the same result: the per-rank statistics are all-gathered as one
+        float64 tensor each and merged in rank order with the same pairwise update as
+        :meth:`merge`, so the answer equals a single process's fit on the concatenated data
+        up to rounding. Needs an initialised process group (gloo on CPU, nccl on GPUs); the
+        tensors travel on the device that backend expects.
+
+        Returns a new :class:`Moments`; this one is unchanged.
+        """
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise InputError(
+                "Moments.all_reduce needs an initialised torch.distributed process group "
+                "(run under torchrun, or call torch.distributed.init_process_group first)."
+            )
+        backend = dist.get_backend(group)
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        # ranks must agree on d before exchanging d² numbers
+        dims = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(dims, torch.tensor([self.d], dtype=torch.int64, device=device), group=group)
+        ds = sorted({int(x.item()) for x in dims})
+        if len(ds) != 1:
+            raise InputError(f"ranks disagree on the number of features: {ds}.")
+        local = torch.as_tensor(self._pack(), dtype=torch.float64, device=device)
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, local, group=group)
+        total = Moments(d=self.d)
+        for part in parts:
+            total = total.merge(Moments._unpack(part.cpu().numpy(), self.d))
+        return total
+
     def to_dict(self) -> dict:
         return {
             "d": self.d,

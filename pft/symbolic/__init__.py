@@ -38,4 +38,13 @@ References
 .. [2] D. A. Roberts, S. Yaida, B. Hanin, *The Principles of Deep Learning Theory* (2022).
 """
 
-__all__: list[str] = []
+from pft.symbolic._diagram import Diagram
+from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
+from pft.symbolic._zero_dim import zero_dimensional_series
+
+__all__: list[str] = [
+    "Diagram",
+    "vacuum_diagrams",
+    "correlator_diagrams",
+    "zero_dimensional_series",
+]

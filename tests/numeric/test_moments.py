@@ -112,3 +112,10 @@ def test_bad_inputs():
     x[2, 1] = np.nan
     with pytest.raises(InputError, match="row 2, column 1"):
         Moments.from_array(x)
+
+
+def test_inputs_are_never_modified(data):
+    for x in (data.copy(), data.astype(np.float32), np.asfortranarray(data)):
+        before = x.copy()
+        Moments.from_array(x)
+        np.testing.assert_array_equal(x, before)
