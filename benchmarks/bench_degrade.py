@@ -33,6 +33,7 @@ def _mlp(widths, seed):
 
 def run(
     *,
+    quick: bool = False,
     widths=(784, 1024, 256, 10),
     n_data: int = 4096,
     batch_size: int = 256,
@@ -44,6 +45,8 @@ def run(
 
     Parameters
     ----------
+    quick : bool
+        A tiny MLP and a few steps (smoke run; the ratios then mean little).
     widths : tuple of int
         MLP layer widths; the default has 1 068 810 parameters.
     n_data, batch_size, steps, repeats, seed : int
@@ -56,6 +59,8 @@ def run(
         ``seconds`` (median per round), ``steps_per_s`` and ``ratio`` (seconds per step over
         the forward+backward baseline).
     """
+    if quick:
+        widths, n_data, batch_size, steps, repeats = (16, 16, 4), 256, 32, 10, 1
     model = _mlp(widths, seed)
     d = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(seed)
@@ -124,12 +129,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    kw = (
-        dict(widths=(16, 16, 4), n_data=256, steps=10, repeats=1)
-        if args.quick
-        else dict(steps=args.steps, repeats=args.repeats)
-    )
-    rows = run(batch_size=32 if args.quick else args.batch, **kw)
+    kw = dict(quick=True) if args.quick else dict(steps=args.steps, repeats=args.repeats, batch_size=args.batch)
+    rows = run(**kw)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'loop':<20} {'params':>9} {'batch':>6} {'steps/s':>9} {'ratio':>6}")
     for r in rows:

@@ -8,5 +8,6 @@ def test_bench_degrade_runs(capsys):
     assert [r["loop"] for r in rows] == ["forward+backward", "+ plain SGD step", "SGLD (pft.degrade)"]
     assert rows[0]["params"] == 8 * 8 + 8 + 8 * 3 + 3
     assert all(r["steps_per_s"] > 0 for r in rows)
+    assert run(quick=True)[0]["params"] == 16 * 16 + 16 + 16 * 4 + 4
     assert main(["--quick"]) == 0
     assert "SGLD" in capsys.readouterr().out
