@@ -1,3 +1,9 @@
 """pft.numeric (see the package docstring of pft for an overview)."""
 
-__all__: list[str] = []
+from pft.numeric._edgeworth import cornish_fisher, edgeworth_logpdf, edgeworth_pdf
+
+__all__: list[str] = [
+    "cornish_fisher",
+    "edgeworth_logpdf",
+    "edgeworth_pdf",
+]

@@ -38,4 +38,18 @@ References
 .. [2] D. A. Roberts, S. Yaida, B. Hanin, *The Principles of Deep Learning Theory* (2022).
 """
 
-__all__: list[str] = []
+from pft.symbolic._cumulants import cumulants_to_moments, moments_to_cumulants
+from pft.symbolic._edgeworth import EdgeworthExpansion, EdgeworthTerm, edgeworth
+from pft.symbolic._parse import parse_expression
+from pft.symbolic._wick import gaussian_moment, wick_pairings
+
+__all__: list[str] = [
+    "EdgeworthExpansion",
+    "EdgeworthTerm",
+    "cumulants_to_moments",
+    "edgeworth",
+    "gaussian_moment",
+    "moments_to_cumulants",
+    "parse_expression",
+    "wick_pairings",
+]
