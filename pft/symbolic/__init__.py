@@ -39,11 +39,18 @@ References
 """
 
 from pft.symbolic._cumulants import cumulants_to_moments, moments_to_cumulants
+from pft.symbolic._diagram import Diagram
 from pft.symbolic._edgeworth import EdgeworthExpansion, EdgeworthTerm, edgeworth
+from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
 from pft.symbolic._parse import parse_expression
 from pft.symbolic._wick import gaussian_moment, wick_pairings
+from pft.symbolic._zero_dim import zero_dimensional_series
 
 __all__: list[str] = [
+    "Diagram",
+    "vacuum_diagrams",
+    "correlator_diagrams",
+    "zero_dimensional_series",
     "EdgeworthExpansion",
     "EdgeworthTerm",
     "cumulants_to_moments",
