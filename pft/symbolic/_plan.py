@@ -105,16 +105,16 @@ class ContractionPlan:
         lookup : callable
             ``lookup(operand) -> array``: the tensor for each role (``G`` for the propagator).
         einsum : callable, optional
-            An einsum with numpy's signature; ``numpy.einsum(..., optimize=True)`` by default
-            (object arrays give exact results).
+            An einsum with numpy's signature, for floating-point arrays (the coefficient is
+            applied as a float). By default ``numpy.einsum(..., optimize=True)`` and the
+            coefficient exactly (object arrays of sympy numbers or Fractions stay exact).
         """
         import numpy as np
 
         arrays = [lookup(op) for op in self.operands]
-        if einsum is None:
-            value = np.einsum(self.equation, *arrays, optimize=len(arrays) > 2)
-        else:
-            value = einsum(self.equation, *arrays)
+        if einsum is not None:  # floating point (numpy, torch): the coefficient as a float
+            return einsum(self.equation, *arrays) * float(self.coefficient)
+        value = np.einsum(self.equation, *arrays, optimize=len(arrays) > 2)
         return value * _as_scalar(self.coefficient, value)
 
     def to_dict(self) -> dict:
