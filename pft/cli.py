@@ -25,6 +25,102 @@ def _run_demo(args) -> int:
     raise NotImplementedError("pft demo is not built yet")
 
 
+# --- pft diagrams (issue 3) -------------------------------------------------------------
+def _add_diagrams(sub) -> None:
+    p = sub.add_parser(
+        "diagrams",
+        help="enumerate Feynman diagrams with exact symmetry factors, or rebuild the catalog",
+        description="pft diagrams --valences 3,4 (--loops L | --vertices 3:2,4:1) [--external N] "
+        "[--one-pi] [--format table|json|tikz|svg];  pft diagrams catalog --out DIR",
+    )
+    p.add_argument("action", nargs="?", choices=["catalog"], help="`catalog`: write the diagram catalog")
+    p.add_argument("--out", help="catalog folder (with `catalog`)")
+    p.add_argument("--valences", help="allowed vertex degrees, comma separated, e.g. 3,4")
+    p.add_argument("--loops", help="loop number L")
+    p.add_argument("--vertices", help="exact vertex content, e.g. 3:2,4:1")
+    p.add_argument("--external", default="0", help="number of labelled external legs (default 0)")
+    p.add_argument("--one-pi", action="store_true", help="only one-particle-irreducible diagrams")
+    p.add_argument("--amputated", action="store_true", help="no corrections on external legs")
+    p.add_argument("--disconnected", action="store_true", help="include disconnected diagrams")
+    p.add_argument("--format", default="table", choices=["table", "json", "tikz", "svg"])
+
+
+def _int_arg(name, text):
+    from pft.errors import InputError
+
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise InputError(f"`--{name}` must be an integer; got {text!r}.") from None
+
+
+def _run_diagrams(args) -> int:
+    import json
+
+    from pft.errors import InputError
+    from pft.symbolic import correlator_diagrams
+
+    if args.action == "catalog":
+        from pft.symbolic._catalog import write_catalog
+
+        if not args.out:
+            raise InputError("`pft diagrams catalog` needs `--out DIR` (e.g. --out diagrams/).")
+        paths = write_catalog(args.out)
+        print(f"wrote {len(paths)} files under {args.out}")
+        return 0
+    if args.out:
+        raise InputError("`--out` belongs to `pft diagrams catalog --out DIR`.")
+    if not args.valences:
+        raise InputError("`--valences` is required, e.g. --valences 3,4.")
+    valences = tuple(_int_arg("valences", v) for v in args.valences.split(","))
+    if (args.loops is None) == (args.vertices is None):
+        raise InputError("give exactly one of `--loops L` and `--vertices 3:2,4:1`.")
+    loops = vertices = None
+    if args.loops is not None:
+        loops = _int_arg("loops", args.loops)
+    else:
+        vertices = {}
+        for item in args.vertices.split(","):
+            k, sep, m = item.partition(":")
+            if not sep:
+                raise InputError(f"`--vertices` items look like valence:count (3:2); got {item!r}.")
+            vertices[_int_arg("vertices", k)] = _int_arg("vertices", m)
+    diagrams = correlator_diagrams(
+        _int_arg("external", args.external),
+        valences,
+        loops=loops,
+        vertices=vertices,
+        connected=not args.disconnected,
+        one_pi=args.one_pi,
+        amputated=args.amputated,
+    )
+    if args.format == "json":
+        print("[" + ",\n ".join(json.dumps(d.to_dict()) for d in diagrams) + "]")
+    elif args.format == "tikz":
+        from pft.symbolic._draw import tikz_document
+
+        print(tikz_document([d.to_tikz() for d in diagrams], [f"$1/{d.automorphisms}$" for d in diagrams]), end="")
+    elif args.format == "svg":
+        from pft.symbolic._draw import svg_sheet
+
+        print(svg_sheet(diagrams), end="")
+    else:
+        from fractions import Fraction
+
+        rows = [("#", "vertices", "loops", "|Aut|", "1PI", "edges")]
+        for i, d in enumerate(diagrams):
+            counts = " ".join(f"{k}:{m}" for k, m in d.vertex_counts.items()) or "-"
+            edges = " ".join(f"{u}-{v}" for u, v in d.edges)
+            rows.append((str(i), counts, str(d.n_loops), str(d.automorphisms),
+                         "yes" if d.is_one_particle_irreducible else "no", edges))
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        for r in rows:
+            print("  ".join(x.rjust(w) for x, w in zip(r[:5], widths)) + "  " + r[5])
+        total = sum((d.symmetry_factor for d in diagrams), Fraction(0))
+        print(f"{len(diagrams)} diagrams, sum of 1/|Aut| = {total}")
+    return 0
+
+
 # --- pft laplace / pft edgeworth (issue 4) ------------------------------------------------
 def _add_laplace(sub) -> None:
     p = sub.add_parser(
@@ -138,7 +234,7 @@ def _numbers(name, text) -> list[float]:
     return out
 
 
-_COMMANDS = ["demo", "laplace", "edgeworth"]
+_COMMANDS = ["demo", "diagrams", "laplace", "edgeworth"]
 
 
 def build_parser() -> argparse.ArgumentParser:

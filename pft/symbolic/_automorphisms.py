@@ -128,10 +128,11 @@ def is_maximal(classes, A, r: int, *, count: bool = False):
     used = [False] * m
     perm = [0] * m
     found = [0]
+    target = [[A[i][j] for i in range(j)] for j in range(m)]
 
     def dfs(j: int) -> bool:
         cj = classes[j]
-        Aj = [A[i][j] for i in range(j)]
+        Aj = target[j]
         ajj = A[j][j]
         for v in range(m):
             if used[v] or classes[v] != cj:

@@ -20,13 +20,27 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["layout", "to_tikz", "to_svg", "tikz_document"]
+__all__ = ["layout", "to_tikz", "to_svg", "tikz_document", "svg_sheet"]
 
 _LOOP_SIZE = 0.8  # control-point distance of a self-loop, in layout units
 _LOOP_HALF_ANGLE = 32.0
 _LEG_LENGTH = 0.8
 _BEND_STEP = 28.0  # degrees between neighbouring arcs of a bundle
 _LOOSENESS = 0.3915  # TikZ's default control distance for bent lines, as a fraction of length
+
+
+# libm's cos/sin/atan2 may differ in the last bit between platforms; rounding them to 12 digits
+# (everything else here is IEEE +,-,*,/,sqrt) keeps the catalog byte-identical everywhere.
+def _cos(a: float) -> float:
+    return round(math.cos(a), 12)
+
+
+def _sin(a: float) -> float:
+    return round(math.sin(a), 12)
+
+
+def _atan2(y: float, x: float) -> float:
+    return round(math.atan2(y, x), 12)
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -54,7 +68,7 @@ def _stress_layout(nodes, adj):
             frontier = nxt
         dist[s] = d
     pos = {
-        v: (math.cos(2 * math.pi * i / n + math.pi / 2), math.sin(2 * math.pi * i / n + math.pi / 2))
+        v: (_cos(2 * math.pi * i / n + math.pi / 2), _sin(2 * math.pi * i / n + math.pi / 2))
         for i, v in enumerate(nodes)
     }
     for _ in range(120):
@@ -79,8 +93,8 @@ def _stress_layout(nodes, adj):
     sxx = sum((p[0] - cx) ** 2 for p in pos.values())
     syy = sum((p[1] - cy) ** 2 for p in pos.values())
     sxy = sum((p[0] - cx) * (p[1] - cy) for p in pos.values())
-    theta = 0.5 * math.atan2(2 * sxy, sxx - syy)
-    c, s = math.cos(-theta), math.sin(-theta)
+    theta = 0.5 * _atan2(2 * sxy, sxx - syy)
+    c, s = _cos(-theta), _sin(-theta)
     return {v: ((x - cx) * c - (y - cy) * s, (x - cx) * s + (y - cy) * c) for v, (x, y) in pos.items()}
 
 
@@ -114,6 +128,15 @@ def layout(diagram):
     >>> sorted(b for _, _, b in lay["arcs"])
     [-28.0, 0.0, 28.0]
     """
+    cached = diagram.__dict__.get("_layout")
+    if cached is not None:
+        return cached
+    lay = _layout(diagram)
+    diagram.__dict__["_layout"] = lay  # diagrams are immutable: the layout never changes
+    return lay
+
+
+def _layout(diagram):
     V = diagram.n_vertices
     A = diagram._A
     n = len(A)
@@ -137,7 +160,7 @@ def layout(diagram):
         comp.sort()
         sub = _stress_layout(comp, adj)
         xs = [p[0] for p in sub.values()]
-        shift = x_off - min(xs) + (0.0 if not pos else 0.0)
+        shift = x_off - min(xs)
         for v, (x, y) in sub.items():
             pos[v] = (x + shift, y)
         x_off = max(x + shift for x, _ in sub.values()) + 2.2
@@ -150,7 +173,7 @@ def layout(diagram):
             if not m:
                 continue
             (x1, y1), (x2, y2) = pos[u], pos[w]
-            base = math.degrees(math.atan2(y2 - y1, x2 - x1))
+            base = math.degrees(_atan2(y2 - y1, x2 - x1))
             bends = [_BEND_STEP * (i - (m - 1) / 2) for i in range(m)]
             for b in bends:
                 arcs.append((u, w, b))
@@ -165,7 +188,7 @@ def layout(diagram):
             ang = _widest_gap(directions[w])
             directions[w].append(ang)
             x, y = pos[w]
-            pos[leg] = (x + _LEG_LENGTH * math.cos(math.radians(ang)), y + _LEG_LENGTH * math.sin(math.radians(ang)))
+            pos[leg] = (x + _LEG_LENGTH * _cos(math.radians(ang)), y + _LEG_LENGTH * _sin(math.radians(ang)))
             arcs.append((w, leg, 0.0))
     for v in range(V):
         for _ in range(A[v][v]):
@@ -280,11 +303,11 @@ def _bezier_arc(p, q, bend):
     """Control points of TikZ's ``bend left=bend`` from p to q (y up)."""
     (x1, y1), (x2, y2) = p, q
     L = math.hypot(x2 - x1, y2 - y1)
-    base = math.atan2(y2 - y1, x2 - x1)
+    base = _atan2(y2 - y1, x2 - x1)
     a1 = base + math.radians(bend)
     a2 = base + math.pi - math.radians(bend)
     d = _LOOSENESS * L
-    return (x1 + d * math.cos(a1), y1 + d * math.sin(a1)), (x2 + d * math.cos(a2), y2 + d * math.sin(a2))
+    return (x1 + d * _cos(a1), y1 + d * _sin(a1)), (x2 + d * _cos(a2), y2 + d * _sin(a2))
 
 
 def to_svg(diagram, *, size: int = 160) -> str:
@@ -312,7 +335,7 @@ def to_svg(diagram, *, size: int = 160) -> str:
     for v, out, inn in lay["loops"]:
         x, y = pos[v]
         mid = math.radians((out + inn) / 2)
-        pts.append((x + 0.7 * _LOOP_SIZE * math.cos(mid), y + 0.8 * _LOOP_SIZE * math.sin(mid)))
+        pts.append((x + 0.7 * _LOOP_SIZE * _cos(mid), y + 0.7 * _LOOP_SIZE * _sin(mid)))
     for u, w, bend in lay["arcs"]:
         if bend:
             c1, c2 = _bezier_arc(pos[u], pos[w], bend)
@@ -346,8 +369,8 @@ def to_svg(diagram, *, size: int = 160) -> str:
             parts.append(f'<path d="M{P(*p)} C{P(*c1)} {P(*c2)} {P(*q)}"/>')
     for v, out, inn in lay["loops"]:
         x, y = pos[v]
-        c1 = (x + _LOOP_SIZE * math.cos(math.radians(out)), y + _LOOP_SIZE * math.sin(math.radians(out)))
-        c2 = (x + _LOOP_SIZE * math.cos(math.radians(inn)), y + _LOOP_SIZE * math.sin(math.radians(inn)))
+        c1 = (x + _LOOP_SIZE * _cos(math.radians(out)), y + _LOOP_SIZE * _sin(math.radians(out)))
+        c2 = (x + _LOOP_SIZE * _cos(math.radians(inn)), y + _LOOP_SIZE * _sin(math.radians(inn)))
         parts.append(f'<path d="M{P(x, y)} C{P(*c1)} {P(*c2)} {P(x, y)}"/>')
     parts.append("</g>")
     r = 0.09 * unit
@@ -389,3 +412,49 @@ def _title(diagram):
     parts.append(f"{diagram.n_loops} loops")
     parts.append(f"|Aut| = {diagram.automorphisms}")
     return ", ".join(parts)
+
+
+def svg_sheet(diagrams, *, columns: int = 6, size: int = 120) -> str:
+    """One SVG holding the pictures of several diagrams in a grid, each captioned
+    ``#i: 1/|Aut|``.
+
+    Examples
+    --------
+    >>> from pft.symbolic import vacuum_diagrams
+    >>> import xml.etree.ElementTree as ET
+    >>> sheet = svg_sheet(vacuum_diagrams((3,), loops=2))
+    >>> len(ET.fromstring(sheet).findall("{http://www.w3.org/2000/svg}svg"))
+    2
+    """
+    cells = []
+    for i, d in enumerate(diagrams):
+        text = to_svg(d, size=size)
+        head, _, body = text.partition("\n")
+        w = float(head.split('width="')[1].split('"')[0])
+        h = float(head.split('height="')[1].split('"')[0])
+        cells.append((i, d, w, h, body))
+    caption = 16.0
+    parts = []
+    x = y = 0.0
+    row_h = 0.0
+    width = 0.0
+    for n, (i, d, w, h, body) in enumerate(cells):
+        if n and n % columns == 0:
+            y += row_h + caption + 8
+            x, row_h = 0.0, 0.0
+        parts.append(f'<svg x="{_r(x, 1)}" y="{_r(y, 1)}" width="{_r(w, 1)}" height="{_r(h, 1)}" viewBox="0 0 {_r(w, 1)} {_r(h, 1)}">')
+        parts.append(body.rstrip("\n"))
+        parts.append(
+            f'<text x="{_r(x + w / 2, 1)}" y="{_r(y + h + 12, 1)}" font-family="sans-serif" '
+            f'font-size="11" text-anchor="middle">#{i}: 1/{d.automorphisms}</text>'
+        )
+        x += w + 12
+        width = max(width, x)
+        row_h = max(row_h, h)
+    height = y + row_h + caption + 4 if cells else 10.0
+    width = width or 10.0
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_r(width, 1)}" height="{_r(height, 1)}" '
+        f'viewBox="0 0 {_r(width, 1)} {_r(height, 1)}">'
+    )
+    return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>'] + parts + ["</svg>"]) + "\n"

@@ -39,27 +39,25 @@ def _orderly(vals, n_ext, connected):
         suffix[j] = suffix[j + 1] + valence[j]
 
     def closed_component(r):
-        # a finished component (no free half-edges) that is not the whole diagram
+        # Only the component of the new position r changed since the last (passing) check: is it
+        # finished (no free half-edges) without being the whole diagram?
         seen = [False] * (r + 1)
-        for s in range(r + 1):
-            if seen[s]:
-                continue
-            seen[s] = True
-            stack = [s]
-            free = 0
-            size = 0
-            while stack:
-                u = stack.pop()
-                free += D[u]
-                size += 1
-                Au = A[u]
-                for w in range(r + 1):
-                    if w != u and Au[w] and not seen[w]:
-                        seen[w] = True
-                        stack.append(w)
-            if free == 0 and size < N:
-                return True
-        return False
+        seen[r] = True
+        stack = [r]
+        free = 0
+        size = 0
+        while stack:
+            u = stack.pop()
+            free += D[u]
+            if free:
+                return False
+            size += 1
+            Au = A[u]
+            for w in range(r + 1):
+                if w != u and Au[w] and not seen[w]:
+                    seen[w] = True
+                    stack.append(w)
+        return size < N
 
     def place(r):
         if r == N:
@@ -158,7 +156,7 @@ def _multisets(vals, total_excess_max, n_ext):
     return out
 
 
-def _select(valences, loops, vertices, n_ext, connected):
+def _select(valences, loops, vertices, n_ext):
     vals = _check_valences(valences)
     if (loops is None) == (vertices is None):
         raise InputError(
@@ -178,11 +176,11 @@ def _select(valences, loops, vertices, n_ext, connected):
 
 
 def _enumerate(valences, loops, vertices, n_ext, connected, one_pi, amputated):
-    multisets, L = _select(valences, loops, vertices, n_ext, connected)
+    multisets, L = _select(valences, loops, vertices, n_ext)
     out = []
     seen = set()
     for ms in multisets:
-        key = tuple(sorted(ms.items()))
+        key = tuple(sorted((k, m) for k, m in ms.items() if m))
         if key in seen:
             continue
         seen.add(key)
@@ -232,6 +230,16 @@ def vacuum_diagrams(valences, *, loops=None, vertices=None, connected=True, one_
     Σ over the result of ``Π(-g_k)/|Aut|`` is the coefficient of that vertex content in
     ``log ∫ dx/√(2π) exp(-x²/2 - Σ g_k x^k/k!)`` (connected; in ``Z`` itself otherwise); see
     :func:`zero_dimensional_series` and the conventions in :mod:`pft.symbolic`.
+
+    The diagrams are generated once per isomorphism class by orderly generation (Read 1978):
+    vertices are added one at a time and a partial adjacency matrix is kept only when it is
+    lexicographically maximal among its relabellings; the same test counts ``|Aut|``.
+
+    References
+    ----------
+    .. [1] R. C. Read, "Every one a winner", Ann. Discrete Math. 2 (1978) 107-120.
+    .. [2] OEIS A005967 (cubic) and A085549 (quartic) connected multigraphs with loops: the
+       counts of connected φ³ and φ⁴ vacuum diagrams.
 
     Examples
     --------

@@ -150,6 +150,11 @@ def zero_dimensional_series(couplings, order, *, n_external=0, connected=True):
     coefficient of ``Π g_k^{m_k}`` equals ``Σ Π(-1)^{m_k} / |Aut(Γ)|`` over the matching
     (connected) diagrams — the identity the diagram enumeration is tested against.
 
+    References
+    ----------
+    .. [1] J. Zinn-Justin, *Quantum Field Theory and Critical Phenomena*, ch. 1-2 (the
+       zero-dimensional theory and its Feynman diagrams).
+
     Examples
     --------
     >>> import sympy

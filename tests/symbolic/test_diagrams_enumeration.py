@@ -5,6 +5,7 @@ code with the enumeration; the identity coefficient(Π g_k^{m_k}) = Σ Π(-1)^{m
 matching diagrams is MATH.md §2.
 """
 
+import math
 from collections import defaultdict
 from fractions import Fraction
 
@@ -208,3 +209,48 @@ def test_bad_input():
         correlator_diagrams(-1, (4,), loops=1)
     with pytest.raises(InputError, match="`loops`"):
         vacuum_diagrams((4,), loops=-1)
+
+
+@pytest.mark.parametrize("valences", [(3,), (4,), (3, 4)])
+def test_loop_selection_matches_vertex_selection(valences):
+    # Each diagram once: loops=L is the union over the vertex sets with Σ(k - 2) = 2L - 2 + n.
+    from itertools import product
+
+    for n, L in ((0, 3), (2, 0), (2, 2), (4, 1)):
+        by_loops = correlator_diagrams(n, valences, loops=L)
+        union = []
+        for counts in product(range(6), repeat=len(valences)):
+            ms = dict(zip(valences, counts))
+            if sum(m * (k - 2) for k, m in ms.items()) == 2 * L - 2 + n or (not any(counts) and n == 2 and L == 0):
+                union += correlator_diagrams(n, valences, vertices=ms)
+        assert len(by_loops) == len(set(by_loops)) == len(union)
+        assert set(by_loops) == set(union)
+
+
+def test_stirling_series_from_vacuum_diagrams():
+    # ∫ exp(-n(x - log x)) dx = Γ(n+1)/n^(n+1); Stirling's series gives log Z = -n + ½log(2π/n)
+    # + 1/(12n) + 0/n² - 1/(360 n³) + ... (MATH.md §1). With λ_k = ∂ᵏS(1) = (-1)^k (k-1)!, c_m is
+    # Σ Π(-λ_k)/|Aut| over connected vacuum diagrams with L = m + 1 loops and degrees <= 2m + 2.
+    want = {1: Fraction(1, 12), 2: Fraction(0), 3: Fraction(-1, 360)}
+    for m, c in want.items():
+        total = Fraction(0)
+        for d in vacuum_diagrams(tuple(range(3, 2 * m + 3)), loops=m + 1):
+            term = d.symmetry_factor
+            for k, count in d.vertex_counts.items():
+                term *= (-((-1) ** k) * math.factorial(k - 1)) ** count
+            total += term
+        assert total == c, m
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_low_valences_by_vertex_content(n):
+    # Sources (k = 1) and mass insertions (k = 2) are diagrams too, reachable with `vertices=`.
+    from itertools import product
+
+    coeff = _coefficients([1, 2, 3], 4, n_external=n)
+    got = defaultdict(Fraction)
+    for counts in product(range(5), repeat=3):
+        if sum(counts) <= 4:
+            ms = dict(zip((1, 2, 3), counts))
+            got.update(_diagram_sums(correlator_diagrams(n, (1, 2, 3), vertices=ms)))
+    assert {k: c for k, c in got.items() if c} == coeff

@@ -23,13 +23,36 @@ def written_diagrams(draw):
 
 
 def _rewrite(vals, n_ext, edges, seed):
-    """Same diagram: new vertex names, half-edges re-paired within vertices, edge order and
-    orientation shuffled."""
+    """Same diagram written differently: vertices permuted among those of equal valence and
+    renamed, the half-edges of every vertex permuted, edge order and orientation shuffled."""
     rng = random.Random(seed)
+    by_valence = {}
+    for v, k in enumerate(vals):
+        by_valence.setdefault(k, []).append(v)
+    image = {}
+    for group in by_valence.values():
+        shuffled = group[:]
+        rng.shuffle(shuffled)
+        image.update(zip(group, shuffled))
     names = rng.sample(range(1000), len(vals))
-    rename = {v: f"v{names[v]}" for v in range(len(vals))}
+    rename = {v: f"v{names[image[v]]}" for v in range(len(vals))}
     rename.update({("leg", i): f"e{i}" for i in range(n_ext)})
-    out = [(rename[a], rename[b]) if rng.random() < 0.5 else (rename[b], rename[a]) for a, b in edges]
+    # half-edges: (vertex, slot); a pairing of half-edges becomes a pairing of permuted slots
+    slots = {v: list(range(k)) for v, k in enumerate(vals)}
+    for v in slots:
+        rng.shuffle(slots[v])
+    used = {v: 0 for v in range(len(vals))}
+    half_pairs = []
+    for a, b in edges:
+        ends = []
+        for x in (a, b):
+            if isinstance(x, tuple):
+                ends.append((x, 0))
+            else:
+                ends.append((x, slots[x][used[x]]))
+                used[x] += 1
+        half_pairs.append(tuple(ends))
+    out = [(rename[x], rename[y]) if rng.random() < 0.5 else (rename[y], rename[x]) for (x, _), (y, _) in half_pairs]
     rng.shuffle(out)
     return out, [f"e{i}" for i in range(n_ext)]
 
