@@ -289,6 +289,53 @@ class LaplaceExpansion:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "LaplaceExpansion":
+        """Inverse of :meth:`to_dict` (exact values are re-read by the whitelist parser). The
+        loaded expansion has no tensors behind it: ``.mean``/``.covariance`` need a rebuild.
+
+        Examples
+        --------
+        >>> import sympy
+        >>> x = sympy.Symbol("x", real=True)
+        >>> e = laplace_expansion(x**2 / 2 + x**3 / 6, x, order=1, point=0)
+        >>> LaplaceExpansion.from_json(e.to_json()).to_dict() == e.to_dict()
+        True
+        """
+        from pft.symbolic._diagram import Diagram
+
+        exact = bool(data["exact"])
+        read = _read_exact if exact else _read_float
+        terms = {}
+        for k, items in data["terms"].items():
+            terms[int(k)] = tuple(
+                DiagramTerm(
+                    Diagram.from_dict({"valences": t["valences"], "n_external": t["n_external"], "edges": t["edges"]}),
+                    _plan_from_dict(t["plan"]),
+                    read(t["value"]),
+                )
+                for t in items
+            )
+        point = read(data["point"])
+        return cls(
+            variables=tuple(data["variables"]),
+            order=int(data["order"]),
+            point=point,
+            action_value=read(data["action_value"]),
+            hessian=read(data["hessian"]),
+            propagator=read(data["propagator"]),
+            log_det_hessian=read(data["log_det_hessian"]),
+            vertices={},
+            coefficients=tuple(read(c) for c in data["coefficients"]),
+            terms=terms,
+            exact=exact,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "LaplaceExpansion":
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
     def __str__(self) -> str:
         lines = [
             f"Laplace expansion in 1/n, d = {self.dim}, order {self.order}:",
@@ -299,6 +346,27 @@ class LaplaceExpansion:
             lines.append(f"  c{k} = {_short(c)}")
         lines.append(_table(self.terms, self.n))
         return "\n".join(lines)
+
+
+def _read_exact(value):
+    from pft.symbolic._parse import parse_expression
+
+    if isinstance(value, list):
+        if value and isinstance(value[0], list):
+            return sympy.ImmutableMatrix([[_read_exact(v) for v in row] for row in value])
+        return sympy.ImmutableMatrix([_read_exact(v) for v in value]) if value else sympy.ImmutableMatrix([])
+    return parse_expression(value) if isinstance(value, str) else sympy.sympify(value)
+
+
+def _read_float(value):
+    return np.array(value, dtype=np.float64) if isinstance(value, list) else float(value)
+
+
+def _plan_from_dict(d: Mapping) -> ContractionPlan:
+    from fractions import Fraction
+
+    ops = tuple(Operand(o["kind"], int(o["valence"]), int(o["self_loops"])) for o in d["operands"])
+    return ContractionPlan(d["equation"], ops, Fraction(d["coefficient"]), int(d["n_power"]), int(d["n_external"]))
 
 
 def _short(value) -> str:
@@ -451,7 +519,7 @@ def _tidy(expr):
         if not den.free_symbols:
             return sympy.expand(c)
         return c
-    return sympy.nsimplify(expr) if expr.is_Float else sympy.simplify(expr)
+    return expr if expr.is_Float else sympy.simplify(expr)
 
 
 # --------------------------------------------------------------------------- front door

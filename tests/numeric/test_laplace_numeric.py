@@ -171,3 +171,12 @@ def test_result_table_shows_term_sizes_at_n():
     text = str(res)
     assert "value·n^-k (n=10)" in text and "λ3² G³" in text
     assert res.log_partition() == pytest.approx(float(sympy.loggamma(11) - 11 * sympy.log(10)), abs=1e-5)
+
+
+def test_numeric_result_round_trips_json():
+    from pft.symbolic import LaplaceExpansion
+
+    res = laplace(lambda v: (v**2).sum() / 2 + v[0] ** 3 / 6 + v[0] * v[1] ** 2 / 4, np.zeros(2), order=2)
+    back = LaplaceExpansion.from_json(res.to_json())
+    assert back.to_dict() == res.to_dict()
+    assert back.coefficients == res.coefficients and not back.exact

@@ -326,3 +326,17 @@ def test_bad_arguments_are_named():
         laplace_expansion(x**2, "y", order=1)
     with pytest.raises(InputError, match="`point`"):
         laplace_expansion(x**2, x, order=1, point=(0, 1))
+
+
+def test_json_round_trip_with_symbols_and_mean_needs_a_rebuild():
+    from pft.symbolic import LaplaceExpansion
+
+    x, a, b = sympy.symbols("x a b", real=True)
+    e = laplace_expansion(x**2 / 2 + a * x**3 / 6 + b * x**4 / 24, x, order=2)
+    back = LaplaceExpansion.from_json(e.to_json())
+    assert back.to_dict() == e.to_dict()
+    assert sympy.expand(back.coefficients[0] - (5 * a**2 / 24 - b / 8)) == 0
+    assert [t.plan for t in back.terms[2]] == [t.plan for t in e.terms[2]]
+    assert [t.diagram for t in back.terms[2]] == [t.diagram for t in e.terms[2]]
+    with pytest.raises(InputError, match="rebuild"):
+        back.mean(1)
