@@ -11,7 +11,11 @@ from scipy import integrate
 from pft.errors import InputError, NotPositiveDefiniteError
 from pft.symbolic import contraction_plan, laplace_expansion, vacuum_diagrams
 
-NS = np.array([20.0, 40.0, 80.0, 160.0])
+# n = 40 … 320: at n = 20 the 2-D c1 remainder is still pre-asymptotic (slope -1.76 on 20…160).
+# Measured slopes on 40…320 (this commit): 1-D log Z remainders after 0..3 terms -0.97 -2.00
+# -3.08 -3.99; 2-D -1.00 -1.89 -2.97, mean -1.98 -3.01, cov -2.02 -2.91; 3-D -1.00 -1.97
+# -2.99, mean -2.00 -3.01, cov -2.00 -2.98.
+NS = np.array([40.0, 80.0, 160.0, 320.0])
 
 
 def _slope(ns, values):
@@ -182,7 +186,7 @@ def test_multivariate_c1_and_c2_against_quadrature(case):
         for k in range(3):
             rem[k].append(series - sum(c[j] * n ** -(j + 1) for j in range(k)))
     for k in range(3):
-        assert abs(_slope(NS, rem[k]) + (k + 1)) < 0.3, (k, rem[k])
+        assert abs(_slope(NS, rem[k]) + (k + 1)) < 0.2, (k, rem[k])
 
 
 def test_mean_and_covariance_corrections_against_quadrature(case):
@@ -199,8 +203,8 @@ def test_mean_and_covariance_corrections_against_quadrature(case):
             mean_rem[k].append(np.linalg.norm(mean_x - sum(m[j] * n ** -(j + 1) for j in range(k))))
             cov_rem[k].append(np.linalg.norm(cov_x - sum(C[j] * n ** -(j + 1) for j in range(k))))
     for k in (1, 2):
-        assert abs(_slope(NS, mean_rem[k]) + (k + 1)) < 0.3, ("mean", k, mean_rem[k])
-        assert abs(_slope(NS, cov_rem[k]) + (k + 1)) < 0.3, ("cov", k, cov_rem[k])
+        assert abs(_slope(NS, mean_rem[k]) + (k + 1)) < 0.2, ("mean", k, mean_rem[k])
+        assert abs(_slope(NS, cov_rem[k]) + (k + 1)) < 0.2, ("cov", k, cov_rem[k])
 
 
 def test_quadrature_is_converged(case):
