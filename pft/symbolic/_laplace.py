@@ -16,7 +16,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import prod
 from numbers import Integral, Number
 from string import ascii_letters
 from typing import Any
@@ -26,7 +25,7 @@ import sympy
 
 from pft.errors import InputError, NotPositiveDefiniteError
 from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
-from pft.symbolic._plan import PROPAGATOR, ContractionPlan, Operand, contraction_plan
+from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
 
 __all__ = [
     "laplace_expansion",

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from string import ascii_letters
 
+import numpy as np
+import sympy
+
 from pft.errors import InputError, OutOfReachError
 
 __all__ = ["contraction_plan", "ContractionPlan", "Operand"]
@@ -109,8 +112,6 @@ class ContractionPlan:
             applied as a float). By default ``numpy.einsum(..., optimize=True)`` and the
             coefficient exactly (object arrays of sympy numbers or Fractions stay exact).
         """
-        import numpy as np
-
         arrays = [lookup(op) for op in self.operands]
         if einsum is not None:  # floating point (numpy, torch): the coefficient as a float
             return einsum(self.equation, *arrays) * float(self.coefficient)
@@ -138,18 +139,11 @@ class ContractionPlan:
 
 def _as_scalar(coef: Fraction, like):
     """The coefficient in a type that multiplies ``like`` exactly when ``like`` is exact."""
-    import numpy as np
-
     sample = like if np.ndim(like) == 0 else np.asarray(like).flat[0]
     if isinstance(sample, np.ndarray):
         sample = sample.reshape(-1)[0] if sample.size else 0
-    try:
-        import sympy
-
-        if isinstance(sample, sympy.Basic):
-            return sympy.Rational(coef.numerator, coef.denominator)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(sample, sympy.Basic):
+        return sympy.Rational(coef.numerator, coef.denominator)
     if isinstance(sample, (int, Fraction)):
         return coef
     return float(coef)

@@ -165,6 +165,8 @@ def test_multivariate_is_affine_covariant():
         got = edgeworth_pdf(y, transformed, order=order)
         want = edgeworth_pdf(x, cumulants, order=order) / abs(np.linalg.det(a))
         np.testing.assert_allclose(got, want, rtol=1e-12)
+        log = edgeworth_logpdf(y, transformed, order=order)
+        np.testing.assert_allclose(log[got > 0], np.log(got[got > 0]), rtol=1e-12)
 
 
 def test_errors():
