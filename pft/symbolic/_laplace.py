@@ -566,8 +566,14 @@ def laplace_expansion(action, variables, *, order: int, point=None) -> LaplaceEx
 
     >>> import sympy
     >>> x = sympy.Symbol("x", positive=True)
-    >>> laplace_expansion(x - sympy.log(x), x, order=3).coefficients
+    >>> e = laplace_expansion(x - sympy.log(x), x, order=3)
+    >>> e.coefficients
     (1/12, 0, -1/360)
+
+    Under ``exp(-n S)/Z`` here ``x ~ Gamma(n+1, rate n)``: ``<x> = 1 + 1/n``, ``Var x = 1/n + 1/n²``.
+
+    >>> [m[0] for m in e.mean(2).corrections], [c[0] for c in e.covariance(2).corrections]
+    ([1, 0], [1, 1])
     """
     if isinstance(order, bool) or not isinstance(order, Integral) or order < 0:
         raise InputError(f"`order` must be a non-negative integer, got {order!r}")

@@ -69,6 +69,9 @@ def test_stirling_series():
     n = 30
     exact = float(sympy.loggamma(n + 1) - (n + 1) * sympy.log(n))
     assert float(e.log_partition(n)) == pytest.approx(exact, abs=1e-9)  # next term 1/(1260 n^5) ~ 3e-11
+    # x ~ Gamma(shape n+1, rate n) exactly: <x> = 1 + 1/n, Var(x) = 1/n + 1/n²
+    assert list(e.mean(3).corrections) == [sympy.Matrix([1]), sympy.Matrix([0]), sympy.Matrix([0])]
+    assert list(e.covariance(3).corrections) == [sympy.Matrix([[1]]), sympy.Matrix([[1]]), sympy.Matrix([[0]])]
 
 
 def test_one_dimensional_quadrature_remainders_fall_like_n_to_minus_k_plus_one():
