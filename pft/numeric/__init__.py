@@ -1,8 +1,20 @@
-"""Numeric layer: streaming moments, Gaussian and perturbative backgrounds."""
+"""Numeric layer: streaming moments, Gaussian and perturbative backgrounds, autodiff Laplace
+expansions and Edgeworth densities."""
 
 from pft.numeric._background import GaussianBackground
+from pft.numeric._edgeworth import cornish_fisher, edgeworth_logpdf, edgeworth_pdf
 from pft.numeric._ica import kurtosis_directions
+from pft.numeric._laplace import laplace
 from pft.numeric._moments import Moments
 from pft.numeric._perturbative import PerturbativeBackground
 
-__all__ = ["Moments", "GaussianBackground", "PerturbativeBackground", "kurtosis_directions"]
+__all__ = [
+    "Moments",
+    "GaussianBackground",
+    "PerturbativeBackground",
+    "kurtosis_directions",
+    "laplace",
+    "edgeworth_pdf",
+    "edgeworth_logpdf",
+    "cornish_fisher",
+]

@@ -38,8 +38,14 @@ References
 .. [2] D. A. Roberts, S. Yaida, B. Hanin, *The Principles of Deep Learning Theory* (2022).
 """
 
+from pft.symbolic._cumulants import cumulants_to_moments, moments_to_cumulants
 from pft.symbolic._diagram import Diagram
+from pft.symbolic._edgeworth import EdgeworthExpansion, EdgeworthTerm, edgeworth
 from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
+from pft.symbolic._laplace import CorrelatorExpansion, DiagramTerm, LaplaceExpansion, laplace_expansion
+from pft.symbolic._parse import parse_expression
+from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
+from pft.symbolic._wick import gaussian_moment, wick_pairings
 from pft.symbolic._zero_dim import zero_dimensional_series
 
 __all__: list[str] = [
@@ -47,4 +53,19 @@ __all__: list[str] = [
     "vacuum_diagrams",
     "correlator_diagrams",
     "zero_dimensional_series",
+    "EdgeworthExpansion",
+    "EdgeworthTerm",
+    "cumulants_to_moments",
+    "edgeworth",
+    "gaussian_moment",
+    "moments_to_cumulants",
+    "parse_expression",
+    "wick_pairings",
+    "ContractionPlan",
+    "CorrelatorExpansion",
+    "DiagramTerm",
+    "LaplaceExpansion",
+    "Operand",
+    "contraction_plan",
+    "laplace_expansion",
 ]
