@@ -100,6 +100,8 @@ def laplace(
     order = int(order)
     _load_forward_ad()
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if isinstance(x_star, torch.Tensor):  # numpy's __array__ protocol on tensors warns under numpy 2
+        x_star = x_star.detach().cpu().to(torch.float64).numpy()
     x0 = np.array(x_star, dtype=np.float64)  # a copy: the input is never touched
     if x0.ndim == 0:
         x0 = x0.reshape(1)

@@ -180,3 +180,15 @@ def test_numeric_result_round_trips_json():
     back = LaplaceExpansion.from_json(res.to_json())
     assert back.to_dict() == res.to_dict()
     assert back.coefficients == res.coefficients and not back.exact
+
+
+def test_tensor_minimum_is_accepted_without_warnings():
+    # S = Σ x²/2 + x⁴/24 per coordinate: c₁ = −(1/8) λ₄ G G per dimension = −3/8 for d = 3.
+    import torch
+
+    from pft.numeric import laplace as numeric_laplace
+
+    x = torch.zeros(3, dtype=torch.float64)
+    res = numeric_laplace(lambda v: (v**2).sum() / 2 + (v**4).sum() / 24, x, order=1)
+    assert abs(res.coefficients[0] + 3 / 8) < 1e-12
+    assert torch.equal(x, torch.zeros(3, dtype=torch.float64))
