@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from pft.errors import InputError
+from pft.numeric._reduce import LocalReducer, Reducer
 
 __all__ = ["kurtosis_directions", "excess_kurtosis"]
 
 
-def excess_kurtosis(u: np.ndarray) -> np.ndarray:
-    """Excess kurtosis of each column of ``u`` (N, k), about its own mean and variance."""
-    z = u - u.mean(axis=0)
-    m2 = np.mean(z * z, axis=0)
+def excess_kurtosis(u: np.ndarray, *, reduce: Reducer | None = None) -> np.ndarray:
+    """Excess kurtosis of each column of ``u`` (N, k), about its own mean and variance
+    (rows summed over ranks when ``reduce`` is distributed)."""
+    red = reduce or LocalReducer()
+    n = float(red.sum(u.shape[0]))
+    z = u - red.sum(u.sum(axis=0)) / n
     z2 = z * z
-    m4 = np.mean(z2 * z2, axis=0)
+    m2 = red.sum(z2.sum(axis=0)) / n
+    m4 = red.sum((z2 * z2).sum(axis=0)) / n
     return m4 / np.maximum(m2, np.finfo(float).tiny) ** 2 - 3.0
 
 
@@ -33,6 +37,7 @@ def kurtosis_directions(
     n_components: int | None = None,
     max_iter: int = 200,
     tol: float = 1e-7,
+    reduce: Reducer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal directions of maximal ``|excess kurtosis|`` in whitened data.
 
@@ -50,6 +55,8 @@ def kurtosis_directions(
         being locked onto when a strong one is available.
     max_iter, tol : int, float
         Fixed-point iterations and convergence tolerance on ``1 − |⟨w_old, w_new⟩|``.
+    reduce : Reducer, optional
+        Sums over rows on several ranks (each passes its own rows; all get the same result).
 
     Returns
     -------
@@ -80,7 +87,9 @@ def kurtosis_directions(
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2:
         raise InputError(f"`w` must be 2-D (tokens x whitened dims); got shape {w.shape}.")
-    N, r = w.shape
+    red = reduce or LocalReducer()
+    r = w.shape[1]
+    N = float(red.sum(w.shape[0]))
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
         raise InputError(f"`k` must be an integer in [1, {r}] (the whitened dimension); got {k!r}.")
     m = min(r, n_components if n_components is not None else 2 * k + 4)
@@ -89,12 +98,13 @@ def kurtosis_directions(
     W = _sym_decorrelate(rng.standard_normal((m, r)))
     for _ in range(max_iter):
         u = w @ W.T  # (N, m)
-        W_new = w.T.dot(u * u * u).T / N - 3.0 * W  # (u*u*u: u**3 goes through pow, 100x slower)
+        # E[(Wy)³ yᵀ]; u*u*u, since u**3 goes through pow and is 100x slower
+        W_new = red.sum(w.T.dot(u * u * u).T) / N - 3.0 * W
         W_new = _sym_decorrelate(W_new)
         change = 1.0 - np.min(np.abs(np.sum(W_new * W, axis=1)))
         W = W_new
         if change < tol:
             break
-    kurt = excess_kurtosis(w @ W.T)
+    kurt = excess_kurtosis(w @ W.T, reduce=red)
     order = np.argsort(-np.abs(kurt))[:k]
     return W[order], kurt[order]

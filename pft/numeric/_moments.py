@@ -142,6 +142,13 @@ class Moments:
         return total
 
     @classmethod
+    def from_data_or_empty(cls, x: Any, d: int, *, name: str = "X") -> "Moments":
+        """:meth:`from_array`, or empty statistics when ``x`` has no rows (a rank may hold none)."""
+        if getattr(x, "shape", (1,))[0] == 0:
+            return cls(d=d)
+        return cls.from_array(x, name=name)
+
+    @classmethod
     def from_data(cls, data: Any, *, name: str = "X", progress: bool = False) -> "Moments":
         """One array/tensor, or an iterable of chunks."""
         if isinstance(data, Moments):

@@ -11,29 +11,36 @@ from pft._validate import as_matrix
 from pft.errors import InputError, NotFittedError
 from pft.numeric._background import GaussianBackground
 from pft.numeric._ica import kurtosis_directions
+from pft.numeric._moments import Moments
+from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
 
 __all__ = ["PerturbativeBackground", "sample_cumulants"]
 
 _CHUNK = 8192
 
 
-def sample_cumulants(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sample_cumulants(
+    y: np.ndarray, *, reduce: Reducer | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Third and fourth joint cumulant tensors of the columns of ``y`` (N, r), with the
     standard error of every entry.
 
     Returns ``(k3, k3_se, k4, k4_se)`` with ``k3`` of shape (r, r, r) and ``k4`` (r, r, r, r).
     ``k4_ijkl = E[y_i y_j y_k y_l] − C_ij C_kl − C_ik C_jl − C_il C_jk`` about the sample mean,
     ``C`` the sample covariance. The standard errors are ``std(product)/√N`` of the per-token
-    products, which is what the estimate's sampling noise is to leading order.
+    products, which is what the estimate's sampling noise is to leading order. With a
+    distributed ``reduce`` the rows of all ranks count.
     """
-    N, r = y.shape
-    z = y - y.mean(axis=0)
-    C = z.T @ z / N
+    red = reduce or LocalReducer()
+    r = y.shape[1]
+    N = float(red.sum(y.shape[0]))
+    z = y - red.sum(y.sum(axis=0)) / N
+    C = red.sum(z.T @ z) / N
     m3 = np.zeros((r, r, r))
     s3 = np.zeros((r, r, r))
     m4 = np.zeros((r, r, r, r))
     s4 = np.zeros((r, r, r, r))
-    for a in range(0, N, _CHUNK):
+    for a in range(0, z.shape[0], _CHUNK):
         zc = z[a : a + _CHUNK]
         p3 = np.einsum("ni,nj,nk->nijk", zc, zc, zc, optimize=True)
         m3 += p3.sum(axis=0)
@@ -41,10 +48,9 @@ def sample_cumulants(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         p4 = np.einsum("nijk,nl->nijkl", p3, zc, optimize=True)
         m4 += p4.sum(axis=0)
         s4 += (p4 * p4).sum(axis=0)
-    m3 /= N
-    m4 /= N
-    k3_se = np.sqrt(np.maximum(s3 / N - m3**2, 0.0) / N)
-    k4_se = np.sqrt(np.maximum(s4 / N - m4**2, 0.0) / N)
+    m3, s3, m4, s4 = (red.sum(t) / N for t in (m3, s3, m4, s4))
+    k3_se = np.sqrt(np.maximum(s3 - m3**2, 0.0) / N)
+    k4_se = np.sqrt(np.maximum(s4 - m4**2, 0.0) / N)
     gauss = (
         np.einsum("ij,kl->ijkl", C, C) + np.einsum("ik,jl->ijkl", C, C) + np.einsum("il,jk->ijkl", C, C)
     )
@@ -167,24 +173,38 @@ class PerturbativeBackground:
         if not (isinstance(self.floor, (int, float)) and self.floor > 0):
             raise InputError(f"`floor` must be a number > 0; got {self.floor!r}.")
 
-    def fit(self, X: Any, y: None = None) -> "PerturbativeBackground":
-        """Fit the Gaussian, pick the directions and estimate their cumulants from (N, d) ``X``."""
+    def fit(
+        self, X: Any, y: None = None, *, distributed: bool = False, group: Any = None
+    ) -> "PerturbativeBackground":
+        """Fit the Gaussian, pick the directions and estimate their cumulants from (N, d) ``X``.
+
+        With ``distributed=True`` each rank passes its own rows and every sum is reduced over
+        the ``torch.distributed`` ``group``; the random splits follow global row indices, so
+        the result equals a one-process fit on the concatenated rows (up to rounding).
+        """
+        X = as_matrix(X, "X", min_rows=1 if distributed else 2)
+        red = reducer(distributed, group)
+        offset, _ = red.offset_and_total(X.shape[0])
+        return self._fit(X, red, offset)
+
+    def _fit(self, X: np.ndarray, red: Reducer, offset: int) -> "PerturbativeBackground":
         self._check_settings()
-        X = as_matrix(X, "X", min_rows=2)
-        N, d = X.shape
+        N_local, d = X.shape
+        N = int(red.sum(N_local))
         if self.gaussian is not None:
             gauss = self.gaussian
             if not isinstance(gauss, GaussianBackground) or not hasattr(gauss, "mean_"):
                 raise InputError("`gaussian` must be a fitted GaussianBackground.")
             if gauss.n_features_in_ != d:
                 raise InputError(f"`gaussian` was fitted on {gauss.n_features_in_} features but `X` has {d}.")
+        elif red.distributed:
+            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(red.moments(Moments.from_array(X)))
         else:
             gauss = GaussianBackground(shrinkage=self.shrinkage).fit(X)
         w = gauss.whiten(X)
         rank = gauss.rank_
-        rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(N)
-        rest = perm  # rows not used to choose directions
+        u = uniforms(offset, N_local, self.seed, 11)
+        chosen = np.zeros(N_local, dtype=bool)  # rows that chose the directions
 
         if self.directions is not None:
             P = as_matrix(self.directions, "directions")
@@ -207,13 +227,14 @@ class PerturbativeBackground:
             else:
                 if N < 16:
                     raise InputError(f"`X` has {N} rows; the 'ica' basis needs at least 16.")
-                half = N // 2
-                B, _ = kurtosis_directions(w[perm[:half]], r, seed=self.seed)
-                rest = perm[half:]
-        if len(rest) < 4:
-            raise InputError(f"`X` has {N} rows; at least 8 are needed to estimate and calibrate cumulants.")
-        est, cal = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-        k3, se3, k4, se4 = sample_cumulants(w[est] @ B.T)
+                chosen = u < 0.5
+                B, _ = kurtosis_directions(w[chosen], r, seed=self.seed, reduce=red)
+        # the rows left: half estimate the cumulants, half calibrate their amplitude
+        v = np.where(chosen, -1.0, (u - 0.5) * 2.0 if self.basis == "ica" and self.directions is None else u)
+        est, cal = (v >= 0) & (v < 0.5), v >= 0.5
+        if red.sum(est.sum()) < 2 or red.sum(cal.sum()) < 2:
+            raise InputError(f"`X` has {N} rows; too few to estimate and calibrate cumulants (need ≥ 8).")
+        k3, se3, k4, se4 = sample_cumulants(w[est] @ B.T, reduce=red)
         k3 = _soft_threshold(k3, se3, self.threshold)
         k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
         # The cumulant series is only perturbative for small cumulants; for a sparse feature
@@ -227,11 +248,10 @@ class PerturbativeBackground:
             g = self._g(w[cal] @ B.T)
             eps = float(self.floor)
             grid = np.concatenate([[0.0], np.logspace(-4, 0, 161)])
-
-            def loglik(t):
-                return np.mean(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) - math.log(1.0 + t * t * e_g2 / 4.0 + eps)
-
-            amplitude = float(grid[int(np.argmax([loglik(t) for t in grid]))])
+            n_cal = float(red.sum(cal.sum()))
+            sums = red.sum([np.sum(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) for t in grid])
+            ll = sums / n_cal - np.log(1.0 + grid * grid * e_g2 / 4.0 + eps)
+            amplitude = float(grid[int(np.argmax(ll))])
         k3, k4 = amplitude * k3, amplitude * k4
         self.amplitude_ = amplitude
         self.gaussian_ = gauss

@@ -11,6 +11,7 @@ from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric._ica import excess_kurtosis
+from pft.numeric._reduce import Reducer, reducer, uniforms
 from pft.residual._metrics import anchor_metrics, mardia, participation_ratio, ridge_r2
 from pft.residual._report import ResidualReport
 
@@ -39,6 +40,11 @@ class _Stages:
             self.bar.close()
 
 
+def _offset_of(red: Reducer, n_local: int) -> int:
+    """Global index of this rank's first row among rows counted ``n_local`` per rank."""
+    return red.offset_and_total(n_local)[0]
+
+
 def score(
     activations: Any,
     reconstruction: Any,
@@ -49,6 +55,8 @@ def score(
     device: Any = None,
     n_directions: int | None = None,
     progress: bool = True,
+    distributed: bool = False,
+    group: Any = None,
 ) -> ResidualReport:
     """Score an interpretation by what its residual ``r = activations − reconstruction`` carries.
 
@@ -71,6 +79,12 @@ def score(
         (default ``min(8, d)``).
     progress : bool, default True
         Show a progress bar over the stages.
+    distributed : bool, default False
+        Each ``torch.distributed`` rank passes its own tokens (in rank order they make up the
+        whole set); every statistic is reduced over ``group`` and every rank returns the same
+        report, equal to a one-process score of the concatenated tokens. Mardia's skewness
+        needs all pairs of held-out tokens, so each rank gathers the held-out whitened rows.
+    group : torch.distributed process group, optional
 
     Returns
     -------
@@ -78,6 +92,8 @@ def score(
 
     Notes
     -----
+    0. Tokens are held out at random, each with probability ``holdout`` (drawn per token index
+       from ``seed``, so the split does not depend on how tokens are sharded).
     1. Reconstruction metrics (``mse``, ``fvu``, ...) on all tokens, pooled in float64.
     2. A Gaussian background (Ledoit–Wolf) is fitted to the training residuals; held-out NLL in
        bits under it and under an isotropic Gaussian of the same total variance.
@@ -120,40 +136,41 @@ def score(
             f"`reconstruction` has shape {xhat.shape} but `activations` has shape {x.shape}; "
             "they must match token for token."
         )
-    N, d = x.shape
+    N_local, d = x.shape
     if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
         raise InputError(f"`holdout` must be a fraction in (0, 1); got {holdout!r}.")
-    n_test = int(round(holdout * N))
-    n_train = N - n_test
-    if n_test < 3 or n_train < 8:
-        raise InputError(
-            f"`activations` has {N} tokens; with holdout={holdout} that leaves {n_train} to fit and "
-            f"{n_test} to test (need ≥ 8 and ≥ 3). Pass more tokens."
-        )
     if n_directions is None:
         n_directions = min(8, d)
     if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
         raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
+    red = reducer(distributed, group)
+    offset, N = red.offset_and_total(N_local)
+    # Held-out tokens are drawn per global token index: the split does not depend on sharding.
+    te_mask = uniforms(offset, N_local, seed, 0) < holdout
+    n_test = int(red.sum(te_mask.sum()))
+    n_train = N - n_test
+    if n_test < 3 or n_train < 16:
+        raise InputError(
+            f"`activations` has {N} tokens; with holdout={holdout} that leaves {n_train} to fit and "
+            f"{n_test} to test (need ≥ 16 and ≥ 3). Pass more tokens."
+        )
     l0 = dead = math.nan
     if codes is not None:
         c = as_matrix(codes, "codes")
-        if c.shape[0] != N:
-            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N} ({describe(codes)}).")
+        if c.shape[0] != N_local:
+            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
         nz = c != 0
-        l0 = float(nz.sum(axis=1).mean())
-        dead = float(np.mean(~nz.any(axis=0)))
+        l0 = float(red.sum(nz.sum())) / N
+        dead = float(np.mean(red.sum(nz.any(axis=0).astype(float)) == 0))
 
     stages = _Stages(["metrics", "gaussian", "perturbative", "mardia", "predictability"], progress)
     try:
-        anchors = anchor_metrics(x, xhat)
+        anchors = anchor_metrics(x, xhat, reduce=red)
         r = x - xhat
         stages("metrics")
 
-        perm = np.random.default_rng(seed).permutation(N)
-        tr, te = np.sort(perm[n_test:]), np.sort(perm[:n_test])
-        r_tr, r_te = r[tr], r[te]
-
-        m_tr = Moments.from_array(r_tr, name="residual")
+        r_tr, r_te = r[~te_mask], r[te_mask]
+        m_tr = red.moments(Moments.from_data_or_empty(r_tr, d, name="residual"))
         if not np.any(m_tr.comoment):
             raise InputError(
                 "the residual `activations − reconstruction` has zero variance on the training split "
@@ -163,27 +180,30 @@ def score(
         # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
         s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
         spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
-        nll_g = -float(np.mean(gauss.logpdf(r_te))) / _LN2
         var = float(np.trace(m_tr.covariance())) / d
         diff = r_te - m_tr.mean
-        nll_iso = 0.5 * float(np.mean(d * math.log(2 * math.pi * var) + np.einsum("ij,ij->i", diff, diff) / var)) / _LN2
+        sums = red.sum([np.sum(gauss.logpdf(r_te)) if len(r_te) else 0.0, np.einsum("ij,ij->", diff, diff)])
+        nll_g = -float(sums[0]) / n_test / _LN2
+        nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(sums[1]) / n_test / var) / _LN2
         stages("gaussian")
 
-        pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss).fit(r_tr)
-        gain = pert.gain(r_te) / _LN2
-        ng_bits = float(np.mean(gain))
-        ng_se = float(np.std(gain, ddof=1) / math.sqrt(n_test))
-        y_te = gauss.whiten(r_te) @ pert.basis_.T
-        kurt = excess_kurtosis(y_te)
+        pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss)
+        tr_offset = _offset_of(red, len(r_tr))
+        pert._fit(r_tr, red, tr_offset)
+        gain = pert.gain(r_te) / _LN2 if len(r_te) else np.zeros(0)
+        ng_bits = float(red.sum(gain.sum())) / n_test
+        ng_se = math.sqrt(float(red.sum(np.sum((gain - ng_bits) ** 2))) / (n_test - 1) / n_test)
+        y_te = gauss.whiten(r_te) @ pert.basis_.T if len(r_te) else np.zeros((0, pert.basis_.shape[0]))
+        kurt = excess_kurtosis(y_te, reduce=red)
         z = kurt / math.sqrt(24.0 / n_test)
         order = np.argsort(-np.abs(z))
         stages("perturbative")
 
-        mar = mardia(r_te, device=device, progress=progress)
+        mar = mardia(r_te, device=device, progress=progress, reduce=red)
         stages("mardia")
 
-        lp_x = ridge_r2(x[tr], r_tr, x[te], r_te, seed=seed)
-        lp_xhat = ridge_r2(xhat[tr], r_tr, xhat[te], r_te, seed=seed)
+        lp_x = ridge_r2(x[~te_mask], r_tr, x[te_mask], r_te, seed=seed, reduce=red, offset=tr_offset)
+        lp_xhat = ridge_r2(xhat[~te_mask], r_tr, xhat[te_mask], r_te, seed=seed, reduce=red, offset=tr_offset)
         stages("predictability")
     finally:
         stages.close()
