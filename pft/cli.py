@@ -76,6 +76,11 @@ def _add_score(sub) -> None:
     p.add_argument("--directions", type=int, default=None, help="non-Gaussian directions to find (default min(8, d))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device for the heavy blocks, e.g. cuda")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: each rank scores its contiguous share of the rows; rank 0 prints",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -86,16 +91,37 @@ def _run_score(args) -> int:
     acts = load_array(args.acts, name="ACTS")
     recon = load_array(args.recon, name="RECON")
     codes = load_array(args.codes, name="--codes") if args.codes else None
-    rep = score(
-        acts,
-        recon,
-        codes=codes,
-        holdout=args.holdout,
-        seed=args.seed,
-        device=args.device,
-        n_directions=args.directions,
-        progress=not args.quiet,
-    )
+    rank = 0
+    if args.distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            cuda = bool(args.device) and str(args.device).startswith("cuda")
+            dist.init_process_group("nccl" if cuda else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        n = acts.shape[0]
+        lo, hi = n * rank // world, n * (rank + 1) // world  # contiguous shares, in rank order
+        acts, recon = acts[lo:hi], recon[lo:hi]
+        codes = codes[lo:hi] if codes is not None else None
+    try:
+        rep = score(
+            acts,
+            recon,
+            codes=codes,
+            holdout=args.holdout,
+            seed=args.seed,
+            device=args.device,
+            n_directions=args.directions,
+            progress=not args.quiet and rank == 0,
+            distributed=args.distributed,
+        )
+    finally:
+        if args.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
     print(rep)
     if args.json_out:
         rep.to_json(args.json_out)
