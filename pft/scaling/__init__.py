@@ -1,3 +1,18 @@
-"""pft.scaling (see the package docstring of pft for an overview)."""
+"""Width-to-depth scaling: finite-width theory of random MLPs at initialisation and ensembles.
 
-__all__: list[str] = []
+At initialisation a wide network's preactivations are nearly Gaussian; the connected four-point
+function ``V/n`` grows with depth, so the expansion parameter is ``L/n`` (Roberts, Yaida & Hanin,
+*The Principles of Deep Learning Theory*, 2022). :func:`finite_width_theory` computes the
+kernel, the four-point vertex and the 1/n kernel shift layer by layer;
+:func:`sample_ensemble` draws whole ensembles of networks, either weight by weight or from the
+exact conditional Gaussian law of each layer given the previous one; :class:`Study` runs grids of
+(activation, width, depth) cells into a resumable store.
+"""
+
+from pft.scaling._theory import FiniteWidthTheory, critical_point, finite_width_theory
+
+__all__ = [
+    "finite_width_theory",
+    "FiniteWidthTheory",
+    "critical_point",
+]

@@ -1,0 +1,360 @@
+"""Finite-width recursions of Roberts, Yaida & Hanin (2022): kernel, four-point vertex, 1/n shift."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
+from pft.scaling._activations import Activation, resolve_activation
+from pft.scaling._quadrature import _rule_1d, gaussian_rule
+
+__all__ = ["FiniteWidthTheory", "finite_width_theory", "critical_point"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+@dataclass(frozen=True)
+class FiniteWidthTheory:
+    """Kernel, four-point vertex and 1/n kernel shift of a deep MLP at initialisation.
+
+    Attributes
+    ----------
+    activation : str
+    C_W, C_b : float
+    depth : int
+        L; arrays run over layers ℓ = 1 … L (index ℓ − 1).
+    K : ndarray, shape (L,) or (L, k, k)
+        Leading-order kernel ``K⁽ˡ⁾`` (k × k over inputs when ``inputs`` were given).
+    V : ndarray, shape (L,) or (L, k, k, k, k)
+        Four-point vertex ``V⁽ˡ⁾_{(a₁a₂)(a₃a₄)}``; ``V⁽¹⁾ = 0``.
+    K1_shift : ndarray, shape (L,) or (L, k, k)
+        NLO kernel: ``E z_a z_b = K_ab + K1_ab / n + O(1/n²)``.
+    chi_parallel : ndarray, shape (L,) or (L, k)
+        Parallel susceptibility ``χ∥⁽ˡ⁾ = C_W ∂⟨σ²⟩_K/∂K`` at ``K⁽ˡ⁾`` (per input).
+    n_inputs : int or None
+        k when several inputs were given, else None (scalar arrays).
+    """
+
+    activation: str
+    C_W: float
+    C_b: float
+    depth: int
+    K: np.ndarray = field(repr=False)
+    V: np.ndarray = field(repr=False)
+    K1_shift: np.ndarray = field(repr=False)
+    chi_parallel: np.ndarray = field(repr=False)
+    n_inputs: int | None = None
+
+    def _diag(self, arr4: bool = False):
+        if self.n_inputs is None:
+            return self.K, self.V
+        idx = np.arange(self.n_inputs)
+        return self.K[:, idx, idx], self.V[:, idx, idx, idx, idx]
+
+    def excess_kurtosis(self, width) -> np.ndarray:
+        """Leading-order excess kurtosis ``3 V / (n K²)`` of one preactivation, per layer.
+
+        Parameters
+        ----------
+        width : float
+            Hidden width n.
+
+        Returns
+        -------
+        ndarray, shape (L,) or (L, k)
+            Per layer (and per input).
+        """
+        n = float(width)
+        if not n > 0:
+            raise InputError(f"`width` must be positive; got {width!r}.")
+        K, V = self._diag()
+        return 3.0 * V / (n * K**2)
+
+    def second_moment(self, width) -> np.ndarray:
+        """``E z² = K + K1_shift / n`` per layer (and input), to order 1/n."""
+        K, _ = self._diag()
+        K1 = self.K1_shift if self.n_inputs is None else self.K1_shift[:, np.arange(self.n_inputs), np.arange(self.n_inputs)]
+        return K + K1 / float(width)
+
+    def to_dict(self) -> dict:
+        return {
+            "activation": self.activation,
+            "C_W": self.C_W,
+            "C_b": self.C_b,
+            "depth": self.depth,
+            "n_inputs": self.n_inputs,
+            "K": self.K.tolist(),
+            "V": self.V.tolist(),
+            "K1_shift": self.K1_shift.tolist(),
+            "chi_parallel": self.chi_parallel.tolist(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FiniteWidthTheory":
+        arr = {k: np.asarray(d[k], dtype=float) for k in ("K", "V", "K1_shift", "chi_parallel")}
+        return cls(d["activation"], d["C_W"], d["C_b"], d["depth"], n_inputs=d["n_inputs"], **arr)
+
+    def __str__(self) -> str:
+        K, V = self._diag()
+        K1 = self.K1_shift if self.n_inputs is None else self.K1_shift[:, np.arange(self.n_inputs), np.arange(self.n_inputs)]
+        chi = self.chi_parallel
+        head = f"finite-width theory: {self.activation}, C_W={self.C_W:g}, C_b={self.C_b:g}, L={self.depth}"
+        if self.n_inputs is not None:
+            head += f", {self.n_inputs} inputs (input 0 shown)"
+            K, V, K1, chi = K[:, 0], V[:, 0], K1[:, 0], chi[:, 0]
+        shown = list(range(self.depth)) if self.depth <= 12 else [*range(5), *range(self.depth - 5, self.depth)]
+        rows = [[str(i + 1), f"{K[i]:.6g}", f"{V[i] / K[i] ** 2:.6g}", f"{K1[i]:.6g}", f"{chi[i]:.6g}"] for i in shown]
+        return head + "\n" + _table(["layer", "K", "V/K^2", "K1_shift", "chi_par"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# recursion
+
+def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float):
+    K = np.empty(depth)
+    V = np.zeros(depth)
+    K1 = np.zeros(depth)
+    chi = np.empty(depth)
+    K[0] = K0
+    for ell in range(depth):
+        k = K[ell]
+        if not k > 0:
+            raise NotPositiveDefiniteError(f"the kernel vanished at layer {ell + 1} (K = {k!r}); use C_b > 0 or a nonzero input.")
+        z, w = _rule_1d(k)
+        z = z[:, 0]
+        s2 = np.asarray(act.numpy(z), dtype=float) ** 2
+        ws2 = w * s2
+        y2 = (z / k) ** 2
+        e2 = ws2.sum()
+        e4 = ws2 @ s2
+        d1 = 0.5 * (ws2 @ (y2 - 1.0 / k))  # ∂⟨σ²⟩/∂K
+        d2 = 0.25 * (ws2 @ (y2 * y2 - 6.0 * y2 / k + 3.0 / k**2))  # ∂²⟨σ²⟩/∂K²
+        chi[ell] = C_W * d1
+        if ell + 1 < depth:
+            K[ell + 1] = C_b + C_W * e2
+            V[ell + 1] = C_W**2 * (e4 - e2 * e2) + chi[ell] ** 2 * V[ell]
+            K1[ell + 1] = chi[ell] * K1[ell] + 0.5 * C_W * d2 * V[ell]
+    return K, V, K1, chi
+
+
+def _hermite2(y, P, i, j):
+    return y[:, i] * y[:, j] - P[i, j]
+
+
+def _hermite4(y, P, a, b, c, d):
+    yy = lambda i, j: y[:, i] * y[:, j]  # noqa: E731
+    return (
+        y[:, a] * y[:, b] * y[:, c] * y[:, d]
+        - (yy(a, b) * P[c, d] + yy(a, c) * P[b, d] + yy(a, d) * P[b, c]
+           + yy(b, c) * P[a, d] + yy(b, d) * P[a, c] + yy(c, d) * P[a, b])
+        + (P[a, b] * P[c, d] + P[a, c] * P[b, d] + P[a, d] * P[b, c])
+    )
+
+
+def _multi_layer(act: Activation, K: np.ndarray, C_W: float):
+    """⟨σσ⟩, ⟨σσσσ⟩, J = ∂⟨σ_aσ_b⟩/∂K_cd and T = ∂²⟨σ_aσ_b⟩/∂K_cd∂K_ef at one layer."""
+    k = K.shape[0]
+    E2 = np.empty((k, k))
+    J = np.zeros((k, k, k, k))
+    T = np.zeros((k,) * 6)
+    for a, b in itertools.combinations_with_replacement(range(k), 2):
+        idx = [a] if a == b else [a, b]
+        blk = K[np.ix_(idx, idx)]
+        z, w = gaussian_rule(blk)
+        s = np.asarray(act.numpy(z), dtype=float)
+        f = w * (s[:, 0] * s[:, -1])
+        E2[a, b] = E2[b, a] = f.sum()
+        d = len(idx)
+        if d == 2 and np.linalg.det(blk) <= 1e-12 * blk[0, 0] * blk[1, 1]:
+            raise NotPositiveDefiniteError(
+                f"inputs {a} and {b} have a (numerically) singular 2×2 kernel block at this layer "
+                f"(correlation {blk[0, 1] / math.sqrt(blk[0, 0] * blk[1, 1]):.15f}); drop duplicate or collinear inputs."
+            )
+        P = np.linalg.inv(blk)
+        y = z @ P
+        for i, j in itertools.product(range(d), repeat=2):
+            val = 0.5 * (f @ _hermite2(y, P, i, j))
+            J[a, b, idx[i], idx[j]] = J[b, a, idx[i], idx[j]] = val
+        for i, j, m, l in itertools.product(range(d), repeat=4):
+            val = 0.25 * (f @ _hermite4(y, P, i, j, m, l))
+            T[a, b, idx[i], idx[j], idx[m], idx[l]] = T[b, a, idx[i], idx[j], idx[m], idx[l]] = val
+    E4 = np.empty((k,) * 4)
+    cache: dict = {}
+    for quad in itertools.product(range(k), repeat=4):
+        key = tuple(sorted(quad))
+        if key not in cache:
+            idx = sorted(set(key))
+            z, w = gaussian_rule(K[np.ix_(idx, idx)])
+            s = np.asarray(act.numpy(z), dtype=float)
+            pos = {v: p for p, v in enumerate(idx)}
+            cache[key] = float(w @ np.prod([s[:, pos[q]] for q in key], axis=0))
+        E4[quad] = cache[key]
+    return E2, E4, J, T
+
+
+def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.ndarray):
+    k = K0.shape[0]
+    K = np.empty((depth, k, k))
+    V = np.zeros((depth, k, k, k, k))
+    K1 = np.zeros((depth, k, k))
+    chi = np.empty((depth, k))
+    K[0] = K0
+    for ell in range(depth):
+        E2, E4, J, T = _multi_layer(act, K[ell], C_W)
+        chi[ell] = C_W * np.array([J[a, a, a, a] for a in range(k)])
+        if ell + 1 < depth:
+            K[ell + 1] = C_b + C_W * E2
+            V[ell + 1] = C_W**2 * (E4 - np.einsum("ab,cd->abcd", E2, E2)) + C_W**2 * np.einsum(
+                "abcd,cdef,ghef->abgh", J, V[ell], J
+            )
+            K1[ell + 1] = C_W * (np.einsum("abcd,cd->ab", J, K1[ell]) + 0.5 * np.einsum("abcdef,cdef->ab", T, V[ell]))
+    return K, V, K1, chi
+
+
+def _check_pos(name, value, *, strict=True):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"`{name}` must be a number; got {value!r}.") from None
+    if not math.isfinite(v) or (v <= 0 if strict else v < 0):
+        raise InputError(f"`{name}` must be finite and {'> 0' if strict else '>= 0'}; got {value!r}.")
+    return v
+
+
+def _check_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise InputError(f"`depth` must be an integer >= 1; got {depth!r}.")
+    return int(depth)
+
+
+def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs=None) -> FiniteWidthTheory:
+    """Leading and next-to-leading order statistics of an MLP at initialisation, layer by layer.
+
+    Parameters
+    ----------
+    activation : str or callable
+        ``relu``, ``leaky_relu[:slope]``, ``linear``, ``abs``, ``tanh``, ``erf``, ``gelu``,
+        ``silu``, ``sigmoid``, ``sin``, or an elementwise callable.
+    depth : int
+        Number of layers L (the last one is the output).
+    C_W, C_b : float
+        Weight and bias variances: ``W ~ N(0, C_W / n)``, ``b ~ N(0, C_b)``.
+    first_kernel : float
+        ``K⁽¹⁾`` for one input (``C_b + C_W |x|² / n₀``).
+    inputs : array_like, shape (k, n₀), optional
+        Several inputs instead; then ``K⁽¹⁾_ab = C_b + C_W x_a·x_b / n₀`` and the arrays carry
+        input indices.
+
+    Returns
+    -------
+    FiniteWidthTheory
+
+    Notes
+    -----
+    With ``⟨f⟩_K = E_{z~N(0,K)} f(z)``, ``J_{(ab),(cd)} = ½⟨∂_c∂_d σ_aσ_b⟩`` and
+    ``T_{(ab),(cd),(ef)} = ¼⟨∂_c∂_d∂_e∂_f σ_aσ_b⟩`` (evaluated as Gaussian averages of
+    ``σ_aσ_b`` times Hermite tensors of ``K⁻¹z``, so kinks need no derivatives)::
+
+        K⁽ˡ⁺¹⁾ = C_b + C_W ⟨σσ⟩,   V⁽¹⁾ = 0,   K1⁽¹⁾ = 0
+        V⁽ˡ⁺¹⁾ = C_W² (⟨σσσσ⟩ − ⟨σσ⟩⟨σσ⟩) + C_W² J V⁽ˡ⁾ Jᵀ
+        K1⁽ˡ⁺¹⁾ = C_W (J K1⁽ˡ⁾ + ½ T V⁽ˡ⁾)
+
+    For one input ``C_W J = χ∥ = C_W ⟨σ²(z² − K)⟩/(2K²)`` and the excess kurtosis of a
+    preactivation is ``3V/(nK²) + O(1/n²)``.
+
+    References
+    ----------
+    D. A. Roberts, S. Yaida, B. Hanin, *The Principles of Deep Learning Theory*, CUP 2022, ch. 4–5.
+
+    Examples
+    --------
+    >>> th = finite_width_theory("relu", 4, C_W=2.0, C_b=0.0)
+    >>> th.excess_kurtosis(100).round(12).tolist()   # 15 (ℓ − 1) / n
+    [0.0, 0.15, 0.3, 0.45]
+    """
+    act = resolve_activation(activation)
+    depth = _check_depth(depth)
+    C_W = _check_pos("C_W", C_W)
+    C_b = _check_pos("C_b", C_b, strict=False)
+    if inputs is None:
+        K0 = _check_pos("first_kernel", first_kernel)
+        K, V, K1, chi = _single_input(act, depth, C_W, C_b, K0)
+        n_inputs = None
+    else:
+        X = np.asarray(inputs, dtype=float)
+        if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+            raise InputError(f"`inputs` must be a (k, n0) array; got shape {X.shape}.")
+        if not np.all(np.isfinite(X)):
+            raise InputError("`inputs` has non-finite entries.")
+        if X.shape[0] > 12:
+            raise OutOfReachError(f"`inputs` has {X.shape[0]} rows; the vertex tensor grows like k^6 — use at most 12 inputs.")
+        K0 = C_b + C_W * (X @ X.T) / X.shape[1]
+        if np.any(np.diag(K0) <= 0):
+            raise InputError("`inputs`: every input needs C_b + C_W |x|²/n0 > 0 (a zero input with C_b = 0 has no kernel).")
+        K, V, K1, chi = _multi_input(act, depth, C_W, C_b, K0)
+        n_inputs = X.shape[0]
+    return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs)
+
+
+def critical_point(activation):
+    """``(C_b, C_W)`` at criticality (``χ∥ = 1`` at a fixed point of the kernel), or None.
+
+    Scale-invariant activations (slopes a₊, a₋): ``(0, 2/(a₊² + a₋²))``. The K* = 0 class
+    (tanh, erf, sin: σ(0) = 0, σ'(0) ≠ 0, σ''(0) = 0): ``(0, 1/σ'(0)²)``. Otherwise (a callable,
+    gelu, silu) it looks numerically for ``C_b = 0`` and a nonzero fixed point where ``⟨σ²⟩_K / K``
+    is stationary (there ``χ∥ = 1``). gelu and silu have none: with ``C_W = K/⟨σ²⟩_K``, ``χ∥ > 1``
+    for every K and tends to 1 only as K → 0 or ∞ (checked on K ∈ [1e-2, 1e3]). sigmoid
+    (σ(0) ≠ 0) has none.
+
+    References
+    ----------
+    Roberts, Yaida & Hanin (2022), §5.2–5.4.
+
+    Examples
+    --------
+    >>> critical_point("relu"), critical_point("tanh"), critical_point("sigmoid")
+    ((0.0, 2.0), (0.0, 1.0), None)
+    """
+    act = resolve_activation(activation)
+    if act.slopes is not None:
+        a, b = act.slopes
+        s = a * a + b * b
+        return None if s == 0 else (0.0, 2.0 / s)
+    if act.slope_at_zero is not None:
+        return (0.0, 1.0 / act.slope_at_zero**2)
+    h = 1e-4
+    s0, sp, sm = (float(act.numpy(np.array([x]))[0]) for x in (0.0, h, -h))
+    if abs(s0) > 1e-12:
+        return None
+    d1 = (sp - sm) / (2 * h)
+    d2 = (sp - 2 * s0 + sm) / h**2
+    if abs(d2) < 1e-6 and abs(d1) > 1e-8:
+        return (0.0, 1.0 / d1**2)
+    from scipy.optimize import brentq
+
+    def dlog(K):  # d/dK log(⟨σ²⟩/K) = ∂⟨σ²⟩/⟨σ²⟩ − 1/K
+        z, w = _rule_1d(K)
+        s2 = np.asarray(act.numpy(z[:, 0]), dtype=float) ** 2
+        return 0.5 * (w * s2) @ ((z[:, 0] / K) ** 2 - 1 / K) / (w @ s2) - 1.0 / K
+
+    grid = np.geomspace(1e-2, 1e3, 120)
+    vals = np.array([dlog(K) for K in grid])
+    for lo, hi, vlo, vhi in zip(grid[:-1], grid[1:], vals[:-1], vals[1:]):
+        if np.isfinite(vlo) and np.isfinite(vhi) and vlo * vhi < 0:
+            Kstar = brentq(dlog, lo, hi, xtol=1e-14, rtol=1e-14)
+            z, w = _rule_1d(Kstar)
+            e2 = w @ np.asarray(act.numpy(z[:, 0]), dtype=float) ** 2
+            return (0.0, float(Kstar / e2))
+    return None
