@@ -9,10 +9,20 @@ exact conditional Gaussian law of each layer given the previous one; :class:`Stu
 (activation, width, depth) cells into a resumable store.
 """
 
+from pft.scaling._ensemble import EnsembleResult, MLPConfig, sample_ensemble
+from pft.scaling._estimators import HeavyTailWarning
+from pft.scaling._study import Study, StudyResult, scale_invariant_exact_kurtosis
 from pft.scaling._theory import FiniteWidthTheory, critical_point, finite_width_theory
 
 __all__ = [
     "finite_width_theory",
     "FiniteWidthTheory",
     "critical_point",
+    "MLPConfig",
+    "sample_ensemble",
+    "EnsembleResult",
+    "Study",
+    "StudyResult",
+    "HeavyTailWarning",
+    "scale_invariant_exact_kurtosis",
 ]
