@@ -211,6 +211,21 @@ def _cov_factor(G):
     return F
 
 
+def _mix(eps, F):
+    """``eps @ Fᵀ`` for a batch: (B, m, k) × (B, k, k); elementwise for one input (bmm of tiny
+    matrices is slow)."""
+    if F.shape[-1] == 1:
+        return eps * F[:, :, 0].unsqueeze(1)
+    return eps @ F.transpose(1, 2)
+
+
+def _gram(s):
+    """``sᵀ s`` per network: (B, n, k) → (B, k, k)."""
+    if s.shape[-1] == 1:
+        return (s * s).sum(dim=1, keepdim=True)
+    return s.transpose(1, 2) @ s
+
+
 def _exact_chunk(act, cfg: MLPConfig, X, B, gen):
     import torch
 
@@ -218,13 +233,11 @@ def _exact_chunk(act, cfg: MLPConfig, X, B, gen):
     K1 = cfg.C_b + cfg.C_W * (X @ X.T) / X.shape[1]
     G = K1.expand(B, k, k)
     for _ in range(cfg.depth - 1):
-        F = _cov_factor(G)
         eps = torch.randn(B, n, k, generator=gen, device=X.device, dtype=X.dtype)
-        s = act.torch(eps @ F.transpose(1, 2))
-        G = cfg.C_b + (cfg.C_W / n) * (s.transpose(1, 2) @ s)
-    F = _cov_factor(G)
+        s = act.torch(_mix(eps, _cov_factor(G)))
+        G = cfg.C_b + (cfg.C_W / n) * _gram(s)
     eps = torch.randn(B, cfg.output_width, k, generator=gen, device=X.device, dtype=X.dtype)
-    return eps @ F.transpose(1, 2), G
+    return _mix(eps, _cov_factor(G)), G
 
 
 def _weights_chunk(act, cfg: MLPConfig, X, B, gen):
@@ -246,7 +259,7 @@ def _weights_chunk(act, cfg: MLPConfig, X, B, gen):
         W = torch.randn(B, n, n, **kw) * (sw / math.sqrt(n))
         z = torch.randn(B, n, 1, **kw) * sb + W @ s
     s = act.torch(z)
-    G = cfg.C_b + (cfg.C_W / n) * (s.transpose(1, 2) @ s)
+    G = cfg.C_b + (cfg.C_W / n) * _gram(s)
     W = torch.randn(B, cfg.output_width, n, **kw) * (sw / math.sqrt(n))
     out = torch.randn(B, cfg.output_width, 1, **kw) * sb + W @ s
     return out, G
@@ -333,7 +346,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     try:
         dev = torch.device(device)
         Xt = torch.as_tensor(X, dtype=dtype, device=dev)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, AssertionError) as exc:
         raise InputError(f"`device`={device!r} / `dtype`={dtype!r} not usable: {exc}") from None
     draw = _exact_chunk if method == "exact" else _weights_chunk
     outs, Gs = [], []
