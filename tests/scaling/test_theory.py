@@ -17,7 +17,7 @@ def test_relu_critical_excess_kurtosis_is_15_ell_minus_1_over_n():
         np.testing.assert_allclose(th.excess_kurtosis(n), 15 * (ell - 1) / n, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(th.K, 0.7, rtol=1e-13)  # a fixed point (rounding drifts ~4e-16 per layer)
     np.testing.assert_allclose(th.chi_parallel, 1.0, rtol=1e-13)
-    np.testing.assert_allclose(th.K1_shift, 0.0, atol=1e-12)  # E z² = K exactly for ReLU, C_b = 0
+    np.testing.assert_allclose(th.K1_shift, 0.0, atol=1e-11)  # E z² = K exactly (ReLU, C_b = 0); V ~ 200 here
 
 
 @pytest.mark.parametrize("name,slopes", [("linear", (1, 1)), ("abs", (1, -1)), ("leaky_relu:0.3", (1, 0.3))])
