@@ -42,6 +42,10 @@ class FiniteWidthTheory:
         Parallel susceptibility ``χ∥⁽ˡ⁾ = C_W ∂⟨σ²⟩_K/∂K`` at ``K⁽ˡ⁾`` (per input).
     n_inputs : int or None
         k when several inputs were given, else None (scalar arrays).
+    U : ndarray, shape (L,), or None
+        Six-point vertex (one input only): ``κ₃(G⁽ˡ⁻¹⁾) = U⁽ˡ⁾/n² + O(1/n³)`` for the conditional
+        variance ``G`` of layer ℓ, so the connected six-point function of one preactivation is
+        ``κ₆ = 15 U/n²``; ``U⁽¹⁾ = 0``.
     """
 
     activation: str
@@ -53,8 +57,9 @@ class FiniteWidthTheory:
     K1_shift: np.ndarray = field(repr=False)
     chi_parallel: np.ndarray = field(repr=False)
     n_inputs: int | None = None
+    U: np.ndarray | None = field(default=None, repr=False)
 
-    def _diag(self, arr4: bool = False):
+    def _diag(self):
         if self.n_inputs is None:
             return self.K, self.V
         idx = np.arange(self.n_inputs)
@@ -79,6 +84,24 @@ class FiniteWidthTheory:
         K, V = self._diag()
         return 3.0 * V / (n * K**2)
 
+    def sixth_cumulant(self, width) -> np.ndarray:
+        """Leading-order standardised sixth cumulant ``κ₆/(E z²)³ = 15 U / (n² K³)`` per layer.
+
+        One input only (``U`` is not computed for several inputs).
+
+        Examples
+        --------
+        >>> th = finite_width_theory("relu", 3, C_W=2.0, C_b=0.0)
+        >>> (th.sixth_cumulant(10) * 100 / 15).round(10).tolist()   # U = 44(ℓ−1) + 75(ℓ−1)(ℓ−2)
+        [0.0, 44.0, 238.0]
+        """
+        if self.U is None:
+            raise InputError("`sixth_cumulant` needs a one-input theory (finite_width_theory(..., inputs=None)).")
+        n = float(width)
+        if not n > 0:
+            raise InputError(f"`width` must be positive; got {width!r}.")
+        return 15.0 * self.U / (n * n * self.K**3)
+
     def second_moment(self, width) -> np.ndarray:
         """``E z² = K + K1_shift / n`` per layer (and input), to order 1/n."""
         K, _ = self._diag()
@@ -96,6 +119,7 @@ class FiniteWidthTheory:
             "V": self.V.tolist(),
             "K1_shift": self.K1_shift.tolist(),
             "chi_parallel": self.chi_parallel.tolist(),
+            "U": None if self.U is None else self.U.tolist(),
         }
 
     def to_json(self) -> str:
@@ -104,7 +128,8 @@ class FiniteWidthTheory:
     @classmethod
     def from_dict(cls, d: dict) -> "FiniteWidthTheory":
         arr = {k: np.asarray(d[k], dtype=float) for k in ("K", "V", "K1_shift", "chi_parallel")}
-        return cls(d["activation"], d["C_W"], d["C_b"], d["depth"], n_inputs=d["n_inputs"], **arr)
+        U = None if d.get("U") is None else np.asarray(d["U"], dtype=float)
+        return cls(d["activation"], d["C_W"], d["C_b"], d["depth"], n_inputs=d["n_inputs"], U=U, **arr)
 
     def __str__(self) -> str:
         K, V = self._diag()
@@ -126,6 +151,7 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
     K = np.empty(depth)
     V = np.zeros(depth)
     K1 = np.zeros(depth)
+    U = np.zeros(depth)
     chi = np.empty(depth)
     K[0] = K0
     for ell in range(depth):
@@ -137,16 +163,22 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
         s2 = np.asarray(act.numpy(z), dtype=float) ** 2
         ws2 = w * s2
         y2 = (z / k) ** 2
+        h2 = 0.5 * (y2 - 1.0 / k)  # ∂/∂K of the Gaussian weight, per unit weight
         e2 = ws2.sum()
         e4 = ws2 @ s2
-        d1 = 0.5 * (ws2 @ (y2 - 1.0 / k))  # ∂⟨σ²⟩/∂K
+        e6 = ws2 @ (s2 * s2)
+        d1 = ws2 @ h2  # ∂⟨σ²⟩/∂K
         d2 = 0.25 * (ws2 @ (y2 * y2 - 6.0 * y2 / k + 3.0 / k**2))  # ∂²⟨σ²⟩/∂K²
+        dv = (ws2 * s2) @ h2 - 2.0 * e2 * d1  # ∂/∂K (⟨σ⁴⟩ − ⟨σ²⟩²)
         chi[ell] = C_W * d1
         if ell + 1 < depth:
+            c = chi[ell]
             K[ell + 1] = C_b + C_W * e2
-            V[ell + 1] = C_W**2 * (e4 - e2 * e2) + chi[ell] ** 2 * V[ell]
-            K1[ell + 1] = chi[ell] * K1[ell] + 0.5 * C_W * d2 * V[ell]
-    return K, V, K1, chi
+            V[ell + 1] = C_W**2 * (e4 - e2 * e2) + c**2 * V[ell]
+            K1[ell + 1] = c * K1[ell] + 0.5 * C_W * d2 * V[ell]
+            U[ell + 1] = (C_W**3 * (e6 - 3.0 * e4 * e2 + 2.0 * e2**3) + 3.0 * C_W**2 * c * dv * V[ell]
+                          + c**3 * U[ell] + 3.0 * c**2 * C_W * d2 * V[ell] ** 2)
+    return K, V, K1, chi, U
 
 
 def _hermite2(y, P, i, j):
@@ -163,7 +195,7 @@ def _hermite4(y, P, a, b, c, d):
     )
 
 
-def _multi_layer(act: Activation, K: np.ndarray, C_W: float):
+def _multi_layer(act: Activation, K: np.ndarray):
     """⟨σσ⟩, ⟨σσσσ⟩, J = ∂⟨σ_aσ_b⟩/∂K_cd and T = ∂²⟨σ_aσ_b⟩/∂K_cd∂K_ef at one layer."""
     k = K.shape[0]
     E2 = np.empty((k, k))
@@ -212,7 +244,7 @@ def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.nda
     chi = np.empty((depth, k))
     K[0] = K0
     for ell in range(depth):
-        E2, E4, J, T = _multi_layer(act, K[ell], C_W)
+        E2, E4, J, T = _multi_layer(act, K[ell])
         chi[ell] = C_W * np.array([J[a, a, a, a] for a in range(k)])
         if ell + 1 < depth:
             K[ell + 1] = C_b + C_W * E2
@@ -272,7 +304,12 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         K1⁽ˡ⁺¹⁾ = C_W (J K1⁽ˡ⁾ + ½ T V⁽ˡ⁾)
 
     For one input ``C_W J = χ∥ = C_W ⟨σ²(z² − K)⟩/(2K²)`` and the excess kurtosis of a
-    preactivation is ``3V/(nK²) + O(1/n²)``.
+    preactivation is ``3V/(nK²) + O(1/n²)``. One input also gets the six-point vertex, from the
+    law of total cumulance for ``G⁽ˡ⁾ = C_b + (C_W/n) Σ_j σ(z_j)²`` given ``G⁽ˡ⁻¹⁾``::
+
+        U⁽ˡ⁺¹⁾ = C_W³ κ₃(σ²) + 3 C_W² χ∥ ∂_K Var(σ²) V⁽ˡ⁾ + χ∥³ U⁽ˡ⁾ + 3 χ∥² C_W g''(K) V⁽ˡ⁾²
+
+    with ``g'' = ∂²⟨σ²⟩/∂K²``; the sixth cumulant of a preactivation is ``15 U/n² + O(1/n³)``.
 
     References
     ----------
@@ -290,7 +327,7 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
     C_b = _check_pos("C_b", C_b, strict=False)
     if inputs is None:
         K0 = _check_pos("first_kernel", first_kernel)
-        K, V, K1, chi = _single_input(act, depth, C_W, C_b, K0)
+        K, V, K1, chi, U = _single_input(act, depth, C_W, C_b, K0)
         n_inputs = None
     else:
         X = np.asarray(inputs, dtype=float)
@@ -304,8 +341,8 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         if np.any(np.diag(K0) <= 0):
             raise InputError("`inputs`: every input needs C_b + C_W |x|²/n0 > 0 (a zero input with C_b = 0 has no kernel).")
         K, V, K1, chi = _multi_input(act, depth, C_W, C_b, K0)
-        n_inputs = X.shape[0]
-    return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs)
+        n_inputs, U = X.shape[0], None
+    return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs, U)
 
 
 def critical_point(activation):
