@@ -75,6 +75,14 @@ def _piecewise_linear(name: str, a_plus: float, a_minus: float) -> Activation:
 
     def torch_fn(z, _p=a_plus, _m=a_minus):
         torch = _torch()
+        if _p == 1.0:  # the fused kernels are several times faster than torch.where
+            if _m == 0.0:
+                return torch.relu(z)
+            if _m == 1.0:
+                return z
+            if _m == -1.0:
+                return torch.abs(z)
+            return torch.nn.functional.leaky_relu(z, _m)
         return torch.where(z > 0, _p * z, _m * z)
 
     return Activation(name, np_fn, torch_fn, slopes=(a_plus, a_minus))

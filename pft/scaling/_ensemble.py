@@ -231,12 +231,20 @@ def _exact_chunk(act, cfg: MLPConfig, X, B, gen):
 
     n, k = cfg.width, X.shape[0]
     K1 = cfg.C_b + cfg.C_W * (X @ X.T) / X.shape[1]
+    kw = dict(generator=gen, device=X.device, dtype=X.dtype)
+    if k == 1:  # one input: (B, n) tensors and a scalar variance per network
+        g = K1.reshape(1).expand(B)
+        for _ in range(cfg.depth - 1):
+            s = act.torch(torch.randn(B, n, **kw) * torch.sqrt(g).unsqueeze(1))
+            g = cfg.C_b + (cfg.C_W / n) * (s * s).sum(dim=1)
+        out = torch.randn(B, cfg.output_width, **kw) * torch.sqrt(g).unsqueeze(1)
+        return out.unsqueeze(2), g.reshape(B, 1, 1)
     G = K1.expand(B, k, k)
     for _ in range(cfg.depth - 1):
-        eps = torch.randn(B, n, k, generator=gen, device=X.device, dtype=X.dtype)
+        eps = torch.randn(B, n, k, **kw)
         s = act.torch(_mix(eps, _cov_factor(G)))
         G = cfg.C_b + (cfg.C_W / n) * _gram(s)
-    eps = torch.randn(B, cfg.output_width, k, generator=gen, device=X.device, dtype=X.dtype)
+    eps = torch.randn(B, cfg.output_width, k, **kw)
     return _mix(eps, _cov_factor(G)), G
 
 

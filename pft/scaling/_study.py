@@ -157,9 +157,15 @@ class Study:
     device : str
     progress : bool
 
+    Attributes
+    ----------
+    result_ : StudyResult
+        Set by :meth:`run`; :meth:`table` and :meth:`plot` read it.
+
     Notes
     -----
-    Each finished cell is appended to the store as one JSON line in one ``write`` followed by
+    Every cell feeds one input ``x = 1`` with ``n₀ = 1``, so ``K⁽¹⁾ = C_b + C_W``; the theory
+    columns use the same ``K⁽¹⁾``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
     ``fsync``; a run killed at any point loses at most the cell in flight, and a torn last line is
     cut off on resume. Finished cells are never recomputed.
 
@@ -274,4 +280,20 @@ class Study:
                 bar.update(1)
         finally:
             bar.close()
-        return StudyResult(tuple(rows))
+        self.result_ = StudyResult(tuple(rows))
+        return self.result_
+
+    def _result(self) -> StudyResult:
+        if not hasattr(self, "result_"):
+            from pft.errors import NotFittedError
+
+            raise NotFittedError("call Study.run() before table() or plot().")
+        return self.result_
+
+    def table(self) -> str:
+        """The aligned table of the last :meth:`run`."""
+        return self._result().table()
+
+    def plot(self, path) -> Path:
+        """The figure of the last :meth:`run`, saved to ``path``."""
+        return self._result().plot(path)
