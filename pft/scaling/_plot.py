@@ -30,14 +30,16 @@ def plot_study(rows, path) -> Path:
     plt = _pyplot()
     path = Path(path)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
-    acts = sorted({r["key"]["activation"] for r in rows})
+    family = lambda r: (r["key"]["activation"], r["key"]["C_W"], r["key"]["C_b"])  # noqa: E731
+    acts = sorted({family(r) for r in rows})
+    several = len({a[0] for a in acts}) < len(acts)  # the same activation at several (C_W, C_b)
     widths = sorted({r["key"]["width"] for r in rows})
     markers = "osD^v<>ph*"
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ai, act in enumerate(acts):
         col = colors[ai % len(colors)]
         for wi, n in enumerate(widths):
-            sel = sorted((r for r in rows if r["key"]["activation"] == act and r["key"]["width"] == n),
+            sel = sorted((r for r in rows if family(r) == act and r["key"]["width"] == n),
                          key=lambda r: r["key"]["depth"])
             if not sel:
                 continue
@@ -47,7 +49,7 @@ def plot_study(rows, path) -> Path:
             lo = np.array([r["result"]["leading_order"] for r in sel])
             ex = np.array([np.nan if r["result"]["exact"] is None else r["result"]["exact"] for r in sel])
             ok = y > 0
-            label = f"{act}, n={n}"
+            label = (f"{act[0]} C_W={act[1]:g} C_b={act[2]:g}" if several else act[0]) + f", n={n}"
             ax1.errorbar(L[ok] / n, y[ok], yerr=e[ok], fmt=markers[wi % len(markers)], color=col, ms=4,
                          capsize=2, label=label, alpha=0.85)
             ax1.plot(L / n, lo, "-", color=col, lw=0.8, alpha=0.6)

@@ -113,12 +113,13 @@ class StudyResult:
             k, v = r["key"], r["result"]
             exact = "" if v["exact"] is None else f"{v['exact']:.4g}"
             body.append([
-                k["activation"], str(k["width"]), str(k["depth"]), f"{k['depth'] / k['width']:.3g}",
+                k["activation"], f"{k['C_W']:g}", f"{k['C_b']:g}", str(k["width"]), str(k["depth"]),
+                f"{k['depth'] / k['width']:.3g}",
                 f"{v['excess_kurtosis']:.4g} ± {v['excess_kurtosis_se']:.2g}" + (" !" if v["heavy_tail"] else ""),
                 f"{v['leading_order']:.4g}", exact,
                 f"{v['second_moment']:.4g} ± {v['second_moment_se']:.2g}", f"{v['theory_second_moment']:.4g}",
             ])
-        out = _table(["activation", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
+        out = _table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
                       "E z^2", "K + K1/n"], body)
         if any(r["result"]["heavy_tail"] for r in self.rows):
             out += "\n! heavy tails: a few networks dominate this estimate; its error bar is optimistic"

@@ -85,7 +85,7 @@ def test_table_and_plot(tmp_path):
     res = Study({"activation": ["relu", "tanh"], "width": [8, 16], "depth": [2, 4]}, networks=2000,
                 progress=False).run()
     text = res.table()
-    assert text.splitlines()[0].split()[:4] == ["activation", "n", "L", "L/n"]
+    assert text.splitlines()[0].split()[:6] == ["activation", "C_W", "C_b", "n", "L", "L/n"]
     assert sum(1 for line in text.splitlines() if line.strip().startswith(("relu", "tanh"))) == 8
     out = res.plot(tmp_path / "fig.png")
     assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
