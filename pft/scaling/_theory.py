@@ -11,7 +11,7 @@ import numpy as np
 
 from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
 from pft.scaling._activations import Activation, resolve_activation
-from pft.scaling._quadrature import _rule_1d, gaussian_rule
+from pft.scaling._quadrature import _rule_1d, gaussian_expect, gaussian_rule
 
 __all__ = ["FiniteWidthTheory", "finite_width_theory", "critical_point"]
 
@@ -181,18 +181,19 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
     return K, V, K1, chi, U
 
 
-def _hermite2(y, P, i, j):
-    return y[:, i] * y[:, j] - P[i, j]
-
-
-def _hermite4(y, P, a, b, c, d):
-    yy = lambda i, j: y[:, i] * y[:, j]  # noqa: E731
-    return (
-        y[:, a] * y[:, b] * y[:, c] * y[:, d]
-        - (yy(a, b) * P[c, d] + yy(a, c) * P[b, d] + yy(a, d) * P[b, c]
-           + yy(b, c) * P[a, d] + yy(b, d) * P[a, c] + yy(c, d) * P[a, b])
-        + (P[a, b] * P[c, d] + P[a, c] * P[b, d] + P[a, d] * P[b, c])
-    )
+def _hermite_moments(f: np.ndarray, y: np.ndarray, P: np.ndarray):
+    """``Σ_p f_p H_ij(y_p)`` and ``Σ_p f_p H_ijkl(y_p)`` for the Hermite tensors of covariance
+    ``P⁻¹`` (``y = P z``): ``H_ij = y_i y_j − P_ij``,
+    ``H_ijkl = y_i y_j y_k y_l − (y_i y_j P_kl + 5 perms) + (P_ij P_kl + P_ik P_jl + P_il P_jk)``."""
+    m0 = f.sum()
+    m2 = np.einsum("p,pi,pj->ij", f, y, y)
+    m4 = np.einsum("p,pi,pj,pk,pl->ijkl", f, y, y, y, y, optimize=True)
+    H2 = m2 - m0 * P
+    t = np.einsum("ij,kl->ijkl", m2, P)
+    six = t + t.transpose(0, 2, 1, 3) + t.transpose(0, 2, 3, 1) + t.transpose(2, 3, 0, 1) + t.transpose(1, 3, 0, 2) + t.transpose(3, 1, 2, 0)
+    pp = np.einsum("ij,kl->ijkl", P, P)
+    H4 = m4 - six + m0 * (pp + pp.transpose(0, 2, 1, 3) + pp.transpose(0, 2, 3, 1))
+    return H2, H4
 
 
 def _multi_layer(act: Activation, K: np.ndarray):
@@ -215,23 +216,22 @@ def _multi_layer(act: Activation, K: np.ndarray):
                 f"(correlation {blk[0, 1] / math.sqrt(blk[0, 0] * blk[1, 1]):.15f}); drop duplicate or collinear inputs."
             )
         P = np.linalg.inv(blk)
-        y = z @ P
-        for i, j in itertools.product(range(d), repeat=2):
-            val = 0.5 * (f @ _hermite2(y, P, i, j))
-            J[a, b, idx[i], idx[j]] = J[b, a, idx[i], idx[j]] = val
-        for i, j, m, l in itertools.product(range(d), repeat=4):
-            val = 0.25 * (f @ _hermite4(y, P, i, j, m, l))
-            T[a, b, idx[i], idx[j], idx[m], idx[l]] = T[b, a, idx[i], idx[j], idx[m], idx[l]] = val
+        H2, H4 = _hermite_moments(f, z @ P, P)
+        ix = np.ix_(idx, idx)
+        J[a, b][ix] = J[b, a][ix] = 0.5 * H2
+        ix4 = np.ix_(idx, idx, idx, idx)
+        T[a, b][ix4] = T[b, a][ix4] = 0.25 * H4
     E4 = np.empty((k,) * 4)
     cache: dict = {}
     for quad in itertools.product(range(k), repeat=4):
         key = tuple(sorted(quad))
         if key not in cache:
             idx = sorted(set(key))
-            z, w = gaussian_rule(K[np.ix_(idx, idx)])
-            s = np.asarray(act.numpy(z), dtype=float)
-            pos = {v: p for p, v in enumerate(idx)}
-            cache[key] = float(w @ np.prod([s[:, pos[q]] for q in key], axis=0))
+            pos = [idx.index(q) for q in key]
+            cache[key] = gaussian_expect(
+                lambda z, _pos=pos: np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1),
+                K[np.ix_(idx, idx)],
+            )
         E4[quad] = cache[key]
     return E2, E4, J, T
 

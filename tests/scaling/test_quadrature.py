@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, special
 
 from pft.scaling._activations import BUILTIN_ACTIVATIONS, resolve_activation
-from pft.scaling._quadrature import expect, gaussian_rule, half_line_rule
+from pft.scaling._quadrature import expect, gaussian_expect, gaussian_rule, half_line_rule
 
 
 def _quad_expect(f, K):
@@ -83,12 +83,45 @@ def test_three_and_four_dimensional_rules_match_isserlis():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(4, 4))
     K = A @ A.T + 0.5 * np.eye(4)
-    z, w = gaussian_rule(K)
-    got = w @ (z[:, 0] * z[:, 1] * z[:, 2] * z[:, 3])
+    got = gaussian_expect(lambda z: z[:, 0] * z[:, 1] * z[:, 2] * z[:, 3], K)
     exact = K[0, 1] * K[2, 3] + K[0, 2] * K[1, 3] + K[0, 3] * K[1, 2]
-    assert abs(got - exact) < 1e-10 * abs(exact) + 1e-12
-    z3, w3 = gaussian_rule(K[:3, :3])
-    assert abs(w3 @ (z3[:, 0] ** 2 * z3[:, 1] * z3[:, 2]) - (K[0, 0] * K[1, 2] + 2 * K[0, 1] * K[0, 2])) < 1e-10
+    assert abs(got - exact) < 1e-12 * abs(K).max() ** 2
+    got3 = gaussian_expect(lambda z: z[:, 0] ** 2 * z[:, 1] * z[:, 2], K[:3, :3])
+    assert abs(got3 - (K[0, 0] * K[1, 2] + 2 * K[0, 1] * K[0, 2])) < 1e-12 * abs(K).max() ** 2
+
+
+def test_three_dimensional_relu_against_scipy_tplquad():
+    # E Π relu(z_a) = ∫ over the positive orthant of z₁z₂z₃ φ_K(z): smooth there, so tplquad is sharp
+    K = np.array([[1.0, 0.5, -0.3], [0.5, 1.5, 0.2], [-0.3, 0.2, 0.8]])
+    P = np.linalg.inv(K)
+    c = 1 / math.sqrt((2 * math.pi) ** 3 * np.linalg.det(K))
+
+    def dens(z3, z2, z1):
+        z = np.array([z1, z2, z3])
+        return z1 * z2 * z3 * c * math.exp(-0.5 * z @ P @ z)
+
+    want = integrate.tplquad(dens, 0, 10, 0, 10, 0, 10, epsabs=1e-13, epsrel=1e-11)[0]
+    got = gaussian_expect(lambda z: np.prod(np.maximum(z, 0), axis=1), K)
+    assert abs(got - want) < 1e-12
+
+
+def test_four_dimensional_kinked_rule_has_converged(monkeypatch):
+    # the default nodes against rules about twice as fine (independent node sets)
+    import pft.scaling._quadrature as q
+
+    A = np.random.default_rng(2).normal(size=(4, 4))
+    K = A @ A.T / 4 + 0.1 * np.eye(4)
+    f = lambda z: np.prod(np.abs(z), axis=1) * np.maximum(z[:, 2], 0)  # noqa: E731
+    coarse = gaussian_expect(f, K)
+    monkeypatch.setitem(q.N_NESTED, 4, (24, 80, 56))
+    fine = gaussian_expect(f, K)
+    assert abs(coarse - fine) < 1e-12 * abs(fine)
+
+
+def test_singular_kernels_fall_back_and_stay_exact_for_polynomials():
+    K = np.array([[1.0, 0.3, 1.0], [0.3, 2.0, 0.3], [1.0, 0.3, 1.0]])  # z₃ = z₁
+    got = gaussian_expect(lambda z: z[:, 0] * z[:, 1] * z[:, 2] * z[:, 1], K)
+    assert abs(got - (K[0, 2] * K[1, 1] + 2 * K[0, 1] * K[1, 2])) < 1e-12
 
 
 def test_degenerate_two_by_two_block_falls_back_to_one_dimension():

@@ -160,3 +160,18 @@ def test_bad_input_names_the_argument():
         finite_width_theory("relu", 3, C_W=2.0, C_b=0.0).excess_kurtosis(0)
     with pytest.raises(NotPositiveDefiniteError):
         finite_width_theory("relu", 3, C_W=2.0, C_b=0.0, inputs=np.array([[1.0, 0.0], [2.0, 0.0]]))
+
+
+def test_three_input_vertex_at_layer_two_is_exact_against_the_sampler():
+    # entries such as V_(01)(02) need ⟨σ₀σ₁σ₀σ₂⟩, a three-dimensional Gaussian average
+    X = np.array([[1.0, 0.0, 0.3], [0.2, 0.9, -0.4], [-0.5, 0.4, 0.8]])
+    th = finite_width_theory("relu", 2, C_W=2.0, C_b=0.1, inputs=X)
+    n = 16
+    res = sample_ensemble(MLPConfig("relu", n, 2, C_W=2.0, C_b=0.1, input_dim=3), 20000, X, seed=13, progress=False)
+    G = res.conditional_covariance
+    pairs = [(a, b) for a in range(3) for b in range(a, 3)]
+    for i, A in enumerate(pairs):
+        for B in pairs[i:]:
+            x, y = G[:, A[0], A[1]][:, None], G[:, B[0], B[1]][:, None]
+            est, se = jackknife(lambda xy, x1, y1: n * (xy - x1 * y1), [x * y, x, y])
+            assert abs(est[0] - th.V[1][A + B]) < 4 * se[0], (A, B, est, se, th.V[1][A + B])
