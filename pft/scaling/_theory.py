@@ -355,6 +355,15 @@ def critical_point(activation):
     for every K and tends to 1 only as K → 0 or ∞ (checked on K ∈ [1e-2, 1e3]). sigmoid
     (σ(0) ≠ 0) has none.
 
+    Parameters
+    ----------
+    activation : str or callable
+
+    Returns
+    -------
+    tuple of float or None
+        ``(C_b, C_W)``, or None where no critical point exists.
+
     References
     ----------
     Roberts, Yaida & Hanin (2022), §5.2–5.4.
