@@ -23,7 +23,8 @@ def _pyplot():
 def plot_study(rows, path) -> Path:
     """Two panels: excess kurtosis against L/n, and against the leading-order prediction.
 
-    Log–log axes (cells with non-positive values are left out of a log panel). Theory overlays:
+    Log–log axes (cells with non-positive values are left out of a log panel); open markers are
+    cells whose estimate raised the heavy-tail diagnostic. Theory overlays:
     the leading order ``3V/(nK²)`` and, for scale-invariant activations with ``C_b = 0``, the exact
     ``3[(1 + c/n)^(L−1) − 1]``, one thin line per width.
     """
@@ -48,16 +49,19 @@ def plot_study(rows, path) -> Path:
             e = np.array([r["result"]["excess_kurtosis_se"] for r in sel])
             lo = np.array([r["result"]["leading_order"] for r in sel])
             ex = np.array([np.nan if r["result"]["exact"] is None else r["result"]["exact"] for r in sel])
+            heavy = np.array([bool(r["result"]["heavy_tail"]) for r in sel])
             ok = y > 0
             label = (f"{act[0]} C_W={act[1]:g} C_b={act[2]:g}" if several else act[0]) + f", n={n}"
-            ax1.errorbar(L[ok] / n, y[ok], yerr=e[ok], fmt=markers[wi % len(markers)], color=col, ms=4,
-                         capsize=2, label=label, alpha=0.85)
+            mk = markers[wi % len(markers)]
+            for ax, xs, keep in ((ax1, L / n, ok), (ax2, lo, ok & (lo > 0))):
+                for flag, face in ((False, col), (True, "none")):  # open markers: heavy-tail warning
+                    sub = keep & (heavy == flag)
+                    if sub.any():
+                        ax.errorbar(xs[sub], y[sub], yerr=e[sub], fmt=mk, color=col, mfc=face, ms=4, capsize=2,
+                                    alpha=0.85, label=None if flag else label)
             ax1.plot(L / n, lo, "-", color=col, lw=0.8, alpha=0.6)
             if np.isfinite(ex).any():
                 ax1.plot(L / n, ex, ":", color=col, lw=1.0)
-            ok2 = ok & (lo > 0)
-            ax2.errorbar(lo[ok2], y[ok2], yerr=e[ok2], fmt=markers[wi % len(markers)], color=col, ms=4,
-                         capsize=2, label=label, alpha=0.85)
             if np.isfinite(ex).any():
                 ax2.plot(lo[lo > 0], ex[lo > 0], ":", color=col, lw=1.0)
     allp = [r["result"]["leading_order"] for r in rows if r["result"]["leading_order"] > 0]
@@ -73,7 +77,7 @@ def plot_study(rows, path) -> Path:
     ax1.set_title("solid: leading order 3V/(nK²); dotted: exact (scale-invariant)")
     ax2.set_xlabel("leading-order prediction 3V/(nK²)")
     ax2.set_ylabel("measured excess kurtosis")
-    ax2.set_title("data collapse across widths")
+    ax2.set_title("data collapse across widths (open: heavy tails)")
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
