@@ -99,7 +99,7 @@ class EnsembleResult:
 
     def _G(self) -> np.ndarray:
         k = self.outputs.shape[2]
-        return self.conditional_covariance[:, np.arange(k), np.arange(k)]
+        return self.conditional_covariance[:, np.arange(k), np.arange(k)].astype(np.float64)  # float64 accumulation
 
     def moment(self, p: int, *, rao_blackwell: bool = True, groups: int = 100):
         """``E z^p`` of one output unit, per input, with a jackknife standard error.
@@ -128,7 +128,7 @@ class EnsembleResult:
             col = math.prod(range(p - 1, 0, -2)) * self._G() ** (p // 2)
             hint = "More networks are needed."
         else:
-            col = (self.outputs**p).mean(axis=1)
+            col = (self.outputs.astype(np.float64) ** p).mean(axis=1)
             hint = "Use the Rao–Blackwellised estimate (rao_blackwell=True) or more networks."
         warn_if_heavy(col, f"E z^{p}", hint)
         return jackknife(lambda m: m, [col], groups)
@@ -149,8 +149,9 @@ class EnsembleResult:
             num, den = G**2, G
             warn_if_heavy(num, "excess kurtosis (E G²)", "More networks are needed.")
             return jackknife(lambda a, b: 3 * a / b**2 - 3, [num, den], groups)
-        z2 = (self.outputs**2).mean(axis=1)
-        z4 = (self.outputs**4).mean(axis=1)
+        out = self.outputs.astype(np.float64)
+        z2 = (out**2).mean(axis=1)
+        z4 = (out**4).mean(axis=1)
         warn_if_heavy(z4, "excess kurtosis (raw E z⁴)", "Use rao_blackwell=True or more networks.")
         return jackknife(lambda a, b: a / b**2 - 3, [z4, z2], groups)
 
