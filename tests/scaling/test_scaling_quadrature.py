@@ -128,3 +128,26 @@ def test_degenerate_two_by_two_block_falls_back_to_one_dimension():
     K = np.array([[2.0, 2.0], [2.0, 2.0]])  # z2 = z1
     z, w = gaussian_rule(K)
     assert abs(w @ (np.maximum(z[:, 0], 0) * np.maximum(z[:, 1], 0)) - 1.0) < 1e-14  # E relu(z)² = K/2
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(k11=st.floats(1e-3, 1e3), k22=st.floats(1e-3, 1e3), rho=st.floats(-1.0, 1.0),
+       slope=st.floats(-2.0, 2.0))
+def test_two_dimensional_leaky_relu_is_exact_for_any_kernel(k11, k22, rho, slope):
+    # σ = leaky(a) = relu(z) + a min(z, 0); E σ(u)σ(v) from the arc-cosine kernel and symmetry:
+    # E relu(u)relu(v) = E relu(−u)relu(−v) = k(ρ), E relu(u)relu(−v) = k(−ρ) with sign flips.
+    K = np.array([[k11, rho * math.sqrt(k11 * k22)], [rho * math.sqrt(k11 * k22), k22]])
+    z, w = gaussian_rule(K)
+    a = slope
+    s = np.where(z > 0, z, a * z)
+    got = w @ (s[:, 0] * s[:, 1])
+    th = math.acos(max(-1.0, min(1.0, rho)))
+    same = math.sqrt(k11 * k22) / (2 * math.pi) * (math.sin(th) + (math.pi - th) * math.cos(th))
+    # E u v = ρ√(k11k22) = E[ (relu(u) − relu(−u)) (relu(v) − relu(−v)) ] = 2 same − 2 cross
+    cross = same - 0.5 * rho * math.sqrt(k11 * k22)  # E relu(u) relu(−v)
+    exact = same + a * a * same - 2 * a * cross
+    assert abs(got - exact) <= 1e-12 * math.sqrt(k11 * k22) * (1 + a * a)
