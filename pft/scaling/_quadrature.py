@@ -202,7 +202,7 @@ def _nested_expect(f, K: np.ndarray) -> float | None:
             q = t.shape[1]
             pts = np.concatenate([np.repeat(pts, q, axis=0), t.reshape(-1, 1)], axis=1)
             w = (w[:, None] * wt).ravel()
-        total += float(w @ np.asarray(f(pts), dtype=float))
+        total = total + w @ np.asarray(f(pts), dtype=float)
     return total
 
 
@@ -218,8 +218,9 @@ def _rule_nd(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X @ A.T, W
 
 
-def gaussian_expect(f, K) -> float:
-    """``E_{z~N(0,K)} f(z)`` for ``K`` (d, d), d ≤ 4; ``f`` maps points (P, d) to values (P,).
+def gaussian_expect(f, K):
+    """``E_{z~N(0,K)} f(z)`` for ``K`` (d, d), d ≤ 4; ``f`` maps points (P, d) to values (P,) or
+    (P, m) (then the result has shape (m,)).
 
     d ≤ 2: the kink-exact rules of :func:`gaussian_rule`. d = 3, 4: an outer polar rule for the
     first two coordinates and, for each further coordinate given the previous ones, a 1-D rule
@@ -229,7 +230,7 @@ def gaussian_expect(f, K) -> float:
     Examples
     --------
     >>> K = np.array([[1.0, 0.3, 0.2], [0.3, 1.0, 0.1], [0.2, 0.1, 1.0]])
-    >>> round(gaussian_expect(lambda z: z[:, 0] ** 2 * z[:, 1] * z[:, 2], K), 10)   # Isserlis
+    >>> round(float(gaussian_expect(lambda z: z[:, 0] ** 2 * z[:, 1] * z[:, 2], K)), 10)   # Isserlis
     0.22
     """
     K = np.atleast_2d(np.asarray(K, dtype=float))
@@ -239,7 +240,7 @@ def gaussian_expect(f, K) -> float:
         if val is not None:
             return val
     z, w = gaussian_rule(K)
-    return float(w @ np.asarray(f(z), dtype=float))
+    return w @ np.asarray(f(z), dtype=float)
 
 
 def gaussian_rule(K) -> tuple[np.ndarray, np.ndarray]:

@@ -42,10 +42,11 @@ class FiniteWidthTheory:
         Parallel susceptibility ``χ∥⁽ˡ⁾ = C_W ∂⟨σ²⟩_K/∂K`` at ``K⁽ˡ⁾`` (per input).
     n_inputs : int or None
         k when several inputs were given, else None (scalar arrays).
-    U : ndarray, shape (L,), or None
-        Six-point vertex (one input only): ``κ₃(G⁽ˡ⁻¹⁾) = U⁽ˡ⁾/n² + O(1/n³)`` for the conditional
-        variance ``G`` of layer ℓ, so the connected six-point function of one preactivation is
-        ``κ₆ = 15 U/n²``; ``U⁽¹⁾ = 0``.
+    U : ndarray, shape (L,) or (L, k, k, k, k, k, k), or None
+        Six-point vertex: ``κ₃(G_A, G_B, G_C) = U_ABC/n² + O(1/n³)`` for the conditional
+        covariance ``G`` of layer ℓ over input pairs A, B, C, so the connected six-point function of
+        one preactivation is ``κ₆ = 15 U/n²``; ``U⁽¹⁾ = 0``. None when not computed (see
+        ``six_point``).
     """
 
     activation: str
@@ -87,7 +88,8 @@ class FiniteWidthTheory:
     def sixth_cumulant(self, width) -> np.ndarray:
         """Leading-order standardised sixth cumulant ``κ₆/(E z²)³ = 15 U / (n² K³)`` per layer.
 
-        One input only (``U`` is not computed for several inputs).
+        Several inputs: per input (shape (L, k)), from the diagonal ``U_(aa)(aa)(aa)`` (needs
+        ``six_point`` — the default for up to two inputs).
 
         Examples
         --------
@@ -96,11 +98,20 @@ class FiniteWidthTheory:
         [0.0, 44.0, 238.0]
         """
         if self.U is None:
-            raise InputError("`sixth_cumulant` needs a one-input theory (finite_width_theory(..., inputs=None)).")
+            raise InputError(
+                f"`sixth_cumulant`: this theory has no six-point vertex ({self.n_inputs} inputs); use "
+                f"finite_width_theory(..., six_point=True) with at most {MAX_INPUTS_SIX_POINT} inputs."
+            )
         n = float(width)
         if not n > 0:
             raise InputError(f"`width` must be positive; got {width!r}.")
-        return 15.0 * self.U / (n * n * self.K**3)
+        K, _ = self._diag()
+        if self.n_inputs is None:
+            U = self.U
+        else:
+            a = np.arange(self.n_inputs)
+            U = self.U[:, a, a, a, a, a, a]
+        return 15.0 * U / (n * n * K**3)
 
     def second_moment(self, width) -> np.ndarray:
         """``E z² = K + K1_shift / n`` per layer (and input), to order 1/n."""
@@ -228,19 +239,79 @@ def _multi_layer(act: Activation, K: np.ndarray):
         if key not in cache:
             idx = sorted(set(key))
             pos = [idx.index(q) for q in key]
-            cache[key] = gaussian_expect(
+            cache[key] = float(gaussian_expect(
                 lambda z, _pos=pos: np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1),
                 K[np.ix_(idx, idx)],
-            )
+            ))
         E4[quad] = cache[key]
     return E2, E4, J, T
 
 
-def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.ndarray):
+#: the six-point vertex over several inputs needs ⟨σ⁶⟩-type averages over all distinct inputs
+#: involved; the quadrature goes to four dimensions and the cost grows like k⁶, so it stops here
+MAX_INPUTS_SIX_POINT = 3
+
+
+def _six_point_parts(act: Activation, K: np.ndarray):
+    """⟨φ_Aφ_Bφ_C⟩ (k⁶) and ∂⟨φ_Bφ_C⟩/∂K_E (k⁶) with φ_(ab) = σ_aσ_b."""
+    k = K.shape[0]
+    E6 = np.empty((k,) * 6)
+    cache: dict = {}
+    for six in itertools.product(range(k), repeat=6):
+        key = tuple(sorted(six))
+        if key not in cache:
+            idx = sorted(set(key))
+            pos = [idx.index(q) for q in key]
+            cache[key] = float(gaussian_expect(
+                lambda z, _pos=pos: np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1),
+                K[np.ix_(idx, idx)],
+            ))
+        E6[six] = cache[key]
+    dE4 = np.zeros((k,) * 6)
+    dcache: dict = {}
+    for quad in itertools.product(range(k), repeat=4):
+        key = tuple(sorted(quad))
+        idx = sorted(set(key))
+        if key not in dcache:
+            blk = K[np.ix_(idx, idx)]
+            P = np.linalg.inv(blk)
+            pos = [idx.index(q) for q in key]
+            d = len(idx)
+
+            def f(z, _pos=pos, _P=P, _d=d):
+                phi = np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1)
+                y = z @ _P
+                return (phi[:, None, None] * (y[:, :, None] * y[:, None, :] - _P)).reshape(-1, _d * _d)
+
+            dcache[key] = 0.5 * np.asarray(gaussian_expect(f, blk)).reshape(d, d)
+        dE4[quad][np.ix_(idx, idx)] = dcache[key]
+    return E6, dE4
+
+
+def _six_point_step(C_W, E2, E4, J, T, V, U, E6, dE4):
+    """U⁽ˡ⁺¹⁾ over pairs A, B, C (law of total cumulance, to order 1/n²)."""
+    k = E2.shape[0]
+    q = k * k
+    e2 = E2.reshape(q)
+    e4 = E4.reshape(q, q)
+    e6 = E6.reshape(q, q, q)
+    Jr, Tr, Vr, Ur = J.reshape(q, q), T.reshape(q, q, q), V.reshape(q, q), U.reshape(q, q, q)
+    kappa = (e6 - np.einsum("ab,c->abc", e4, e2) - np.einsum("ac,b->abc", e4, e2) - np.einsum("bc,a->abc", e4, e2)
+             + 2 * np.einsum("a,b,c->abc", e2, e2, e2))
+    dc = dE4.reshape(q, q, q) - np.einsum("b,ce->bce", e2, Jr) - np.einsum("c,be->bce", e2, Jr)  # ∂Cov(φ_B,φ_C)/∂K_E
+    X = np.einsum("ad,bce,de->abc", Jr, dc, Vr)
+    Z = np.einsum("ade,bf,cg,df,eg->abc", Tr, Jr, Jr, Vr, Vr, optimize=True)
+    sym = lambda Y: Y + Y.transpose(1, 0, 2) + Y.transpose(1, 2, 0)  # noqa: E731  (which pair is special)
+    out = C_W**3 * (kappa + sym(X) + np.einsum("ad,be,cf,def->abc", Jr, Jr, Jr, Ur, optimize=True) + sym(Z))
+    return out.reshape((k,) * 6)
+
+
+def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.ndarray, six: bool):
     k = K0.shape[0]
     K = np.empty((depth, k, k))
     V = np.zeros((depth, k, k, k, k))
     K1 = np.zeros((depth, k, k))
+    U = np.zeros((depth,) + (k,) * 6) if six else None
     chi = np.empty((depth, k))
     K[0] = K0
     for ell in range(depth):
@@ -252,7 +323,10 @@ def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.nda
                 "abcd,cdef,ghef->abgh", J, V[ell], J
             )
             K1[ell + 1] = C_W * (np.einsum("abcd,cd->ab", J, K1[ell]) + 0.5 * np.einsum("abcdef,cdef->ab", T, V[ell]))
-    return K, V, K1, chi
+            if six:
+                E6, dE4 = _six_point_parts(act, K[ell])
+                U[ell + 1] = _six_point_step(C_W, E2, E4, J, T, V[ell], U[ell], E6, dE4)
+    return K, V, K1, chi, U
 
 
 def _check_pos(name, value, *, strict=True):
@@ -271,7 +345,8 @@ def _check_depth(depth) -> int:
     return int(depth)
 
 
-def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs=None) -> FiniteWidthTheory:
+def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs=None,
+                        six_point=None) -> FiniteWidthTheory:
     """Leading and next-to-leading order statistics of an MLP at initialisation, layer by layer.
 
     Parameters
@@ -288,6 +363,9 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
     inputs : array_like, shape (k, n₀), optional
         Several inputs instead; then ``K⁽¹⁾_ab = C_b + C_W x_a·x_b / n₀`` and the arrays carry
         input indices.
+    six_point : bool, optional
+        Compute the six-point vertex ``U``. Default: for one or two inputs (for three it costs
+        seconds per layer; ask with True; more than three inputs are not supported).
 
     Returns
     -------
@@ -304,12 +382,15 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         K1⁽ˡ⁺¹⁾ = C_W (J K1⁽ˡ⁾ + ½ T V⁽ˡ⁾)
 
     For one input ``C_W J = χ∥ = C_W ⟨σ²(z² − K)⟩/(2K²)`` and the excess kurtosis of a
-    preactivation is ``3V/(nK²) + O(1/n²)``. One input also gets the six-point vertex, from the
-    law of total cumulance for ``G⁽ˡ⁾ = C_b + (C_W/n) Σ_j σ(z_j)²`` given ``G⁽ˡ⁻¹⁾``::
+    preactivation is ``3V/(nK²) + O(1/n²)``. The six-point vertex follows from the law of total
+    cumulance for ``G⁽ˡ⁾ = C_b + (C_W/n) Σ_j φ(z_j)``, ``φ_(ab) = σ_aσ_b``, given ``G⁽ˡ⁻¹⁾``; for
+    one input::
 
         U⁽ˡ⁺¹⁾ = C_W³ κ₃(σ²) + 3 C_W² χ∥ ∂_K Var(σ²) V⁽ˡ⁾ + χ∥³ U⁽ˡ⁾ + 3 χ∥² C_W g''(K) V⁽ˡ⁾²
 
-    with ``g'' = ∂²⟨σ²⟩/∂K²``; the sixth cumulant of a preactivation is ``15 U/n² + O(1/n³)``.
+    with ``g'' = ∂²⟨σ²⟩/∂K²`` (several inputs: the same four terms with ``J``, ``T``,
+    ``∂Cov(φ_B, φ_C)/∂K`` and each term symmetrised over which pair is special); the sixth
+    cumulant of a preactivation is ``15 U/n² + O(1/n³)``.
 
     References
     ----------
@@ -340,8 +421,12 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         K0 = C_b + C_W * (X @ X.T) / X.shape[1]
         if np.any(np.diag(K0) <= 0):
             raise InputError("`inputs`: every input needs C_b + C_W |x|²/n0 > 0 (a zero input with C_b = 0 has no kernel).")
-        K, V, K1, chi = _multi_input(act, depth, C_W, C_b, K0)
-        n_inputs, U = X.shape[0], None
+        k = X.shape[0]
+        if six_point and k > MAX_INPUTS_SIX_POINT:
+            raise InputError(f"`six_point=True` supports at most {MAX_INPUTS_SIX_POINT} inputs; `inputs` has {k}.")
+        six = (k <= 2) if six_point is None else bool(six_point)
+        K, V, K1, chi, U = _multi_input(act, depth, C_W, C_b, K0, six)
+        n_inputs = k
     return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs, U)
 
 

@@ -81,5 +81,39 @@ def test_exact_law_validation():
         scale_invariant_law("tanh", 8, 3)
     with pytest.raises(InputError, match="`width`"):
         scale_invariant_law("relu", 0, 3)
-    with pytest.raises(InputError, match="one-input"):
-        finite_width_theory("relu", 3, C_W=2.0, C_b=0.0, inputs=np.eye(2)).sixth_cumulant(8)
+    X = np.eye(3)
+    with pytest.raises(InputError, match="six_point=True"):
+        finite_width_theory("relu", 2, C_W=2.0, C_b=0.0, inputs=X).sixth_cumulant(8)  # k = 3: opt-in
+    with pytest.raises(InputError, match="at most 3 inputs"):
+        finite_width_theory("relu", 2, C_W=2.0, C_b=0.0, inputs=np.eye(4), six_point=True)
+
+
+def _n2_kappa3(G, n, A, B, C):
+    a, b, c = (G[:, p[0], p[1]][:, None] for p in (A, B, C))
+    return jackknife(lambda abc, ab, ac, bc, a1, b1, c1: n * n * (abc - ab * c1 - ac * b1 - bc * a1 + 2 * a1 * b1 * c1),
+                     [a * b * c, a * b, a * c, b * c, a, b, c])
+
+
+@pytest.mark.parametrize("act,cw,cb,n,L,slack", [("relu", 2.0, 0.0, 16, 2, 0.0), ("tanh", 1.0, 0.1, 16, 3, 3.0)])
+def test_two_input_six_point_vertex_against_the_sampler(act, cw, cb, n, L, slack):
+    # n² κ₃(G_A, G_B, G_C) over input pairs → U⁽ᴸ⁾_ABC: exact at L = 2; at L = 3 up to a relative
+    # O(1/n) correction (allowed: slack/n of |U|)
+    X = np.array([[1.0, 0.0], [0.6, 0.8]])
+    th = finite_width_theory(act, L, C_W=cw, C_b=cb, inputs=X)
+    res = sample_ensemble(MLPConfig(act, n, L, C_W=cw, C_b=cb, input_dim=2), 100000, X, seed=4, progress=False)
+    G = res.conditional_covariance
+    for A, B, C in [((0, 0), (0, 0), (1, 1)), ((0, 1), (0, 1), (0, 1)), ((0, 0), (0, 1), (1, 1))]:
+        est, se = _n2_kappa3(G, n, A, B, C)
+        U = th.U[L - 1][A + B + C]
+        assert abs(est[0] - U) < 4 * se[0] + slack * abs(U) / n, (A, B, C, est, se, U)
+
+
+def test_multi_input_six_point_diagonal_matches_single_input():
+    X = np.array([[1.0, 0.0], [0.6, 0.8], [0.3, 0.2]])
+    th = finite_width_theory("gelu", 3, C_W=1.5, C_b=0.2, inputs=X, six_point=True)
+    for a in range(3):
+        one = finite_width_theory("gelu", 3, C_W=1.5, C_b=0.2, first_kernel=0.2 + 1.5 * X[a] @ X[a] / 2)
+        np.testing.assert_allclose(th.U[:, a, a, a, a, a, a], one.U, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(th.sixth_cumulant(7)[:, a], one.sixth_cumulant(7), rtol=1e-10, atol=1e-13)
+    # symmetric under permuting the three pairs
+    np.testing.assert_allclose(th.U[2, 0, 1, 1, 2, 0, 0], th.U[2, 1, 2, 0, 0, 1, 0], rtol=1e-12)
