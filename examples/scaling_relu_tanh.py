@@ -1,0 +1,34 @@
+"""Where does the 1/n expansion hold? ReLU and tanh networks at criticality, width 16 to 64.
+
+Prints, for each (activation, width, depth), the measured excess kurtosis of the output
+(Rao–Blackwellised, exact layer-law sampler) against the leading order 3V/(nK²) and, for ReLU,
+the exact 3[(1 + 5/n)^(L−1) − 1]: they agree at small L/n, and ReLU leaves the leading order
+behind once L/n ≳ 0.2. Then the same ensemble drawn weight by weight, for the speed-up.
+Runs in well under a minute on a laptop CPU.
+
+    python examples/scaling_relu_tanh.py
+"""
+
+import time
+
+from pft.scaling import MLPConfig, Study, finite_width_theory, sample_ensemble
+
+
+def main() -> None:
+    study = Study({"activation": ["relu", "tanh"], "width": [16, 64], "depth": [2, 4, 8, 16]},
+                  networks=20000, seed=0, progress=False)
+    result = study.run()
+    print(result.table())
+    print()
+    th = finite_width_theory("tanh", 4000, C_W=1.0, C_b=0.0)
+    print("tanh at criticality, layer 4000: V/(K² ℓ) = "
+          f"{th.V[-1] / th.K[-1] ** 2 / 4000:.4f} (→ 2/3), K1 = {th.K1_shift[-1]:.4f} (→ -1/6)")
+    cfg = MLPConfig("relu", 256, 16, C_W=2.0, C_b=0.0)
+    for method, n in (("weights", 100), ("exact", 5000)):
+        t0 = time.perf_counter()
+        sample_ensemble(cfg, n, [1.0], method=method, seed=0, progress=False)
+        print(f"n=256, L=16, {method:>7}: {n / (time.perf_counter() - t0):10.0f} networks/s")
+
+
+if __name__ == "__main__":
+    main()

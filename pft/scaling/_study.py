@@ -1,0 +1,299 @@
+"""Grids of (activation, width, depth) cells run into an append-only, resumable JSON-lines store."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pft.errors import InputError
+from pft.scaling._activations import resolve_activation
+from pft.scaling._ensemble import MLPConfig, _check_int, sample_ensemble
+from pft.scaling._estimators import HeavyTailWarning
+from pft.scaling._theory import _table, critical_point, finite_width_theory
+
+__all__ = ["Study", "StudyResult", "scale_invariant_exact_kurtosis"]
+
+_KEYS = {"activation": "activation", "activations": "activation", "width": "width", "widths": "width",
+         "depth": "depth", "depths": "depth", "C_W": "C_W", "C_b": "C_b"}
+
+
+def scale_invariant_exact_kurtosis(slopes, width, depth) -> float:
+    """Exact output excess kurtosis of a scale-invariant MLP with ``C_b = 0`` (any ``C_W``).
+
+    ``3[(1 + c/n)^(L−1) − 1]`` with ``c = 3A₄/A₂² − 1``, ``A_p = (a₊^p + a₋^p)/2`` (ReLU: c = 5).
+
+    Notes
+    -----
+    With ``C_b = 0`` each layer multiplies the conditional variance by ``(C_W/n) Σ_j σ(u_j)²``,
+    ``u_j`` iid standard normal, independently of the past; its second moment is
+    ``(C_W A₂)² (1 + c/n)``, so ``E G² / (E G)² = (1 + c/n)^(L−1)``.
+
+    Examples
+    --------
+    >>> round(scale_invariant_exact_kurtosis((1.0, 0.0), 10, 3), 12)
+    3.75
+    """
+    a, b = slopes
+    A2, A4 = (a**2 + b**2) / 2, (a**4 + b**4) / 2
+    c = 3 * A4 / A2**2 - 1
+    return 3.0 * ((1 + c / width) ** (depth - 1) - 1)
+
+
+def _as_list(name, value):
+    vals = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not vals:
+        raise InputError(f"grid entry `{name}` is empty.")
+    return vals
+
+
+def _cell_seed(key: dict) -> int:
+    text = json.dumps(key, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _read_store(path: Path) -> dict[str, dict]:
+    """Complete records of the store by key; a torn last line (killed mid-write) is cut off."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # an unfinished last line: drop it so the next append starts clean
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    records: dict[str, dict] = {}
+    for lineno, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            key = json.dumps(rec["key"], sort_keys=True)
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"`store` {str(path)!r} line {lineno} is not a study record; use a new store file.") from None
+        records.setdefault(key, rec)
+    return records
+
+
+def _append(path: Path, record: dict) -> None:
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of one whole line
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One row per grid cell: the measured and predicted excess kurtosis and second moment.
+
+    Each row is a dict with the cell's ``key`` (activation, width, depth, C_W, C_b, networks,
+    method, seed) and ``result``: ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised),
+    ``raw_excess_kurtosis`` / ``_se``, ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's
+    tail diagnostic fired), ``theory_K``, ``theory_second_moment`` (``K + K1/n``),
+    ``leading_order`` (``3V/(nK²)``), ``exact`` (scale-invariant activations with C_b = 0, else null).
+    """
+
+    rows: tuple
+
+    def table(self) -> str:
+        """An aligned text table of all cells."""
+        body = []
+        for r in self.rows:
+            k, v = r["key"], r["result"]
+            exact = "" if v["exact"] is None else f"{v['exact']:.4g}"
+            body.append([
+                k["activation"], f"{k['C_W']:g}", f"{k['C_b']:g}", str(k["width"]), str(k["depth"]),
+                f"{k['depth'] / k['width']:.3g}",
+                f"{v['excess_kurtosis']:.4g} ± {v['excess_kurtosis_se']:.2g}" + (" !" if v["heavy_tail"] else ""),
+                f"{v['leading_order']:.4g}", exact,
+                f"{v['second_moment']:.4g} ± {v['second_moment_se']:.2g}", f"{v['theory_second_moment']:.4g}",
+            ])
+        out = _table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
+                      "E z^2", "K + K1/n"], body)
+        if any(r["result"]["heavy_tail"] for r in self.rows):
+            out += "\n! heavy tails: a few networks dominate this estimate; its error bar is optimistic"
+        return out
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def plot(self, path) -> Path:
+        """Draw measured excess kurtosis against L/n and against the leading order; save to ``path``."""
+        from pft.scaling._plot import plot_study
+
+        return plot_study(self.rows, path)
+
+
+class Study:
+    """A grid of (activation, width, depth[, C_W, C_b]) cells, each an ensemble plus its theory.
+
+    Parameters
+    ----------
+    grid : mapping
+        ``activation``, ``width``, ``depth`` (a value or a list each; plural keys work too) and
+        optionally ``C_W``, ``C_b`` (default: the activation's critical point).
+    networks : int
+        Networks per cell.
+    method : {"exact", "weights"}
+    seed : int
+        Base seed; each cell's seed is a hash of the cell (so cells are independent of order and
+        of interruptions).
+    device : str
+    progress : bool
+
+    Attributes
+    ----------
+    result_ : StudyResult
+        Set by :meth:`run`; :meth:`table` and :meth:`plot` read it.
+
+    Notes
+    -----
+    Every cell feeds one input ``x = 1`` with ``n₀ = 1``, so ``K⁽¹⁾ = C_b + C_W``; the theory
+    columns use the same ``K⁽¹⁾``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
+    ``fsync``; a run killed at any point loses at most the cell in flight, and a torn last line is
+    cut off on resume. Finished cells are never recomputed.
+
+    Examples
+    --------
+    >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, networks=500,
+    ...             progress=False).run()
+    >>> len(res.rows), res.rows[0]["key"]["width"]
+    (4, 8)
+    """
+
+    def __init__(self, grid, *, networks=20000, method="exact", seed=0, device="cpu", progress=True):
+        if not hasattr(grid, "items"):
+            raise InputError(f"`grid` must be a mapping like {{'activation': 'relu', 'width': [16, 32], "
+                             f"'depth': [2, 4]}}; got {type(grid).__name__}.")
+        norm = {}
+        for name, value in grid.items():
+            if name not in _KEYS:
+                raise InputError(f"`grid` key {name!r} is not one of {sorted(set(_KEYS.values()))}.")
+            norm[_KEYS[name]] = _as_list(name, value)
+        for need in ("activation", "width", "depth"):
+            if need not in norm:
+                raise InputError(f"`grid` needs {need!r}; got keys {sorted(grid)}.")
+        self.grid = norm
+        self.networks = _check_int("networks", networks, 2)
+        if method not in ("exact", "weights"):
+            raise InputError(f"`method` must be 'exact' or 'weights'; got {method!r}.")
+        self.method = method
+        self.seed = _check_int("seed", seed, 0)
+        self.device = device
+        self.progress = progress
+        self._cells = self._make_cells()
+
+    def _make_cells(self) -> list[dict]:
+        cells = []
+        C_Ws, C_bs = self.grid.get("C_W", [None]), self.grid.get("C_b", [None])
+        for act, cw, cb in itertools.product(self.grid["activation"], C_Ws, C_bs):
+            name = resolve_activation(act).name
+            if cw is None or cb is None:
+                crit = critical_point(name)
+                if crit is None:
+                    raise InputError(f"activation {name!r} has no critical point; give `C_W` and `C_b` in the grid.")
+                cb = crit[0] if cb is None else cb
+                cw = crit[1] if cw is None else cw
+            for n, L in itertools.product(self.grid["width"], self.grid["depth"]):
+                MLPConfig(name, n, L, C_W=cw, C_b=cb)  # validates
+                cells.append({"activation": name, "width": int(n), "depth": int(L), "C_W": float(cw),
+                              "C_b": float(cb), "networks": self.networks, "method": self.method, "seed": self.seed})
+        return cells
+
+    @property
+    def cells(self) -> list[dict]:
+        return [dict(c) for c in self._cells]
+
+    def _run_cell(self, key: dict, theory) -> dict:
+        cfg = MLPConfig(key["activation"], key["width"], key["depth"], C_W=key["C_W"], C_b=key["C_b"])
+        ens = sample_ensemble(cfg, key["networks"], [1.0], method=key["method"], seed=_cell_seed(key),
+                              device=self.device, progress=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", HeavyTailWarning)
+            ek, ekse = ens.excess_kurtosis()
+            heavy = any(issubclass(w.category, HeavyTailWarning) for w in caught)
+            rk, rkse = ens.excess_kurtosis(rao_blackwell=False)
+            m2, m2se = ens.moment(2)
+        n, L = key["width"], key["depth"]
+        act = resolve_activation(key["activation"])
+        exact = None
+        if act.slopes is not None and key["C_b"] == 0.0:
+            exact = scale_invariant_exact_kurtosis(act.slopes, n, L)
+        return {
+            "excess_kurtosis": float(ek[0]), "excess_kurtosis_se": float(ekse[0]),
+            "raw_excess_kurtosis": float(rk[0]), "raw_excess_kurtosis_se": float(rkse[0]),
+            "second_moment": float(m2[0]), "second_moment_se": float(m2se[0]), "heavy_tail": heavy,
+            "theory_K": float(theory.K[L - 1]),
+            "theory_second_moment": float(theory.second_moment(n)[L - 1]),
+            "leading_order": float(theory.excess_kurtosis(n)[L - 1]),
+            "exact": exact,
+        }
+
+    def run(self, store=None) -> StudyResult:
+        """Run every cell not yet in ``store`` (a .jsonl path; None keeps results in memory).
+
+        Returns
+        -------
+        StudyResult
+            The rows of this grid, in grid order, read from the store when it had them.
+        """
+        from tqdm.auto import tqdm
+
+        path = None if store is None else Path(store)
+        done = {} if path is None else _read_store(path)
+        theories: dict = {}
+        rows = []
+        todo = [c for c in self._cells if json.dumps(c, sort_keys=True) not in done]
+        bar = tqdm(total=len(todo), disable=not self.progress, unit="cell", desc="scaling study")
+        try:
+            for key in self._cells:
+                skey = json.dumps(key, sort_keys=True)
+                if skey in done:
+                    rows.append(done[skey])
+                    continue
+                tkey = (key["activation"], key["C_W"], key["C_b"])
+                if tkey not in theories:
+                    depth = max(c["depth"] for c in self._cells if (c["activation"], c["C_W"], c["C_b"]) == tkey)
+                    theories[tkey] = finite_width_theory(key["activation"], depth, C_W=key["C_W"], C_b=key["C_b"],
+                                                         first_kernel=key["C_b"] + key["C_W"])
+                record = {"key": key, "result": self._run_cell(key, theories[tkey])}
+                if path is not None:
+                    _append(path, record)
+                done[skey] = record
+                rows.append(record)
+                bar.update(1)
+        finally:
+            bar.close()
+        self.result_ = StudyResult(tuple(rows))
+        return self.result_
+
+    def _result(self) -> StudyResult:
+        if not hasattr(self, "result_"):
+            from pft.errors import NotFittedError
+
+            raise NotFittedError("call Study.run() before table() or plot().")
+        return self.result_
+
+    def table(self) -> str:
+        """The aligned table of the last :meth:`run`."""
+        return self._result().table()
+
+    def plot(self, path) -> Path:
+        """The figure of the last :meth:`run`, saved to ``path``."""
+        return self._result().plot(path)
