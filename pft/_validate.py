@@ -52,8 +52,9 @@ def _torch_float64():
     return torch.float64
 
 
-def check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise naming the count and first position of NaN/inf values."""
+def check_finite(arr: np.ndarray, name: str, *, row_offset: int = 0, of_rows: str = "") -> None:
+    """Raise naming the count and first position of NaN/inf values (rows counted from
+    ``row_offset``; ``of_rows`` says which rows were checked when only a block was)."""
     finite = np.isfinite(arr)
     if finite.all():
         return
@@ -65,9 +66,9 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         kinds.append("NaN")
     if np.isinf(arr).any():
         kinds.append("inf")
-    where = f"row {first[0]}, column {first[1]}" if arr.ndim == 2 else f"index {tuple(first)}"
+    where = f"row {first[0] + row_offset}, column {first[1]}" if arr.ndim == 2 else f"index {tuple(first)}"
     raise InputError(
-        f"`{name}` has {count} {'/'.join(kinds)} value{'s' if count != 1 else ''} "
+        f"`{name}` has {count} {'/'.join(kinds)} value{'s' if count != 1 else ''}{of_rows} "
         f"(first at {where}); pft does not impute — drop or fix those rows."
     )
 
@@ -79,6 +80,8 @@ def as_matrix(
     min_rows: int = 1,
     dtype: Any = np.float64,
     copy: bool = False,
+    row_offset: int = 0,
+    of_rows: str = "",
 ) -> np.ndarray:
     """Validate a 2-D (tokens x features) array and return it as a float array.
 
@@ -111,5 +114,5 @@ def as_matrix(
     out = np.asarray(arr, dtype=dtype)
     if copy and out is arr:
         out = out.copy()
-    check_finite(out, name)
+    check_finite(out, name, row_offset=row_offset, of_rows=of_rows)
     return out

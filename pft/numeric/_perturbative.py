@@ -16,7 +16,52 @@ from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
 
 __all__ = ["PerturbativeBackground", "sample_cumulants"]
 
-_CHUNK = 8192
+_CHUNK = 1024  # rows per block of the r⁴-wide products (1024·8⁴·8 B = 32 MiB)
+
+
+class _CumulantSums:
+    """Two passes over chunks of rows (a mean pass, then a central pass) that add up to the
+    third and fourth joint cumulants with per-entry standard errors."""
+
+    def __init__(self, r: int) -> None:
+        self.r = r
+        self.n = 0.0
+        self.s1 = np.zeros(r)
+        self.C = np.zeros((r, r))
+        self.m3 = np.zeros((r, r, r))
+        self.s3 = np.zeros((r, r, r))
+        self.m4 = np.zeros((r, r, r, r))
+        self.s4 = np.zeros((r, r, r, r))
+
+    def add_mean(self, y: np.ndarray) -> None:
+        self.n += y.shape[0]
+        self.s1 += y.sum(axis=0)
+
+    def set_mean(self, red: Reducer) -> None:
+        self.n = float(red.sum(self.n))
+        self.mean = red.sum(self.s1) / self.n
+
+    def add_central(self, y: np.ndarray) -> None:
+        z = y - self.mean
+        self.C += z.T @ z
+        for a in range(0, z.shape[0], _CHUNK):
+            zc = z[a : a + _CHUNK]
+            p3 = np.einsum("ni,nj,nk->nijk", zc, zc, zc, optimize=True)
+            self.m3 += p3.sum(axis=0)
+            self.s3 += (p3 * p3).sum(axis=0)
+            p4 = np.einsum("nijk,nl->nijkl", p3, zc, optimize=True)
+            self.m4 += p4.sum(axis=0)
+            self.s4 += (p4 * p4).sum(axis=0)
+
+    def result(self, red: Reducer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        N = self.n
+        C, m3, s3, m4, s4 = (red.sum(t) / N for t in (self.C, self.m3, self.s3, self.m4, self.s4))
+        k3_se = np.sqrt(np.maximum(s3 - m3**2, 0.0) / N)
+        k4_se = np.sqrt(np.maximum(s4 - m4**2, 0.0) / N)
+        gauss = (
+            np.einsum("ij,kl->ijkl", C, C) + np.einsum("ik,jl->ijkl", C, C) + np.einsum("il,jk->ijkl", C, C)
+        )
+        return m3, k3_se, m4 - gauss, k4_se
 
 
 def sample_cumulants(
@@ -32,29 +77,11 @@ def sample_cumulants(
     distributed ``reduce`` the rows of all ranks count.
     """
     red = reduce or LocalReducer()
-    r = y.shape[1]
-    N = float(red.sum(y.shape[0]))
-    z = y - red.sum(y.sum(axis=0)) / N
-    C = red.sum(z.T @ z) / N
-    m3 = np.zeros((r, r, r))
-    s3 = np.zeros((r, r, r))
-    m4 = np.zeros((r, r, r, r))
-    s4 = np.zeros((r, r, r, r))
-    for a in range(0, z.shape[0], _CHUNK):
-        zc = z[a : a + _CHUNK]
-        p3 = np.einsum("ni,nj,nk->nijk", zc, zc, zc, optimize=True)
-        m3 += p3.sum(axis=0)
-        s3 += (p3 * p3).sum(axis=0)
-        p4 = np.einsum("nijk,nl->nijkl", p3, zc, optimize=True)
-        m4 += p4.sum(axis=0)
-        s4 += (p4 * p4).sum(axis=0)
-    m3, s3, m4, s4 = (red.sum(t) / N for t in (m3, s3, m4, s4))
-    k3_se = np.sqrt(np.maximum(s3 - m3**2, 0.0) / N)
-    k4_se = np.sqrt(np.maximum(s4 - m4**2, 0.0) / N)
-    gauss = (
-        np.einsum("ij,kl->ijkl", C, C) + np.einsum("ik,jl->ijkl", C, C) + np.einsum("il,jk->ijkl", C, C)
-    )
-    return m3, k3_se, m4 - gauss, k4_se
+    acc = _CumulantSums(y.shape[1])
+    acc.add_mean(y)
+    acc.set_mean(red)
+    acc.add_central(y)
+    return acc.result(red)
 
 
 def _soft_threshold(k: np.ndarray, se: np.ndarray, t: float) -> np.ndarray:
@@ -94,6 +121,9 @@ class PerturbativeBackground:
     gaussian : GaussianBackground, optional
         An already fitted Gaussian background to build on (it must have been fitted on the
         same rows passed to ``fit``, or on a superset); ``shrinkage`` is then ignored.
+    max_ica_rows : int, optional
+        FastICA holds its rows in memory: at most this many (a random subset of the choosing
+        half when it is larger). Default ``max(4096, 2**22 // d)`` (32 MiB of float64 when d ≤ 1024).
 
     Attributes
     ----------
@@ -152,6 +182,7 @@ class PerturbativeBackground:
         floor: float = 1e-2,
         seed: int = 0,
         gaussian: GaussianBackground | None = None,
+        max_ica_rows: int | None = None,
     ) -> None:
         self.n_directions = n_directions
         self.basis = basis
@@ -162,6 +193,7 @@ class PerturbativeBackground:
         self.floor = floor
         self.seed = seed
         self.gaussian = gaussian
+        self.max_ica_rows = max_ica_rows
 
     def _check_settings(self) -> None:
         if self.basis not in ("ica", "principal"):
@@ -185,26 +217,36 @@ class PerturbativeBackground:
         X = as_matrix(X, "X", min_rows=1 if distributed else 2)
         red = reducer(distributed, group)
         offset, _ = red.offset_and_total(X.shape[0])
-        return self._fit(X, red, offset)
+        return self._fit_chunks(lambda: iter([(offset, X)]), red, X.shape[1])
 
-    def _fit(self, X: np.ndarray, red: Reducer, offset: int) -> "PerturbativeBackground":
+    def _fit_chunks(self, chunks, red: Reducer, d: int) -> "PerturbativeBackground":
+        """The fit, as passes over ``chunks()``: an iterator of ``(global index of the first
+        row, (n, d) float64 rows)``. Memory: O(d²) plus one chunk plus the ICA sample."""
         self._check_settings()
-        N_local, d = X.shape
-        N = int(red.sum(N_local))
+        N = int(red.sum(sum(len(c) for _, c in chunks())))
         if self.gaussian is not None:
             gauss = self.gaussian
             if not isinstance(gauss, GaussianBackground) or not hasattr(gauss, "mean_"):
                 raise InputError("`gaussian` must be a fitted GaussianBackground.")
             if gauss.n_features_in_ != d:
                 raise InputError(f"`gaussian` was fitted on {gauss.n_features_in_} features but `X` has {d}.")
-        elif red.distributed:
-            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(red.moments(Moments.from_array(X)))
         else:
-            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(X)
-        w = gauss.whiten(X)
+            m = Moments(d=d)
+            for _, c in chunks():
+                m = m.merge(Moments.from_data_or_empty(c, d))
+            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(red.moments(m))
         rank = gauss.rank_
-        u = uniforms(offset, N_local, self.seed, 11)
-        chosen = np.zeros(N_local, dtype=bool)  # rows that chose the directions
+        ica = self.directions is None and self.basis == "ica"
+
+        def parts():
+            """(rows that chose the directions, rows that estimate, rows that calibrate, whitened)"""
+            for off, c in chunks():
+                u = uniforms(off, len(c), self.seed, 11)
+                w = gauss.whiten(c) if len(c) else np.zeros((0, rank))
+                if ica:  # half choose the directions, a quarter estimates, a quarter calibrates
+                    yield u < 0.5, (u >= 0.5) & (u < 0.75), u >= 0.75, w, u
+                else:
+                    yield np.zeros(len(c), bool), u < 0.5, u >= 0.5, w, u
 
         if self.directions is not None:
             P = as_matrix(self.directions, "directions")
@@ -227,14 +269,24 @@ class PerturbativeBackground:
             else:
                 if N < 16:
                     raise InputError(f"`X` has {N} rows; the 'ica' basis needs at least 16.")
-                chosen = u < 0.5
-                B, _ = kurtosis_directions(w[chosen], r, seed=self.seed, reduce=red)
-        # the rows left: half estimate the cumulants, half calibrate their amplitude
-        v = np.where(chosen, -1.0, (u - 0.5) * 2.0 if self.basis == "ica" and self.directions is None else u)
-        est, cal = (v >= 0) & (v < 0.5), v >= 0.5
-        if red.sum(est.sum()) < 2 or red.sum(cal.sum()) < 2:
+                # FastICA iterates over its rows, so they are held in memory: at most
+                # `max_ica_rows` of them (a random subset of the choosing half when there are more).
+                cap = self.max_ica_rows if self.max_ica_rows is not None else max(4096, 2**22 // rank)
+                frac = min(1.0, cap / (0.5 * N))
+                sample = [w[u < 0.5 * frac] for _, _, _, w, u in parts()]
+                B, _ = kurtosis_directions(np.concatenate(sample), r, seed=self.seed, reduce=red)
+
+        acc = _CumulantSums(B.shape[0])
+        n_cal = 0
+        for _, est, cal, w, _ in parts():
+            acc.add_mean(w[est] @ B.T)
+            n_cal += int(cal.sum())
+        if red.sum(acc.n) < 2 or red.sum(n_cal) < 2:
             raise InputError(f"`X` has {N} rows; too few to estimate and calibrate cumulants (need ≥ 8).")
-        k3, se3, k4, se4 = sample_cumulants(w[est] @ B.T, reduce=red)
+        acc.set_mean(red)
+        for _, est, _, w, _ in parts():
+            acc.add_central(w[est] @ B.T)
+        k3, se3, k4, se4 = acc.result(red)
         k3 = _soft_threshold(k3, se3, self.threshold)
         k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
         # The cumulant series is only perturbative for small cumulants; for a sparse feature
@@ -245,12 +297,13 @@ class PerturbativeBackground:
         amplitude = 0.0
         if e_g2 > 0:
             self._set_tensors(k3, k4)
-            g = self._g(w[cal] @ B.T)
             eps = float(self.floor)
             grid = np.concatenate([[0.0], np.logspace(-4, 0, 161)])
-            n_cal = float(red.sum(cal.sum()))
-            sums = red.sum([np.sum(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) for t in grid])
-            ll = sums / n_cal - np.log(1.0 + grid * grid * e_g2 / 4.0 + eps)
+            sums = np.zeros(len(grid))
+            for _, _, cal, w, _ in parts():
+                g = self._g(w[cal] @ B.T)
+                sums += [np.sum(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) for t in grid]
+            ll = red.sum(sums) / float(red.sum(n_cal)) - np.log(1.0 + grid * grid * e_g2 / 4.0 + eps)
             amplitude = float(grid[int(np.argmax(ll))])
         k3, k4 = amplitude * k3, amplitude * k4
         self.amplitude_ = amplitude

@@ -17,6 +17,46 @@ def _sq(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+class AnchorSums:
+    """Two passes over (x, x̂) chunks that add up to :func:`anchor_metrics`."""
+
+    def __init__(self, d: int) -> None:
+        self.n = 0.0
+        self.sx = np.zeros(d)
+        self.sums = np.zeros(3)  # Σ‖r‖², Σ‖x‖², Σ cos
+        self.legacy = np.zeros(2)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄
+
+    def add(self, x: np.ndarray, xhat: np.ndarray) -> None:
+        nx2 = _sq(x)
+        denom = np.sqrt(nx2 * _sq(xhat))
+        cos = np.divide(np.einsum("ij,ij->i", x, xhat), denom, out=np.zeros_like(denom), where=denom > 0)
+        self.n += x.shape[0]
+        self.sx += x.sum(axis=0)
+        self.sums += [_sq(x - xhat).sum(), nx2.sum(), cos.sum()]
+
+    def set_mean(self, red: Reducer) -> None:
+        self.n = float(red.sum(self.n))
+        self.mu = red.sum(self.sx) / self.n
+
+    def add2(self, x: np.ndarray, xhat: np.ndarray) -> None:
+        dev = _sq(x - self.mu)
+        ok = dev > 0
+        self.legacy += [np.sum(1.0 - _sq(x - xhat)[ok] / dev[ok]), ok.sum()]
+
+    def result(self, red: Reducer) -> dict[str, float]:
+        sums, legacy, n = red.sum(self.sums), red.sum(self.legacy), self.n
+        total = float(sums[1] / n - self.mu @ self.mu)
+        mse = float(sums[0] / n)
+        fvu = mse / total if total > 0 else math.inf
+        return {
+            "mse": mse,
+            "fvu": fvu,
+            "explained_variance": 1.0 - fvu,
+            "explained_variance_legacy": float(legacy[0] / legacy[1]) if legacy[1] > 0 else math.nan,
+            "cosine": float(sums[2] / n),
+        }
+
+
 def anchor_metrics(x: np.ndarray, xhat: np.ndarray, *, reduce: Reducer | None = None) -> dict[str, float]:
     """The reconstruction metrics the community reports, pooled over tokens in float64.
 
@@ -32,28 +72,11 @@ def anchor_metrics(x: np.ndarray, xhat: np.ndarray, *, reduce: Reducer | None = 
     With a distributed ``reduce``, every mean runs over the tokens of all ranks.
     """
     red = reduce or LocalReducer()
-    r = x - xhat
-    r2 = _sq(r)
-    n = float(red.sum(x.shape[0]))
-    mu = red.sum(x.sum(axis=0)) / n
-    nx2 = _sq(x)
-    nx = np.sqrt(nx2)
-    nh = np.sqrt(_sq(xhat))
-    denom = nx * nh
-    cos = np.divide(np.einsum("ij,ij->i", x, xhat), denom, out=np.zeros_like(denom), where=denom > 0)
-    dev = _sq(x - mu)
-    ok = dev > 0
-    sums = red.sum([r2.sum(), nx2.sum(), cos.sum(), np.sum(1.0 - r2[ok] / dev[ok]), ok.sum()])
-    total = float(sums[1] / n - mu @ mu)
-    mse = float(sums[0] / n)
-    fvu = mse / total if total > 0 else math.inf
-    return {
-        "mse": mse,
-        "fvu": fvu,
-        "explained_variance": 1.0 - fvu,
-        "explained_variance_legacy": float(sums[3] / sums[4]) if sums[4] > 0 else math.nan,
-        "cosine": float(sums[2] / n),
-    }
+    acc = AnchorSums(x.shape[1])
+    acc.add(x, xhat)
+    acc.set_mean(red)
+    acc.add2(x, xhat)
+    return acc.result(red)
 
 
 def participation_ratio(eigenvalues: np.ndarray) -> float:
@@ -82,8 +105,8 @@ def mardia(
       ``f = p(p+1)(p+2)/6`` degrees of freedom, so the null mean is ``6f/N`` and
       ``z = (N b₁/6 − f)/√(2f)``.
 
-    ``b₁`` is a sum over all pairs: O(N²p) time, computed in (chunk × N) Gram blocks so memory
-    stays O(chunk·N + N·p); with ``device`` (a torch device) the blocks run there in float64.
+    ``b₁`` is a sum over all pairs: O(N²p) time, computed in (chunk × N) Gram blocks of at most
+    16 MiB, so memory stays O(N·p); with ``device`` (a torch device) the blocks run there in float64.
     With a distributed ``reduce`` the rows of all ranks count (each rank gathers the others'
     whitened rows for the pair sum).
     """
@@ -99,6 +122,7 @@ def mardia(
     w = z @ (V[:, keep] / np.sqrt(lam[keep]))
     b2 = float(red.sum(np.sum(_sq(w) ** 2))) / N
     w_all = red.gather_rows(w)
+    chunk = max(1, min(chunk, 2**21 // max(1, w_all.shape[0])))  # Gram blocks of ≤ 16 MiB
     b1_sum = 0.0
     starts = range(0, w.shape[0], chunk)
     if progress:
@@ -131,6 +155,80 @@ def mardia(
     }
 
 
+class RidgeSums:
+    """Passes over training and test chunks that add up to :func:`ridge_r2`: means, centred
+    cross-products, validation errors per penalty, test errors."""
+
+    def __init__(self, p: int, q: int, alphas: np.ndarray | None = None) -> None:
+        self.alphas = alphas
+        self.n = np.zeros(2)  # fit, validation
+        self.sx = np.zeros((2, p))
+        self.sy = np.zeros((2, q))
+        self.XtX = np.zeros((2, p, p))
+        self.XtY = np.zeros((2, p, q))
+
+    # pass 1: means of the two training blocks
+    def add_train(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
+        for k, m in enumerate((~val, val)):
+            self.n[k] += m.sum()
+            self.sx[k] += X[m].sum(axis=0)
+            self.sy[k] += Y[m].sum(axis=0)
+
+    def set_means(self, red: Reducer) -> None:
+        self.n = red.sum(self.n)
+        if self.n[0] < 2 or self.n[1] < 1:
+            raise InputError(f"too few training rows ({int(self.n.sum())}) for the ridge regression's validation split.")
+        self.mx = red.sum(self.sx) / self.n[:, None]
+        self.my = red.sum(self.sy) / self.n[:, None]
+
+    # pass 2: centred cross-products
+    def add_central(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
+        for k, m in enumerate((~val, val)):
+            Xc, Yc = X[m] - self.mx[k], Y[m] - self.my[k]
+            self.XtX[k] += Xc.T @ Xc
+            self.XtY[k] += Xc.T @ Yc
+
+    def set_cross(self, red: Reducer) -> None:
+        self.XtX, self.XtY = red.sum(self.XtX), red.sum(self.XtY)
+        XtX_f = self.XtX[0]
+        if self.alphas is None:
+            self.alphas = float(np.trace(XtX_f)) / XtX_f.shape[0] * np.logspace(-6, 2, 9)
+        self.alphas = np.maximum(np.asarray(self.alphas, dtype=float), 1e-300)
+        self.s, self.V = np.linalg.eigh(XtX_f)
+        self.VtXtY = self.V.T @ self.XtY[0]
+        self.val_err = np.zeros(len(self.alphas))
+
+    # pass 3: validation error of each penalty
+    def add_val(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
+        Pv = (X[val] - self.mx[0]) @ self.V
+        Yv = Y[val] - self.my[0]
+        self.val_err += [np.sum((Yv - Pv @ (self.VtXtY / (self.s + a)[:, None])) ** 2) for a in self.alphas]
+
+    def set_fit(self, red: Reducer) -> None:
+        best = float(self.alphas[int(np.argmin(red.sum(self.val_err)))])
+        # all training rows: merge the two blocks' centred cross-products (Chan et al.)
+        nf, nv = self.n
+        n = nf + nv
+        dx, dy = self.mx[1] - self.mx[0], self.my[1] - self.my[0]
+        w = nf * nv / n
+        XtX = self.XtX[0] + self.XtX[1] + w * np.outer(dx, dx)
+        XtY = self.XtY[0] + self.XtY[1] + w * np.outer(dx, dy)
+        self.mx_all = self.mx[0] + dx * (nv / n)
+        self.my_all = self.my[0] + dy * (nv / n)
+        XtX[np.diag_indices_from(XtX)] += best
+        self.B = np.linalg.solve(XtX, XtY)
+        self.test = np.zeros(2)
+
+    # pass 4: held-out error and total
+    def add_test(self, X: np.ndarray, Y: np.ndarray) -> None:
+        Yc = Y - self.my_all
+        self.test += [np.sum((Yc - (X - self.mx_all) @ self.B) ** 2), np.sum(Yc**2)]
+
+    def r2(self, red: Reducer) -> float:
+        sse, total = red.sum(self.test)
+        return 1.0 - float(sse) / float(total) if total > 0 else math.nan
+
+
 def ridge_r2(
     X_train: np.ndarray,
     Y_train: np.ndarray,
@@ -154,39 +252,12 @@ def ridge_r2(
     """
     red = reduce or LocalReducer()
     val = uniforms(offset, X_train.shape[0], seed, 7) < 0.2
-    fit = ~val
-
-    def stats(mask):
-        Xs, Ys = X_train[mask], Y_train[mask]
-        n = float(red.sum(Xs.shape[0]))
-        mx, my = red.sum(Xs.sum(axis=0)) / n, red.sum(Ys.sum(axis=0)) / n
-        Xc, Yc = Xs - mx, Ys - my
-        return n, red.sum(Xc.T @ Xc), red.sum(Xc.T @ Yc), mx, my
-
-    nf, XtX_f, XtY_f, mx_f, my_f = stats(fit)
-    nv, XtX_v, XtY_v, mx_v, my_v = stats(val)
-    if nf < 2 or nv < 1:
-        raise InputError(f"too few training rows ({int(nf + nv)}) for the ridge regression's validation split.")
-    scale = float(np.trace(XtX_f)) / XtX_f.shape[0]
-    if alphas is None:
-        alphas = scale * np.logspace(-6, 2, 9)
-    s, V = np.linalg.eigh(XtX_f)
-    VtXtY = V.T @ XtY_f
-    Pv = (X_train[val] - mx_f) @ V
-    Yv = Y_train[val] - my_f
-    alphas = np.maximum(np.asarray(alphas, dtype=float), 1e-300)
-    errs = red.sum([np.sum((Yv - Pv @ (VtXtY / (s + a)[:, None])) ** 2) for a in alphas])
-    best = float(alphas[int(np.argmin(errs))])
-    # all training rows: merge the two blocks' centred cross-products (Chan et al.)
-    n = nf + nv
-    dx, dy = mx_v - mx_f, my_v - my_f
-    w = nf * nv / n
-    XtX = XtX_f + XtX_v + w * np.outer(dx, dx)
-    XtY = XtY_f + XtY_v + w * np.outer(dx, dy)
-    mx = mx_f + dx * (nv / n)
-    my = my_f + dy * (nv / n)
-    XtX[np.diag_indices_from(XtX)] += best
-    B = np.linalg.solve(XtX, XtY)
-    resid = (Y_test - my) - (X_test - mx) @ B
-    sse, total = red.sum([np.sum(resid**2), np.sum((Y_test - my) ** 2)])
-    return 1.0 - float(sse) / float(total) if total > 0 else math.nan
+    acc = RidgeSums(X_train.shape[1], Y_train.shape[1], alphas)
+    acc.add_train(X_train, Y_train, val)
+    acc.set_means(red)
+    acc.add_central(X_train, Y_train, val)
+    acc.set_cross(red)
+    acc.add_val(X_train, Y_train, val)
+    acc.set_fit(red)
+    acc.add_test(X_test, Y_test)
+    return acc.r2(red)

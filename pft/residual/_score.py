@@ -10,9 +10,8 @@ import numpy as np
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
-from pft.numeric._ica import excess_kurtosis
 from pft.numeric._reduce import Reducer, reducer, uniforms
-from pft.residual._metrics import anchor_metrics, mardia, participation_ratio, ridge_r2
+from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
 from pft.residual._report import ResidualReport
 
 __all__ = ["score"]
@@ -40,9 +39,23 @@ class _Stages:
             self.bar.close()
 
 
-def _offset_of(red: Reducer, n_local: int) -> int:
-    """Global index of this rank's first row among rows counted ``n_local`` per rank."""
-    return red.offset_and_total(n_local)[0]
+# Mardia's skewness sums over all pairs of held-out tokens: at most this many flops (rows² · d);
+# beyond it a random subset of the held-out tokens is used.
+_MARDIA_FLOPS = 2e11
+
+
+def _as_rows(a: Any, name: str) -> Any:
+    """Something with .shape that slices by rows (arrays, memmaps, tensors); lists become arrays."""
+    if hasattr(a, "shape") and hasattr(a, "__getitem__"):
+        return a
+    try:
+        return np.asarray(a)
+    except Exception as exc:
+        raise InputError(f"`{name}` could not be read as an array ({describe(a)}): {exc}") from exc
+
+
+def _rows_note(lo: int, hi: int, n: int) -> str:
+    return "" if (lo, hi) == (0, n) else f" in rows {lo}–{hi - 1}"
 
 
 def score(
@@ -57,6 +70,7 @@ def score(
     progress: bool = True,
     distributed: bool = False,
     group: Any = None,
+    chunk_rows: int = 65536,
 ) -> ResidualReport:
     """Score an interpretation by what its residual ``r = activations − reconstruction`` carries.
 
@@ -85,6 +99,11 @@ def score(
         report, equal to a one-process score of the concatenated tokens. Mardia's skewness
         needs all pairs of held-out tokens, so each rank gathers the held-out whitened rows.
     group : torch.distributed process group, optional
+    chunk_rows : int, default 65536
+        Rows processed at a time. Inputs are read one chunk at a time (pass a ``numpy.memmap``,
+        e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
+        O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
+        Mardia's (at most ``√(2·10¹¹/d)`` held-out rows).
 
     Returns
     -------
@@ -109,7 +128,8 @@ def score(
        the gains strongly skewed, and the sample variance includes exactly that; nothing is
        tuned. Tokens are assumed exchangeable: for strongly correlated tokens (long documents)
        the SE is optimistic — hold out whole documents instead.
-    4. Mardia's statistics on the held-out residual, whitened with its own covariance.
+    4. Mardia's statistics on the held-out residual, whitened with its own covariance (on a
+       random subset of at most ``√(2·10¹¹/d)`` held-out tokens: ``b₁`` costs O(N²d)).
     5. The directions' held-out excess kurtosis and its null z-score ``κ/√(24/N_test)``.
     6. Ridge regressions of ``r`` on ``x`` and on ``x̂`` (held-out R²).
 
@@ -129,48 +149,73 @@ def score(
     >>> np.round(np.abs(bad.nongaussian_directions[:2] @ missed.T).max(axis=0), 2)
     array([1., 1.])
     """
-    x = as_matrix(activations, "activations")
-    xhat = as_matrix(reconstruction, "reconstruction")
-    if xhat.shape != x.shape:
+    x, xhat = _as_rows(activations, "activations"), _as_rows(reconstruction, "reconstruction")
+    if tuple(xhat.shape) != tuple(x.shape):
         raise InputError(
-            f"`reconstruction` has shape {xhat.shape} but `activations` has shape {x.shape}; "
+            f"`reconstruction` has shape {tuple(xhat.shape)} but `activations` has shape {tuple(x.shape)}; "
             "they must match token for token."
         )
-    N_local, d = x.shape
+    if len(x.shape) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        as_matrix(x, "activations")  # raises the precise message (1-D, empty, ...)
+    N_local, d = int(x.shape[0]), int(x.shape[1])
     if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
         raise InputError(f"`holdout` must be a fraction in (0, 1); got {holdout!r}.")
     if n_directions is None:
         n_directions = min(8, d)
     if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
         raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
+    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
+    c = None
+    if codes is not None:
+        c = _as_rows(codes, "codes")
+        if len(c.shape) != 2 or c.shape[0] != N_local:
+            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
     red = reducer(distributed, group)
     offset, N = red.offset_and_total(N_local)
     # Held-out tokens are drawn per global token index: the split does not depend on sharding.
-    te_mask = uniforms(offset, N_local, seed, 0) < holdout
-    n_test = int(red.sum(te_mask.sum()))
+    bounds = [(lo, min(N_local, lo + int(chunk_rows))) for lo in range(0, N_local, int(chunk_rows))]
+    te_masks = [uniforms(offset + lo, hi - lo, seed, 0) < holdout for lo, hi in bounds]
+    n_te_local = int(sum(m.sum() for m in te_masks))
+    n_test = int(red.sum(n_te_local))
     n_train = N - n_test
     if n_test < 3 or n_train < 16:
         raise InputError(
             f"`activations` has {N} tokens; with holdout={holdout} that leaves {n_train} to fit and "
             f"{n_test} to test (need ≥ 16 and ≥ 3). Pass more tokens."
         )
-    l0 = dead = math.nan
-    if codes is not None:
-        c = as_matrix(codes, "codes")
-        if c.shape[0] != N_local:
-            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
-        nz = c != 0
-        l0 = float(red.sum(nz.sum())) / N
-        dead = float(np.mean(red.sum(nz.any(axis=0).astype(float)) == 0))
+    tr_offset = red.offset_and_total(N_local - n_te_local)[0]
+    te_offset = red.offset_and_total(n_te_local)[0]
 
-    stages = _Stages(["metrics", "gaussian", "perturbative", "mardia", "predictability"], progress)
+    def chunks():
+        """(x, x̂, held-out mask, global train index of the first train row, same for test)"""
+        tr_seen = te_seen = 0
+        for (lo, hi), te in zip(bounds, te_masks):
+            xc = as_matrix(x[lo:hi], "activations", row_offset=offset + lo, of_rows=_rows_note(lo, hi, N_local))
+            xh = as_matrix(xhat[lo:hi], "reconstruction", row_offset=offset + lo, of_rows=_rows_note(lo, hi, N_local))
+            yield xc, xh, te, tr_offset + tr_seen, te_offset + te_seen
+            tr_seen += int((~te).sum())
+            te_seen += int(te.sum())
+
+    stages = _Stages(["metrics", "gaussian", "perturbative", "held-out", "mardia", "predictability"], progress)
     try:
-        anchors = anchor_metrics(x, xhat, reduce=red)
-        r = x - xhat
-        stages("metrics")
-
-        r_tr, r_te = r[~te_mask], r[te_mask]
-        m_tr = red.moments(Moments.from_data_or_empty(r_tr, d, name="residual"))
+        # pass 1: reconstruction sums, training moments, codes
+        anchors = AnchorSums(d)
+        m_tr = Moments(d=d)
+        l0 = dead = math.nan
+        nz_rows, active = 0.0, None
+        for (lo, hi), (xc, xh, te, _, _) in zip(bounds, chunks()):
+            anchors.add(xc, xh)
+            m_tr = m_tr.merge(Moments.from_data_or_empty((xc - xh)[~te], d))
+            if c is not None:
+                nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
+                nz_rows += nz.sum()
+                active = nz.any(axis=0) if active is None else active | nz.any(axis=0)
+        if c is not None:
+            l0 = float(red.sum(nz_rows)) / N
+            dead = float(np.mean(red.sum(active.astype(float)) == 0))
+        anchors.set_mean(red)
+        m_tr = red.moments(m_tr)
         if not np.any(m_tr.comoment):
             raise InputError(
                 "the residual `activations − reconstruction` has zero variance on the training split "
@@ -181,35 +226,91 @@ def score(
         s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
         spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
         var = float(np.trace(m_tr.covariance())) / d
-        diff = r_te - m_tr.mean
-        sums = red.sum([np.sum(gauss.logpdf(r_te)) if len(r_te) else 0.0, np.einsum("ij,ij->", diff, diff)])
-        nll_g = -float(sums[0]) / n_test / _LN2
-        nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(sums[1]) / n_test / var) / _LN2
+        stages("metrics")
+
+        # pass 2: legacy ratio, held-out NLL, ridge means
+        ridges = [RidgeSums(d, d), RidgeSums(d, d)]  # r on x, r on x̂
+        nll = np.zeros(2)
+        for xc, xh, te, tr_off, _ in chunks():
+            anchors.add2(xc, xh)
+            r = xc - xh
+            diff = r[te] - m_tr.mean
+            nll += [gauss.logpdf(r[te]).sum() if te.any() else 0.0, np.einsum("ij,ij->", diff, diff)]
+            val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
+            for acc, reg in zip(ridges, (xc, xh)):
+                acc.add_train(reg[~te], r[~te], val)
+        anchors_out = anchors.result(red)
+        nll = red.sum(nll)
+        nll_g = -float(nll[0]) / n_test / _LN2
+        nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(nll[1]) / n_test / var) / _LN2
+        for acc in ridges:
+            acc.set_means(red)
         stages("gaussian")
 
+        def train_chunks():
+            for xc, xh, te, tr_off, _ in chunks():
+                yield tr_off, (xc - xh)[~te]
+
         pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss)
-        tr_offset = _offset_of(red, len(r_tr))
-        pert._fit(r_tr, red, tr_offset)
-        gain = pert.gain(r_te) / _LN2 if len(r_te) else np.zeros(0)
-        ng_bits = float(red.sum(gain.sum())) / n_test
-        ng_se = math.sqrt(float(red.sum(np.sum((gain - ng_bits) ** 2))) / (n_test - 1) / n_test)
-        y_te = gauss.whiten(r_te) @ pert.basis_.T if len(r_te) else np.zeros((0, pert.basis_.shape[0]))
-        kurt = excess_kurtosis(y_te, reduce=red)
-        z = kurt / math.sqrt(24.0 / n_test)
-        order = np.argsort(-np.abs(z))
+        pert._fit_chunks(train_chunks, red, d)
         stages("perturbative")
 
-        mar = mardia(r_te, device=device, progress=progress, reduce=red)
+        # pass 3: held-out gain and direction kurtosis, ridge cross-products, Mardia's sample
+        k = pert.basis_.shape[0]
+        gsum = np.zeros(2)
+        ypow = np.zeros((4, k))
+        cap = max(1000, int(math.sqrt(_MARDIA_FLOPS / d)))
+        keep = min(1.0, cap / n_test)
+        sample = []
+        for xc, xh, te, tr_off, te_off in chunks():
+            r = xc - xh
+            rt = r[te]
+            if len(rt):
+                g = pert.gain(rt) / _LN2
+                y = gauss.whiten(rt) @ pert.basis_.T
+                gsum += [g.sum(), (g * g).sum()]
+                y2 = y * y
+                ypow += [y.sum(axis=0), y2.sum(axis=0), (y2 * y).sum(axis=0), (y2 * y2).sum(axis=0)]
+                sample.append(rt[uniforms(te_off, len(rt), seed, 5) < keep])
+            val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
+            for acc, reg in zip(ridges, (xc, xh)):
+                acc.add_central(reg[~te], r[~te], val)
+        gsum, ypow = red.sum(gsum), red.sum(ypow) / n_test
+        ng_bits = float(gsum[0]) / n_test
+        ng_se = math.sqrt(max(float(gsum[1]) - n_test * ng_bits**2, 0.0) / (n_test - 1) / n_test)
+        m1, m2, m3, m4 = ypow
+        c2 = m2 - m1**2
+        c4 = m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
+        kurt = c4 / np.maximum(c2, np.finfo(float).tiny) ** 2 - 3.0
+        z = kurt / math.sqrt(24.0 / n_test)
+        order = np.argsort(-np.abs(z))
+        for acc in ridges:
+            acc.set_cross(red)
+        stages("held-out")
+
+        sample = np.concatenate(sample) if sample else np.zeros((0, d))
+        mar = mardia(sample, device=device, progress=progress, reduce=red)
         stages("mardia")
 
-        lp_x = ridge_r2(x[~te_mask], r_tr, x[te_mask], r_te, seed=seed, reduce=red, offset=tr_offset)
-        lp_xhat = ridge_r2(xhat[~te_mask], r_tr, xhat[te_mask], r_te, seed=seed, reduce=red, offset=tr_offset)
+        # passes 4 and 5: ridge validation errors, then held-out errors
+        for xc, xh, te, tr_off, _ in chunks():
+            r = xc - xh
+            val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
+            for acc, reg in zip(ridges, (xc, xh)):
+                acc.add_val(reg[~te], r[~te], val)
+        for acc in ridges:
+            acc.set_fit(red)
+        for xc, xh, te, _, _ in chunks():
+            r = xc - xh
+            for acc, reg in zip(ridges, (xc, xh)):
+                acc.add_test(reg[te], r[te])
+        lp_x, lp_xhat = (acc.r2(red) for acc in ridges)
         stages("predictability")
     finally:
         stages.close()
 
     return ResidualReport(
-        **anchors,
+        **anchors_out,
         gaussian_nll_bits=nll_g,
         isotropic_nll_bits=nll_iso,
         correlation_bits=nll_iso - nll_g,
