@@ -85,11 +85,18 @@ def _add_score(sub) -> None:
 
 
 def _run_score(args) -> int:
-    from pft.io import load_array
+    from pft.io import RowReader, load_array
     from pft.residual import score
 
-    acts = load_array(args.acts, name="ACTS")
-    recon = load_array(args.recon, name="RECON")
+    def open_rows(path, name):
+        # .npy / .safetensors are read a chunk at a time, so files larger than memory work
+        head = str(path).lower().split(":")[0] if ".safetensors:" in str(path).lower() else str(path).lower()
+        if head.endswith((".npy", ".safetensors")) and not args.distributed:
+            return RowReader(path, name=name)
+        return load_array(path, name=name)
+
+    acts = open_rows(args.acts, "ACTS")
+    recon = open_rows(args.recon, "RECON")
     codes = load_array(args.codes, name="--codes") if args.codes else None
     rank = 0
     if args.distributed:

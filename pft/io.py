@@ -14,7 +14,7 @@ import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["load_array", "iter_chunks", "SUFFIXES"]
+__all__ = ["load_array", "iter_chunks", "RowReader", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".safetensors", ".pt", ".pth")
 
@@ -199,3 +199,53 @@ def iter_chunks(path: str | os.PathLike, *, chunk_rows: int = 65536, name: str =
     with open(path, "rb") as fh:
         for a in range(0, n, int(chunk_rows)):
             yield _read_rows(fh, offset, d * itemsize, a, min(n, a + int(chunk_rows)), dtype, d)
+
+
+class RowReader:
+    """A 2-D array on disk read by row ranges with plain file reads (``.npy``, ``.safetensors``).
+
+    ``reader[a:b]`` returns rows ``a … b−1`` as a numpy array; nothing else stays in memory, and
+    unlike a memory map the pages read do not stay in the process's resident set. Pass it to
+    :func:`pft.residual.score` to score files larger than memory.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(p, np.arange(10.0).reshape(5, 2))
+    >>> r = RowReader(p)
+    >>> r.shape, r[1:3].tolist()
+    ((5, 2), [[2.0, 3.0], [4.0, 5.0]])
+    """
+
+    def __init__(self, path: str | os.PathLike, *, name: str = "path") -> None:
+        path, key = _split_key(os.fspath(path))
+        if not os.path.exists(path):
+            raise InputError(f"`{name}`: no such file {path!r}.")
+        lower = path.lower()
+        if lower.endswith(".npy"):
+            offset, shape, dtype, fortran = _npy_layout(path, name)
+            if fortran or dtype.hasobject:
+                raise InputError(f"`{name}`: {path} must be a C-ordered numeric .npy to be read by rows.")
+        elif lower.endswith(".safetensors"):
+            offset, shape, dtype = _safetensors_layout(path, key, name)
+        else:
+            raise InputError(f"`{name}`: reading by rows needs .npy or .safetensors; got {path}.")
+        if len(shape) != 2:
+            raise InputError(f"`{name}`: {path} holds an array of shape {shape}; pft needs 2-D (tokens x features).")
+        self.path, self.shape, self.dtype, self._offset = path, tuple(shape), dtype, offset
+        self._itemsize = 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise InputError("RowReader supports row ranges reader[a:b] only.")
+        a, b, _ = index.indices(self.shape[0])
+        b = max(a, b)
+        with open(self.path, "rb") as fh:
+            return _read_rows(fh, self._offset, self.shape[1] * self._itemsize, a, b, self.dtype, self.shape[1])
+
+    def __repr__(self) -> str:
+        return f"RowReader({self.path!r}, shape={self.shape})"
