@@ -1,6 +1,18 @@
 """Residual scoring: what an interpretation's residual carries beyond a Gaussian background."""
 
+from pft.residual._interpretation import Interpretation, as_interpretation
+from pft.residual._patch import PatchError, patch_scores
+from pft.residual._patch_report import PatchReport
 from pft.residual._report import ResidualReport, compare
 from pft.residual._score import score
 
-__all__ = ["score", "ResidualReport", "compare"]
+__all__ = [
+    "score",
+    "ResidualReport",
+    "compare",
+    "patch_scores",
+    "PatchReport",
+    "PatchError",
+    "as_interpretation",
+    "Interpretation",
+]
