@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,11 @@ RUNGS = {
 }
 
 _ARRAYS = ("loss", "loss_se", "kl", "kl_se")
+
+
+def _ljust(s: str, width: int) -> str:
+    """Left-justify counting display columns (combining accents such as x̂'s take none)."""
+    return s + " " * max(width - sum(not unicodedata.combining(ch) for ch in s), 0)
 
 
 def _f(v: float, spec: str = ".4f") -> str:
@@ -154,7 +160,7 @@ class PatchReport:
         L.append(head)
         L.append("  " + "-" * (len(head) - 2))
         for i, name in enumerate(self.rungs):
-            line = f"  {name:<20}{RUNGS.get(name, ''):<38}{self.loss[i]:>12.5f}{self.loss_se[i]:>10.2g}"
+            line = f"  {name:<20}{_ljust(RUNGS.get(name, ''), 38)}{self.loss[i]:>12.5f}{self.loss_se[i]:>10.2g}"
             if has_kl:
                 line += f"{_f(float(self.kl[i]), '.5f'):>13}{_f(float(self.kl_se[i]), '.2g'):>10}"
             L.append(line)
