@@ -408,6 +408,11 @@ def patch_scores(
         mean_r = R.mean(axis=0)
         if n_tokens < 2:
             raise InputError(f"`batches` give {n_tokens} token at the hooked module; a background needs at least 2.")
+        if not np.any(R - mean_r):
+            raise InputError(
+                "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, or "
+                "one off by a constant): there is no noise to model; compare rungs with a plain forward instead."
+            )
         gauss, pert, bg_label = _fit_background(background, R, int(seed))
         if gauss.n_features_in_ != d:
             raise InputError(f"`background` was fitted on {gauss.n_features_in_} features but the hooked output has {d}.")
