@@ -40,7 +40,7 @@ class Interpretation:
 
     Build it with :func:`as_interpretation`. ``interp(x)`` takes an (n, d) tensor of
     activations (any float dtype, any device) and returns the (n, d) reconstruction with the
-    same dtype and device; ``start`` is the index of ``x``'s first token in the stream of
+    same dtype and device (computed without gradients); ``start`` is the index of ``x``'s first token in the stream of
     tokens the caller feeds (only a precomputed array needs it).
 
     Attributes
@@ -72,7 +72,8 @@ class Interpretation:
                 f"the interpretation ({self.kind}) expects d_in = {self.d_in} but the activations have "
                 f"d = {x.shape[1]}; hook the layer the interpretation was trained on."
             )
-        out = _as_tensor_like(self._fn(x, start), x, self.kind)
+        with torch.no_grad():
+            out = _as_tensor_like(self._fn(x, start), x, self.kind)
         if tuple(out.shape) != tuple(x.shape):
             raise InputError(
                 f"`interpretation` ({self.kind}) returned shape {tuple(out.shape)} for activations of shape "
