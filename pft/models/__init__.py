@@ -7,7 +7,9 @@ output; ``train_topk_sae`` trains the small TopK SAE the demos score. transforme
 only when a model is loaded.
 """
 
+from pft.models._demo import DEFAULTS, DemoResult, run_model_demo
 from pft.models._load import MODELS, LoadedModel, capture, corpus, load, windows
 from pft.models._sae import TopKSAE, train_topk_sae
 
-__all__ = ["MODELS", "LoadedModel", "load", "corpus", "windows", "capture", "TopKSAE", "train_topk_sae"]
+__all__ = ["MODELS", "LoadedModel", "load", "corpus", "windows", "capture", "TopKSAE", "train_topk_sae",
+           "run_model_demo", "DemoResult", "DEFAULTS"]

