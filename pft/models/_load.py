@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import io
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -83,7 +84,9 @@ def _quiet_transformers(progress: bool):
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
     try:
-        with warnings.catch_warnings():
+        # transformers' gguf reader draws its own tqdm bar unconditionally: send it nowhere.
+        sink = contextlib.redirect_stderr(io.StringIO()) if not progress else contextlib.nullcontext()
+        with warnings.catch_warnings(), sink:
             # Loading a gguf tokenizer/model and a BERT checkpoint emits deprecation and
             # conversion notices from transformers/tokenizers internals that do not concern the
             # numbers; tests run with warnings as errors, so they are silenced for the load only.

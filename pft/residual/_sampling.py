@@ -17,14 +17,15 @@ def edgeworth_polynomial(kappa3: np.ndarray, kappa4: np.ndarray, y: np.ndarray) 
     ``κ₃·He₃(y) = κ_ijk y_i y_j y_k − 3 κ_ijj y_i`` and
     ``κ₄·He₄(y) = κ_ijkl y_i y_j y_k y_l − 6 κ_iikl y_k y_l + 3 κ_iikk`` (symmetric tensors).
     """
+    r = kappa3.shape[0]
     v3 = np.einsum("ijj->i", kappa3)
     M4 = np.einsum("iikl->kl", kappa4)
-    t3 = np.einsum("ijk,ni,nj,nk->n", kappa3, y, y, y, optimize=True) - 3.0 * (y @ v3)
-    t4 = (
-        np.einsum("ijkl,ni,nj,nk,nl->n", kappa4, y, y, y, y, optimize=True)
-        - 6.0 * np.einsum("kl,nk,nl->n", M4, y, y)
-        + 3.0 * float(np.trace(M4))
-    )
+    K3 = kappa3.reshape(r * r, r)
+    K4 = kappa4.reshape(r * r, r * r)
+    yy = (y[:, :, None] * y[:, None, :]).reshape(len(y), r * r)  # rows y⊗y
+    # Contractions as matrix products on y⊗y (no (n, r, r, r) intermediate).
+    t3 = np.einsum("nk,nk->n", yy @ K3, y) - 3.0 * (y @ v3)
+    t4 = np.einsum("na,na->n", yy @ K4, yy) - 6.0 * (yy @ M4.reshape(-1)) + 3.0 * float(np.trace(M4))
     return t3 / 6.0 + t4 / 24.0
 
 

@@ -96,3 +96,21 @@ def test_bad_model_inputs(minilm, monkeypatch):
     monkeypatch.setitem(_load._SPECS["minilm"], "sha256", "0" * 64)
     with pytest.raises(PftError, match="expected 0000"):
         load("minilm", progress=False)
+
+
+def test_cli_demo_minilm(tmp_path, capsys):
+    from pft.cli import main
+
+    rc = main([
+        "demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--windows", "16", "--steps", "40",
+        "--sae-size", "384", "--k", "8", "--patch-windows", "8",
+    ])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for key in ("ResidualReport", "PatchReport", "ce_loss_recovered", "gaussian_recovered", "recon+gaussian"):
+        assert key in out
+    for f in ("minilm_residual.png", "minilm_patch.png", "minilm_patch.json", "minilm_residual.json"):
+        assert (tmp_path / f).stat().st_size > 500
+    rc = main(["demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--layer", "9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer in [0, 5]" in err

@@ -324,3 +324,22 @@ def test_bad_arguments():
         patch_scores(lambda x: x, "a", _tiny_batches(), interpretation=lambda h: h, loss_fn=lambda o, b: o, progress=False)
     with pytest.raises(InputError, match="`interpretation` must be"):
         _run(m, interp=object())
+
+
+def test_perturbative_rung_on_a_gaussian_residual_matches_the_gaussian_rung():
+    # The oracle's residual is exactly Gaussian: the perturbative background's correction is
+    # (near) zero, so its rung must agree with the Gaussian rung within their errors.
+    X, recon, T, W = _toy_task(2)
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(X.shape[1], len(W), bias=False, dtype=torch.float64))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.as_tensor(W))
+    Xt, Tt = torch.as_tensor(X), torch.as_tensor(T)
+    batches = [(Xt[i : i + 2000], Tt[i : i + 2000]) for i in range(0, len(X), 2000)]
+    rep = patch_scores(
+        model, "0", batches, interpretation=recon["oracle+noise"], loss_fn=lambda out, b: ((out - b[1]) ** 2).sum(-1),
+        background="perturbative", n_resamples=2, seed=2, progress=False,
+    )
+    assert "recon+perturbative" in rep.rungs and "perturbative" in rep.background
+    ig, ip = rep.rungs.index("recon+gaussian"), rep.rungs.index("recon+perturbative")
+    assert abs(rep.loss[ig] - rep.loss[ip]) < 4 * math.hypot(rep.loss_se[ig], rep.loss_se[ip])
+    assert abs(rep.perturbative_recovered - 1) < 4 * rep.perturbative_recovered_se

@@ -49,3 +49,30 @@ def test_samples_follow_the_density(fitted):
     # A Gaussian-only draw would fail the third moment: the test can tell them apart.
     third = np.trapezoid(f * t**3, t)
     assert abs(third) > 8 * np.std(y**3) / np.sqrt(n)
+
+
+def test_polynomial_against_a_naive_twin_in_three_directions():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    r = 3
+    k3 = rng.normal(size=(r,) * 3)
+    k3 = sum(np.transpose(k3, p) for p in itertools.permutations(range(3))) / 6
+    k4 = rng.normal(size=(r,) * 4)
+    k4 = sum(np.transpose(k4, p) for p in itertools.permutations(range(4))) / 24
+    y = rng.normal(size=(5, r))
+    d = np.eye(r)
+    for n in range(5):
+        # Tensor Hermite polynomials written out index by index.
+        he3 = sum(
+            k3[i, j, k] * (y[n, i] * y[n, j] * y[n, k] - y[n, i] * d[j, k] - y[n, j] * d[i, k] - y[n, k] * d[i, j])
+            for i, j, k in itertools.product(range(r), repeat=3)
+        )
+        he4 = 0.0
+        for i, j, k, l in itertools.product(range(r), repeat=4):
+            yi, yj, yk, yl = y[n, i], y[n, j], y[n, k], y[n, l]
+            h = yi * yj * yk * yl
+            h -= yi * yj * d[k, l] + yi * yk * d[j, l] + yi * yl * d[j, k] + yj * yk * d[i, l] + yj * yl * d[i, k] + yk * yl * d[i, j]
+            h += d[i, j] * d[k, l] + d[i, k] * d[j, l] + d[i, l] * d[j, k]
+            he4 += k4[i, j, k, l] * h
+        assert edgeworth_polynomial(k3, k4, y[n : n + 1])[0] == pytest.approx(he3 / 6 + he4 / 24, rel=1e-10)
