@@ -65,10 +65,8 @@ def _to_device(obj: Any, device: Any):
 
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
-    if isinstance(obj, Mapping):
-        return type(obj)({k: _to_device(v, device) for k, v in obj.items()}) if type(obj) is dict else {
-            k: _to_device(v, device) for k, v in obj.items()
-        }
+    if isinstance(obj, Mapping):  # a plain dict comes back (model(**batch) takes any Mapping)
+        return {k: _to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
         return type(obj)(_to_device(v, device) for v in obj)
     return obj
@@ -98,7 +96,9 @@ def _primary(output: Any):
         rest = tuple(output[1:])
         if isinstance(output, list):
             return output[0], lambda new: [new, *rest]
-        return output[0], lambda new: type(output)((new, *rest)) if type(output) is not tuple else (new, *rest)
+        if hasattr(output, "_fields"):  # a NamedTuple
+            return output[0], lambda new: type(output)(new, *rest)
+        return output[0], lambda new: (new, *rest)
     raise InputError(
         f"the hooked module returned {describe(output)}; pft patches a tensor or the first tensor of a tuple."
     )
