@@ -1,7 +1,22 @@
-"""Residual scoring: what an interpretation's residual carries beyond a Gaussian background."""
+"""Residual scoring: what an interpretation's residual carries beyond a Gaussian background,
+and what the model does when it is replaced by Gaussian noise."""
 
 from pft.residual._across import AcrossReport, score_across
+from pft.residual._interpretation import Interpretation, as_interpretation
+from pft.residual._patch import PatchError, patch_scores
+from pft.residual._patch_report import PatchReport
 from pft.residual._report import ResidualReport, compare
 from pft.residual._score import score
 
-__all__ = ["score", "ResidualReport", "compare", "score_across", "AcrossReport"]
+__all__ = [
+    "score",
+    "ResidualReport",
+    "compare",
+    "patch_scores",
+    "PatchReport",
+    "PatchError",
+    "as_interpretation",
+    "Interpretation",
+    "score_across",
+    "AcrossReport",
+]

@@ -1,0 +1,93 @@
+"""The real-model main job: capture a layer, train a TopK SAE, score its residual, patch it back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pft.errors import InputError
+
+__all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
+
+# Budgets sized for two CPU cores (see README, "Real models").
+DEFAULTS = {
+    "minilm": dict(layer=3, n_windows=96, length=64, d_sae=1536, k=32, steps=400, patch_windows=32, batch_size=8, n_resamples=4),
+    "smollm2": dict(layer=12, n_windows=48, length=64, d_sae=2304, k=32, steps=300, patch_windows=12, batch_size=4, n_resamples=2),
+}
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_model_demo` produced (the SAE and reports, and how long each stage took)."""
+
+    name: str
+    title: str
+    module: str
+    settings: dict
+    residual: Any = field(repr=False)
+    patch: Any = field(repr=False)
+    sae: Any = field(repr=False)
+    seconds: dict = field(default_factory=dict)
+
+
+def run_model_demo(
+    name: str,
+    *,
+    loaded: Any = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: Any = None,
+    background: Any = None,
+    **overrides: Any,
+) -> DemoResult:
+    """Capture ``layer``'s output on pydoc text, train a TopK SAE, ``score`` it and ``patch_scores`` it.
+
+    The SAE is trained and scored on windows ``0 … n_windows − 1`` of the corpus; the patched
+    runs use the next ``patch_windows`` windows (text the SAE never saw). Settings default to
+    :data:`DEFAULTS` ``[name]``; any of them can be overridden by keyword.
+    """
+    import torch
+
+    from pft.models._load import load, windows, capture
+    from pft.models._sae import train_topk_sae
+    from pft.residual import patch_scores, score
+
+    if name not in DEFAULTS:
+        raise InputError(f"`name` must be one of {', '.join(repr(k) for k in DEFAULTS)}; got {name!r}.")
+    unknown = set(overrides) - set(DEFAULTS[name])
+    if unknown:
+        raise InputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS[name])}.")
+    cfg = {**DEFAULTS[name], **overrides}
+    sec = {}
+    t = time.perf_counter()
+    m = loaded if loaded is not None else load(name, device=device, progress=progress)
+    sec["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    module = m.module(cfg["layer"])
+    ids = windows(m, cfg["n_windows"], cfg["length"])
+    X = capture(m, cfg["layer"], ids, progress=progress)
+    sec["capture"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
+    sec["sae"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        Xt = torch.from_numpy(X).to(m.device)
+        codes = sae.encode(Xt)
+        recon = sae.decode(codes).cpu().numpy()
+        codes = codes.cpu().numpy()
+    rep = score(X, recon, codes=codes, seed=seed, progress=progress)
+    sec["score"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    batches = m.batches(windows(m, cfg["patch_windows"], cfg["length"], offset=cfg["n_windows"]), batch_size=cfg["batch_size"])
+    patch = patch_scores(
+        m.model, module, batches, interpretation=sae, loss_fn=m.loss_fn, background=background,
+        n_resamples=cfg["n_resamples"], seed=seed, progress=progress, loss_name=m.loss_name,
+    )
+    sec["patch"] = time.perf_counter() - t
+    return DemoResult(name=name, title=m.title, module=module, settings=cfg, residual=rep, patch=patch, sae=sae, seconds=sec)

@@ -1,0 +1,217 @@
+"""as_interpretation(): one calling convention, ``x -> x̂``, for every kind of interpretation.
+
+pft imports none of the libraries whose objects it adapts (SAELens, sparsify): it reads only
+the shapes those objects have (methods ``encode``/``decode``, attributes ``W_dec``, ``cfg.d_in``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pft._validate import describe
+from pft.errors import InputError
+
+__all__ = ["Interpretation", "as_interpretation"]
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _as_tensor_like(out: Any, like: Any, what: str):
+    """``out`` as a tensor with ``like``'s dtype and device (numpy results are accepted)."""
+    torch = _torch()
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(np.ascontiguousarray(out))
+    if not isinstance(out, torch.Tensor):
+        raise InputError(
+            f"`interpretation` ({what}) returned {describe(out)}; expected a tensor or array of shape "
+            f"{tuple(like.shape)}."
+        )
+    return out.to(device=like.device, dtype=like.dtype)
+
+
+class Interpretation:
+    """An interpretation as a map from activations to their reconstruction.
+
+    Build it with :func:`as_interpretation`. ``interp(x)`` takes an (n, d) tensor of
+    activations (any float dtype, any device) and returns the (n, d) reconstruction with the
+    same dtype and device (computed without gradients); ``start`` is the index of ``x``'s first token in the stream of
+    tokens the caller feeds (only a precomputed array needs it).
+
+    Attributes
+    ----------
+    kind : str
+        ``"callable"``, ``"encode-decode"`` (SAELens shape), ``"topk-encode-decode"``
+        (sparsify shape) or ``"array"``.
+    d_in : int or None
+        Input width when the object declares it (``cfg.d_in``, ``W_dec``'s width, the array's).
+    n_tokens : int or None
+        Number of tokens of a precomputed array.
+    """
+
+    def __init__(self, fn: Callable[[Any, int], Any], kind: str, *, d_in: int | None = None, n_tokens: int | None = None, source: Any = None) -> None:
+        self._fn = fn
+        self.kind = kind
+        self.d_in = d_in
+        self.n_tokens = n_tokens
+        self.source = source
+
+    def __call__(self, x: Any, *, start: int = 0):
+        torch = _torch()
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        if x.ndim != 2:
+            raise InputError(f"`x` must be (tokens, d); got shape {tuple(x.shape)}.")
+        if self.d_in is not None and x.shape[1] != self.d_in:
+            raise InputError(
+                f"the interpretation ({self.kind}) expects d_in = {self.d_in} but the activations have "
+                f"d = {x.shape[1]}; hook the layer the interpretation was trained on."
+            )
+        with torch.no_grad():
+            out = _as_tensor_like(self._fn(x, start), x, self.kind)
+        if tuple(out.shape) != tuple(x.shape):
+            raise InputError(
+                f"`interpretation` ({self.kind}) returned shape {tuple(out.shape)} for activations of shape "
+                f"{tuple(x.shape)}; a reconstruction must match its input token for token."
+            )
+        return out
+
+    def __repr__(self) -> str:
+        extra = f", d_in={self.d_in}" if self.d_in is not None else ""
+        return f"Interpretation(kind={self.kind!r}{extra})"
+
+
+def _declared_width(obj: Any) -> int | None:
+    cfg = getattr(obj, "cfg", None)
+    d = getattr(cfg, "d_in", None)
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    W = getattr(obj, "W_dec", None)
+    if W is not None and getattr(W, "ndim", 0) == 2:
+        return int(W.shape[1])
+    return None
+
+
+def _param_like(obj: Any):
+    """dtype/device the object's decoder lives on (to feed it what it expects)."""
+    for name in ("W_dec", "b_dec"):
+        W = getattr(obj, name, None)
+        if W is not None and hasattr(W, "dtype") and hasattr(W, "device"):
+            return W
+    params = getattr(obj, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p
+    return None
+
+
+def as_interpretation(obj: Any) -> Interpretation:
+    """Wrap an interpretation so that it maps activations ``x`` (n, d) to ``x̂`` (n, d).
+
+    Parameters
+    ----------
+    obj : Interpretation, callable, SAE-like object, or (N, d) array
+        - an :class:`Interpretation` (returned as is);
+        - an object with ``encode`` and ``decode`` (the SAELens ``SAE`` shape; ``W_dec`` (m, d),
+          ``b_dec`` and ``cfg.d_in`` are read when present to check the width and pick the
+          dtype/device): ``x̂ = decode(encode(x))``;
+        - the sparsify shape: ``encode(x)`` returns a tuple ``(top_acts, top_indices, ...)``
+          and ``x̂ = decode(top_acts, top_indices)``;
+        - a plain callable ``x -> x̂`` (a ``torch.nn.Module`` included);
+        - a precomputed (N, d) array or tensor of reconstructions, consumed in token order:
+          the caller passes each chunk's ``start``.
+
+    Returns
+    -------
+    Interpretation
+
+    Notes
+    -----
+    Inputs are cast to the decoder's dtype and device when the object has one, and the result
+    is cast back to the activations' dtype and device. Nothing is imported from SAELens or
+    sparsify; the adapters rely on the shapes above only.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class SAE:                      # the SAELens shape: encode/decode, W_dec, b_dec, cfg.d_in
+    ...     def __init__(self):
+    ...         self.W_dec = torch.eye(3)[:2] * 2.0
+    ...         self.b_dec = torch.zeros(3)
+    ...     def encode(self, x):
+    ...         return torch.relu((x - self.b_dec) @ self.W_dec.T / 4.0)
+    ...     def decode(self, f):
+    ...         return f @ self.W_dec + self.b_dec
+    >>> interp = as_interpretation(SAE())
+    >>> interp.kind, interp.d_in
+    ('encode-decode', 3)
+    >>> interp(torch.tensor([[1.0, -2.0, 5.0]]))
+    tensor([[1., 0., 0.]])
+    """
+    if isinstance(obj, Interpretation):
+        return obj
+    torch = _torch()
+    if isinstance(obj, (np.ndarray, torch.Tensor)) or (
+        hasattr(obj, "shape") and hasattr(obj, "dtype") and not callable(obj)
+    ):
+        arr = obj if isinstance(obj, torch.Tensor) else torch.as_tensor(np.asarray(obj))
+        if arr.ndim != 2:
+            raise InputError(
+                f"a precomputed `interpretation` must be an (N, d) array of reconstructions; got {describe(obj)}. "
+                "Flatten leading axes first, e.g. recon.reshape(-1, recon.shape[-1])."
+            )
+        if not arr.is_floating_point():
+            arr = arr.to(torch.float64)
+        N = int(arr.shape[0])
+
+        def take(x, start):
+            stop = start + x.shape[0]
+            if stop > N:
+                raise InputError(
+                    f"the precomputed `interpretation` has {N} rows but the model produced at least {stop} "
+                    "tokens at the hooked module; pass one reconstruction per token, in the order of `batches`."
+                )
+            return arr[start:stop]
+
+        return Interpretation(take, "array", d_in=int(arr.shape[1]), n_tokens=N, source=obj)
+
+    enc, dec = getattr(obj, "encode", None), getattr(obj, "decode", None)
+    if callable(enc) and callable(dec):
+        like = _param_like(obj)
+
+        # sparsify's encode returns a (top_acts, top_indices, ...) NamedTuple, SAELens' a tensor;
+        # the kind is read off what encode returns.
+        def encdec(x, start):
+            xin = x if like is None else x.to(dtype=like.dtype, device=like.device)
+            codes = enc(xin)
+            if isinstance(codes, (tuple, list)):
+                if len(codes) < 2:
+                    raise InputError(
+                        f"`interpretation.encode` returned a {type(codes).__name__} of length {len(codes)}; the "
+                        "sparsify shape is (top_acts, top_indices, ...)."
+                    )
+                interp.kind = "topk-encode-decode"
+                return dec(codes[0], codes[1])
+            return dec(codes)
+
+        interp = Interpretation(encdec, "encode-decode", d_in=_declared_width(obj), source=obj)
+        return interp
+
+    if callable(obj):
+        like = _param_like(obj) if isinstance(obj, torch.nn.Module) else None
+
+        def call(x, start):
+            xin = x if like is None else x.to(dtype=like.dtype, device=like.device)
+            return obj(xin)
+
+        return Interpretation(call, "callable", source=obj)
+
+    raise InputError(
+        f"`interpretation` must be a callable x -> x̂, an object with encode/decode (SAELens or sparsify "
+        f"shape), or a precomputed (N, d) array; got {describe(obj)}."
+    )

@@ -1,0 +1,215 @@
+"""The result of :func:`pft.residual.patch_scores`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PatchReport", "RUNGS"]
+
+#: The rungs, in the order they are run and reported, with what the hooked output becomes.
+RUNGS = {
+    "clean": "x (unpatched)",
+    "zero_ablation": "0",
+    "mean_ablation": "mean_t x_t",
+    "recon": "x̂ (zero residual)",
+    "recon+mean": "x̂ + mean_t r_t",
+    "recon+gaussian": "x̂ + z,  z ~ N(μ_r, Σ_r)",
+    "recon+perturbative": "x̂ + z,  z ~ perturbative background",
+    "recon+residual": "x̂ + (x − x̂)  (sanity check)",
+}
+
+_ARRAYS = ("loss", "loss_se", "kl", "kl_se")
+
+
+def _ljust(s: str, width: int) -> str:
+    """Left-justify counting display columns (combining accents such as x̂'s take none)."""
+    return s + " " * max(width - sum(not unicodedata.combining(ch) for ch in s), 0)
+
+
+def _f(v: float, spec: str = ".4f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """What the model does when a module's output is replaced, rung by rung.
+
+    Attributes
+    ----------
+    rungs : tuple of str
+        The rungs run, in order (a subset of ``clean``, ``zero_ablation``, ``mean_ablation``,
+        ``recon``, ``recon+mean``, ``recon+gaussian``, ``recon+perturbative``, ``recon+residual``).
+    loss, loss_se : (n_rungs,) ndarray
+        Mean downstream loss of each rung and its standard error (over rows, see
+        :func:`patch_scores`).
+    kl, kl_se : (n_rungs,) ndarray
+        Mean ``KL(p_clean ‖ p_rung)`` per token (nats) and its standard error; NaN when the
+        model does not return logits.
+    ce_loss_recovered, ce_loss_recovered_se : float
+        SAELens' score ``(L_zero − L_recon) / (L_zero − L_clean)``.
+    mean_ablation_recovered, mean_ablation_recovered_se : float
+        The same with mean ablation as the baseline.
+    gaussian_recovered, gaussian_recovered_se : float
+        ``(L_recon − L_gauss) / (L_recon − L_clean)``: the share of the gap between the bare
+        reconstruction and the clean model that a token-independent Gaussian residual with the
+        fitted mean and covariance closes. 1: the model treats the residual as noise; 0 or less:
+        it uses what the residual carries.
+    perturbative_recovered, perturbative_recovered_se : float
+        The same with draws from the perturbative background (NaN when not run).
+    kl_score : float
+        SAELens' ``(KL_zero − KL_recon) / KL_zero`` (NaN without logits).
+    sanity_delta : float
+        ``L_{recon+residual} − L_clean`` (checked to be within tolerance).
+    n_rows, n_tokens, d, n_resamples, seed : int
+    module : str
+    background : str
+        What the noise rungs drew from.
+    loss_name : str
+    """
+
+    rungs: tuple
+    loss: np.ndarray = field(repr=False)
+    loss_se: np.ndarray = field(repr=False)
+    kl: np.ndarray = field(repr=False)
+    kl_se: np.ndarray = field(repr=False)
+    ce_loss_recovered: float
+    ce_loss_recovered_se: float
+    mean_ablation_recovered: float
+    mean_ablation_recovered_se: float
+    gaussian_recovered: float
+    gaussian_recovered_se: float
+    perturbative_recovered: float
+    perturbative_recovered_se: float
+    kl_score: float
+    sanity_delta: float
+    n_rows: int
+    n_tokens: int
+    d: int
+    n_resamples: int
+    seed: int
+    module: str
+    background: str
+    loss_name: str = "loss"
+
+    # ------------------------------------------------------------------ access
+    def loss_of(self, rung: str) -> float:
+        """Mean loss of one rung (``KeyError`` naming the rungs run when absent)."""
+        if rung not in self.rungs:
+            raise KeyError(f"rung {rung!r} was not run; rungs: {', '.join(self.rungs)}")
+        return float(self.loss[self.rungs.index(rung)])
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (arrays become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, (np.floating, np.integer)):
+                v = v.item()
+            out[f.name] = v
+        return out
+
+    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
+        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), **kwargs)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PatchReport":
+        kw = dict(d)
+        kw["rungs"] = tuple(kw["rungs"])
+        for name in _ARRAYS:
+            kw[name] = np.asarray(kw[name], dtype=float)
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PatchReport":
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PatchReport):
+            return NotImplemented
+        return json.dumps(self.to_dict()) == json.dumps(other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ reading
+    def __str__(self) -> str:
+        has_kl = bool(np.any(np.isfinite(self.kl)))
+        L = [
+            f"PatchReport: {self.module}, {self.n_rows} rows / {self.n_tokens} tokens, d = {self.d}, "
+            f"{self.n_resamples} resamples, noise from {self.background}"
+        ]
+        head = f"  {'rung':<20}{'output becomes':<38}{self.loss_name:>12}{'± SE':>10}"
+        if has_kl:
+            head += f"{'KL to clean':>13}{'± SE':>10}"
+        L.append(head)
+        L.append("  " + "-" * (len(head) - 2))
+        for i, name in enumerate(self.rungs):
+            line = f"  {name:<20}{_ljust(RUNGS.get(name, ''), 38)}{self.loss[i]:>12.5f}{self.loss_se[i]:>10.2g}"
+            if has_kl:
+                line += f"{_f(float(self.kl[i]), '.5f'):>13}{_f(float(self.kl_se[i]), '.2g'):>10}"
+            L.append(line)
+
+        def row(label, v, se, note):
+            L.append(f"  {label:<26}{_f(v):>10}  ± {_f(se, '.2g'):<8}  {note}")
+
+        L.append(" scores")
+        row("ce_loss_recovered", self.ce_loss_recovered, self.ce_loss_recovered_se, "(L_zero − L_recon)/(L_zero − L_clean), SAELens")
+        row("mean_ablation_recovered", self.mean_ablation_recovered, self.mean_ablation_recovered_se, "the same against mean ablation")
+        row("gaussian_recovered", self.gaussian_recovered, self.gaussian_recovered_se, "(L_recon − L_gauss)/(L_recon − L_clean); 1 = residual is noise to the model")
+        if not math.isnan(self.perturbative_recovered):
+            row("perturbative_recovered", self.perturbative_recovered, self.perturbative_recovered_se, "the same with perturbative draws")
+        if not math.isnan(self.kl_score):
+            L.append(f"  {'kl_score':<26}{self.kl_score:>10.4f}  {'':<11}  (KL_zero − KL_recon)/KL_zero")
+        L.append(f"  {'sanity: L_true − L_clean':<26}{self.sanity_delta:>10.2e}")
+        return "\n".join(L)
+
+    def plot(self, path: str | None = None):
+        """Loss (and KL) per rung with standard errors; saved to ``path`` if given.
+
+        Returns the matplotlib Figure.
+        """
+        import matplotlib.pyplot as plt
+
+        has_kl = bool(np.any(np.isfinite(self.kl)))
+        fig, axes = plt.subplots(1, 2 if has_kl else 1, figsize=(11 if has_kl else 6.5, 4))
+        axes = np.atleast_1d(axes)
+        y = np.arange(len(self.rungs))
+        colors = ["tab:green" if r == "clean" else "tab:gray" if "ablation" in r else "tab:blue" for r in self.rungs]
+        ax = axes[0]
+        ax.barh(y, self.loss, xerr=self.loss_se, color=colors)
+        ax.axvline(self.loss_of("clean"), color="k", lw=0.8, ls="--")
+        ax.set_yticks(y, self.rungs)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"mean {self.loss_name}")
+        ax.set_title(
+            f"CE recovered {_f(self.ce_loss_recovered, '.3f')}, Gaussian recovered {_f(self.gaussian_recovered, '.3f')}",
+            fontsize=10,
+        )
+        if has_kl:
+            ax = axes[1]
+            ax.barh(y, np.nan_to_num(self.kl), xerr=np.nan_to_num(self.kl_se), color=colors)
+            ax.set_yticks(y, self.rungs)
+            ax.invert_yaxis()
+            ax.set_xlabel("KL(p_clean ‖ p_rung), nats per token")
+        fig.suptitle(self.module, fontsize=10)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig

