@@ -125,7 +125,7 @@ class EnsembleResult:
         return self.conditional_covariance[:, np.arange(k), np.arange(k)].astype(np.float64)  # float64 accumulation
 
     def moment(self, p: int, *, rao_blackwell: bool = True, groups: int = 100):
-        """``E z^p`` of one output unit, per input, with a jackknife standard error.
+        """``E z^p`` of one output unit, per input, with a jackknife standard error (over all ranks).
 
         Parameters
         ----------
@@ -134,6 +134,9 @@ class EnsembleResult:
         rao_blackwell : bool
             Average the exact conditional moment ``(p − 1)!! G^{p/2}`` (even p; odd moments are 0
             by symmetry) instead of raw ``z^p`` — the same mean, a smaller variance.
+        groups : int
+            Jackknife groups: contiguous runs of networks by global index, so a distributed
+            ensemble gets the one-process groups and standard error.
 
         Returns
         -------
@@ -356,7 +359,9 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     distributed : bool
         Split the networks over the ranks of a ``torch.distributed`` process group (e.g. under
         ``torchrun``): rank r of W draws the contiguous blocks ``⌊Br/W⌋ … ⌊B(r+1)/W⌋ − 1`` of the
-        ``B`` blocks. Every rank must make the same call.
+        ``B`` blocks. Every rank must make the same call. Ranks beyond ``B`` draw nothing: for
+        more ranks than blocks pass a smaller ``chunk`` (and the same one to a one-process run that
+        should reproduce it).
     group : torch.distributed.ProcessGroup, optional
         The group to split over (default: the whole world).
 

@@ -180,7 +180,8 @@ class Study:
     Every cell feeds one input ``x = 1`` with ``n₀ = 1``, so ``K⁽¹⁾ = C_b + C_W``; the theory
     columns use the same ``K⁽¹⁾``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
     ``fsync``; a run killed at any point loses at most the cell in flight, and a torn last line is
-    cut off on resume. Finished cells are never recomputed.
+    cut off on resume. Finished cells are never recomputed. ``run(distributed=True)`` splits each
+    cell's networks over the ranks of a ``torch.distributed`` group with the same numbers.
 
     Examples
     --------
