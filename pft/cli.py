@@ -571,6 +571,11 @@ def _add_scaling(sub) -> None:
     p.add_argument("--plot", default=None, help="write the figure here (png, pdf, svg)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: each cell's networks are split over the ranks; rank 0 writes the store and prints",
+    )
 
 
 def _run_scaling(args) -> int:
@@ -586,8 +591,30 @@ def _run_scaling(args) -> int:
     if args.C_b is not None:
         grid["C_b"] = args.C_b
     study = Study(grid, networks=args.networks, method=args.method, seed=args.seed, device=args.device,
-                  progress=not args.quiet)
-    result = study.run(store=args.store)
+                  progress=not args.quiet)  # bad input fails here, before any rank waits on another
+    rank = 0
+    if args.distributed:
+        import os
+
+        import torch
+        import torch.distributed as dist
+
+        cuda = str(args.device).startswith("cuda")
+        if str(args.device) == "cuda":  # one GPU per rank: torchrun's LOCAL_RANK picks it
+            study.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(torch.device(study.device))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        rank = dist.get_rank()
+    try:
+        result = study.run(store=args.store, distributed=args.distributed)
+    finally:
+        if args.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
     print(result.to_json() if args.json else result.table())
     if args.plot:
         path = result.plot(args.plot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pft.errors import InputError
+from pft.numeric._reduce import LocalReducer, Reducer, reducer
 from pft.scaling._activations import resolve_activation
 from pft.scaling._estimators import jackknife, warn_if_heavy
 from pft.scaling._theory import _check_depth, _check_pos, _table
@@ -80,10 +82,20 @@ class EnsembleResult:
     method : str
     seed : int
     inputs : ndarray, shape (k, input_dim)
-    outputs : ndarray, shape (networks, output_width, k)
-    conditional_covariance : ndarray, shape (networks, k, k)
+    outputs : ndarray, shape (local networks, output_width, k)
+        This process's networks: all of them, or under ``distributed=True`` this rank's
+        contiguous share, global networks ``network_offset … network_offset + len(outputs) − 1``.
+    conditional_covariance : ndarray, shape (local networks, k, k)
         ``G = C_b + (C_W/n) σ(z⁽ᴸ⁻¹⁾)ᵀσ(z⁽ᴸ⁻¹⁾)``: given layer L − 1 the outputs are iid
         ``N(0, G)`` (``G = K⁽¹⁾`` when L = 1).
+    network_offset : int
+        Global index of ``outputs[0]`` (0 on one process).
+    total_networks : int or None
+        Networks over all ranks (None: ``len(outputs)``, one process).
+    reducer : Reducer
+        How sums travel between ranks. With a distributed one, :meth:`moment`,
+        :meth:`excess_kurtosis`, :meth:`to_dict` and ``str`` are collective: every rank must call
+        them, in the same order, and every rank gets the same all-rank answer.
     """
 
     config: MLPConfig
@@ -92,17 +104,28 @@ class EnsembleResult:
     inputs: np.ndarray = field(repr=False)
     outputs: np.ndarray = field(repr=False)
     conditional_covariance: np.ndarray = field(repr=False)
+    network_offset: int = 0
+    total_networks: int | None = None
+    reducer: Reducer = field(default_factory=LocalReducer, repr=False, compare=False)
 
     @property
     def n_networks(self) -> int:
-        return self.outputs.shape[0]
+        """Networks over all ranks (the count the moments average over)."""
+        return self.outputs.shape[0] if self.total_networks is None else self.total_networks
+
+    def _jackknife(self, stat, columns, groups):
+        return jackknife(stat, columns, groups, reducer=self.reducer, offset=self.network_offset,
+                         total=self.n_networks)
+
+    def _warn_if_heavy(self, x, what, hint):
+        warn_if_heavy(x, what, hint, stacklevel=4, reducer=self.reducer)
 
     def _G(self) -> np.ndarray:
         k = self.outputs.shape[2]
         return self.conditional_covariance[:, np.arange(k), np.arange(k)].astype(np.float64)  # float64 accumulation
 
     def moment(self, p: int, *, rao_blackwell: bool = True, groups: int = 100):
-        """``E z^p`` of one output unit, per input, with a jackknife standard error.
+        """``E z^p`` of one output unit, per input, with a jackknife standard error (over all ranks).
 
         Parameters
         ----------
@@ -111,6 +134,9 @@ class EnsembleResult:
         rao_blackwell : bool
             Average the exact conditional moment ``(p − 1)!! G^{p/2}`` (even p; odd moments are 0
             by symmetry) instead of raw ``z^p`` — the same mean, a smaller variance.
+        groups : int
+            Jackknife groups: contiguous runs of networks by global index, so a distributed
+            ensemble gets the one-process groups and standard error.
 
         Returns
         -------
@@ -130,8 +156,8 @@ class EnsembleResult:
         else:
             col = (self.outputs.astype(np.float64) ** p).mean(axis=1)
             hint = "Use the Rao–Blackwellised estimate (rao_blackwell=True) or more networks."
-        warn_if_heavy(col, f"E z^{p}", hint)
-        return jackknife(lambda m: m, [col], groups)
+        self._warn_if_heavy(col, f"E z^{p}", hint)
+        return self._jackknife(lambda m: m, [col], groups)
 
     def excess_kurtosis(self, *, rao_blackwell: bool = True, groups: int = 100):
         """Excess kurtosis ``E z⁴ / (E z²)² − 3`` of one output unit, per input, with a jackknife se.
@@ -147,13 +173,13 @@ class EnsembleResult:
         if rao_blackwell:
             G = self._G()
             num, den = G**2, G
-            warn_if_heavy(num, "excess kurtosis (E G²)", "More networks are needed.")
-            return jackknife(lambda a, b: 3 * a / b**2 - 3, [num, den], groups)
+            self._warn_if_heavy(num, "excess kurtosis (E G²)", "More networks are needed.")
+            return self._jackknife(lambda a, b: 3 * a / b**2 - 3, [num, den], groups)
         out = self.outputs.astype(np.float64)
         z2 = (out**2).mean(axis=1)
         z4 = (out**4).mean(axis=1)
-        warn_if_heavy(z4, "excess kurtosis (raw E z⁴)", "Use rao_blackwell=True or more networks.")
-        return jackknife(lambda a, b: a / b**2 - 3, [z4, z2], groups)
+        self._warn_if_heavy(z4, "excess kurtosis (raw E z⁴)", "Use rao_blackwell=True or more networks.")
+        return self._jackknife(lambda a, b: a / b**2 - 3, [z4, z2], groups)
 
     def to_dict(self, *, include_samples: bool = False) -> dict:
         with warnings.catch_warnings():
@@ -170,7 +196,8 @@ class EnsembleResult:
             "excess_kurtosis": ek.tolist(),
             "excess_kurtosis_se": ekse.tolist(),
         }
-        if include_samples:
+        if include_samples:  # this rank's networks only
+            d["network_offset"] = self.network_offset
             d["inputs"] = self.inputs.tolist()
             d["outputs"] = self.outputs.tolist()
             d["conditional_covariance"] = self.conditional_covariance.tolist()
@@ -278,8 +305,34 @@ def _chunk_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+#: Default networks per block. Blocks are the unit of seeding and of splitting across ranks, so the
+#: default must not depend on the number of ranks; 1024 gives a 20 000-network cell 20 blocks to
+#: share and costs nothing on one process (a 2-core CPU draws n ≤ 128 ensembles as fast in blocks of
+#: 313, 1024 or 2048 networks as in one block of 20 000).
+_MAX_BLOCK = 1024
+
+
+def _default_chunk(config: MLPConfig, method: str, k: int, n_networks: int) -> int:
+    n = config.width
+    per = n * k if method == "exact" else n * max(n, config.input_dim, k)
+    return max(1, min(n_networks, _MAX_BLOCK, (1 << 22) // max(per, 1)))  # ≤ ~32 MiB per tensor
+
+
+def _check_same_on_all_ranks(red: Reducer, **args) -> None:
+    """Ranks must draw from one call; a fingerprint of its arguments is gathered and compared."""
+    text = json.dumps(args, sort_keys=True, default=str)
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "little")  # exact in float64
+    prints = red.gather_rows(np.array([[float(digest)]]))[:, 0]
+    if np.any(prints != prints[0]):
+        differ = [int(r) for r in np.flatnonzero(prints != prints[0])]
+        raise InputError(
+            f"`sample_ensemble(distributed=True)` was called with different arguments on ranks {differ} than on "
+            "rank 0 (config, n_networks, inputs, method, seed, chunk, dtype must agree); pass the same ones everywhere."
+        )
+
+
 def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", seed, device="cpu",
-                    dtype=None, chunk=None, progress=True) -> EnsembleResult:
+                    dtype=None, chunk=None, progress=True, distributed=False, group=None) -> EnsembleResult:
     """Draw an ensemble of independently initialised networks and return their outputs.
 
     Parameters
@@ -293,23 +346,39 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
         ``n`` preactivations of layer ℓ + 1 are iid ``N(0, C_b + (C_W/n) σ(z⁽ˡ⁾)ᵀσ(z⁽ˡ⁾))`` over
         inputs — O(n k²) per layer and network. Both give the same distribution.
     seed : int
-        Same seed, chunk, device and dtype → same numbers.
+        Same seed, chunk, device and dtype → same numbers, on any number of ranks.
     device : str or torch.device
     dtype : torch.dtype, optional
         Default float64.
     chunk : int, optional
-        Networks per batch (default: sized to ~32 MiB per tensor).
+        Networks per block: block ``b`` holds networks ``b·chunk …`` and draws from its own
+        generator, seeded by ``(seed, b)``. Default: at most 1024, fewer where a tensor would pass
+        ~32 MiB; it depends on the arguments only, never on the number of ranks.
     progress : bool
-        tqdm bar over networks.
+        tqdm bar over networks (rank 0's share only, under ``distributed=True``).
+    distributed : bool
+        Split the networks over the ranks of a ``torch.distributed`` process group (e.g. under
+        ``torchrun``): rank r of W draws the contiguous blocks ``⌊Br/W⌋ … ⌊B(r+1)/W⌋ − 1`` of the
+        ``B`` blocks. Every rank must make the same call. Ranks beyond ``B`` draw nothing: for
+        more ranks than blocks pass a smaller ``chunk`` (and the same one to a one-process run that
+        should reproduce it).
+    group : torch.distributed.ProcessGroup, optional
+        The group to split over (default: the whole world).
 
     Returns
     -------
     EnsembleResult
+        Under ``distributed=True`` its ``outputs`` hold this rank's networks only, while its
+        moments and standard errors are over all ranks' networks (collective calls).
 
     Notes
     -----
     The last layer's conditional covariance ``G`` is kept, so moments can be Rao–Blackwellised:
     ``E z⁴ = 3 E G²`` exactly.
+
+    Seeds belong to blocks of networks, not to processes, so the union of the ranks' networks *is*
+    the one-process ensemble with the same arguments: a distributed run reproduces it to rounding
+    (only the sums of jackknife groups that straddle two ranks are added in another order).
 
     References
     ----------
@@ -348,20 +417,29 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     act = resolve_activation(config.activation)
     k = X.shape[0]
     n = config.width
-    if chunk is None:
-        per = n * k if method == "exact" else n * max(n, config.input_dim, k)
-        chunk = max(1, min(n_networks, (1 << 22) // max(per, 1)))
-    chunk = _check_int("chunk", chunk)
+    chunk = _default_chunk(config, method, k, n_networks) if chunk is None else _check_int("chunk", chunk)
+    red = reducer(distributed, group)
+    if red.distributed:
+        _check_same_on_all_ranks(red, config=config.to_dict(), n_networks=n_networks, inputs=X.tolist(),
+                                 method=method, seed=int(seed), chunk=chunk, dtype=str(dtype))
+        world = red.world
+    else:
+        world = 1
+    n_blocks = -(-n_networks // chunk)
+    first, stop = n_blocks * red.rank // world, n_blocks * (red.rank + 1) // world
+    lo, hi = min(first * chunk, n_networks), min(stop * chunk, n_networks)
     try:
         dev = torch.device(device)
         Xt = torch.as_tensor(X, dtype=dtype, device=dev)
     except (RuntimeError, TypeError, AssertionError) as exc:
         raise InputError(f"`device`={device!r} / `dtype`={dtype!r} not usable: {exc}") from None
     draw = _exact_chunk if method == "exact" else _weights_chunk
-    outs, Gs = [], []
-    with tqdm(total=n_networks, disable=not progress, unit="net", desc=f"{method} n={n} L={config.depth}") as bar:
-        for i, start in enumerate(range(0, n_networks, chunk)):
-            B = min(chunk, n_networks - start)
+    outs = [np.empty((0, config.output_width, k), dtype=torch.empty(0, dtype=dtype).numpy().dtype)]
+    Gs = [np.empty((0, k, k), dtype=outs[0].dtype)]
+    with tqdm(total=hi - lo, disable=not progress or red.rank != 0, unit="net",
+              desc=f"{method} n={n} L={config.depth}") as bar:
+        for i in range(first, stop):
+            B = min(chunk, n_networks - i * chunk)
             gen = torch.Generator(device=dev)
             gen.manual_seed(_chunk_seed(int(seed), i))
             with torch.no_grad():
@@ -372,4 +450,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
             outs.append(out.cpu().numpy())
             Gs.append(G.cpu().numpy())
             bar.update(B)
-    return EnsembleResult(config, method, int(seed), X, np.concatenate(outs), np.concatenate(Gs))
+    if not red.distributed:
+        return EnsembleResult(config, method, int(seed), X, np.concatenate(outs), np.concatenate(Gs))
+    return EnsembleResult(config, method, int(seed), X, np.concatenate(outs), np.concatenate(Gs),
+                          network_offset=lo, total_networks=n_networks, reducer=red)

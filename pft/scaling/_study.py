@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pft.errors import InputError
+from pft.numeric._reduce import Reducer, reducer
 from pft.scaling._activations import resolve_activation
 from pft.scaling._ensemble import MLPConfig, _check_int, sample_ensemble
 from pft.scaling._estimators import HeavyTailWarning
@@ -92,6 +93,18 @@ def _append(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+def _share_from_rank0(red: Reducer, obj):
+    """Rank 0's JSON-able ``obj`` on every rank (JSON bytes over a sum all-reduce; never pickle)."""
+    if not red.distributed:
+        return obj
+    data = json.dumps(obj).encode() if red.rank == 0 else b""
+    size = int(red.sum(np.array([float(len(data))]))[0])
+    buf = np.zeros(size)
+    if red.rank == 0:
+        buf[:] = np.frombuffer(data, dtype=np.uint8)
+    return json.loads(red.sum(buf).astype(np.uint8).tobytes())
+
+
 @dataclass(frozen=True)
 class StudyResult:
     """One row per grid cell: the measured and predicted excess kurtosis and second moment.
@@ -167,7 +180,8 @@ class Study:
     Every cell feeds one input ``x = 1`` with ``n₀ = 1``, so ``K⁽¹⁾ = C_b + C_W``; the theory
     columns use the same ``K⁽¹⁾``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
     ``fsync``; a run killed at any point loses at most the cell in flight, and a torn last line is
-    cut off on resume. Finished cells are never recomputed.
+    cut off on resume. Finished cells are never recomputed. ``run(distributed=True)`` splits each
+    cell's networks over the ranks of a ``torch.distributed`` group with the same numbers.
 
     Examples
     --------
@@ -220,10 +234,10 @@ class Study:
     def cells(self) -> list[dict]:
         return [dict(c) for c in self._cells]
 
-    def _run_cell(self, key: dict, theory) -> dict:
+    def _run_cell(self, key: dict, theory, distributed=False, group=None) -> dict:
         cfg = MLPConfig(key["activation"], key["width"], key["depth"], C_W=key["C_W"], C_b=key["C_b"])
         ens = sample_ensemble(cfg, key["networks"], [1.0], method=key["method"], seed=_cell_seed(key),
-                              device=self.device, progress=False)
+                              device=self.device, progress=False, distributed=distributed, group=group)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", HeavyTailWarning)
             ek, ekse = ens.excess_kurtosis()
@@ -245,22 +259,44 @@ class Study:
             "exact": exact,
         }
 
-    def run(self, store=None) -> StudyResult:
+    def run(self, store=None, *, distributed=False, group=None) -> StudyResult:
         """Run every cell not yet in ``store`` (a .jsonl path; None keeps results in memory).
+
+        Parameters
+        ----------
+        store : str or Path, optional
+        distributed : bool
+            Under ``torchrun`` (an initialised ``torch.distributed`` group): every cell's networks
+            are split over the ranks (:func:`sample_ensemble` with ``distributed=True``) and its
+            moments reduced; rank 0 alone reads and appends to ``store``. Every rank must call
+            ``run`` with the same study, and every rank returns the same result.
+        group : torch.distributed.ProcessGroup, optional
+            The ranks to split over (default: the whole world).
 
         Returns
         -------
         StudyResult
             The rows of this grid, in grid order, read from the store when it had them.
+
+        Notes
+        -----
+        Splitting each cell rather than dealing whole cells to ranks keeps the ranks equally busy
+        (cells differ by orders of magnitude in cost, and a one-cell grid still parallelises), and
+        since seeds belong to blocks of networks, a cell's numbers equal the one-process run's to
+        rounding — so a store may be filled by runs on any number of ranks.
         """
         from tqdm.auto import tqdm
 
+        red = reducer(distributed, group)
         path = None if store is None else Path(store)
-        done = {} if path is None else _read_store(path)
+        done = {} if path is None or red.rank != 0 else _read_store(path)
+        # rank 0 owns the store: it tells the others which cells are finished, and their records
+        known = _share_from_rank0(red, [done.get(json.dumps(c, sort_keys=True)) for c in self._cells])
+        done = {json.dumps(c, sort_keys=True): rec for c, rec in zip(self._cells, known) if rec is not None}
         theories: dict = {}
         rows = []
         todo = [c for c in self._cells if json.dumps(c, sort_keys=True) not in done]
-        bar = tqdm(total=len(todo), disable=not self.progress, unit="cell", desc="scaling study")
+        bar = tqdm(total=len(todo), disable=not self.progress or red.rank != 0, unit="cell", desc="scaling study")
         try:
             for key in self._cells:
                 skey = json.dumps(key, sort_keys=True)
@@ -272,8 +308,8 @@ class Study:
                     depth = max(c["depth"] for c in self._cells if (c["activation"], c["C_W"], c["C_b"]) == tkey)
                     theories[tkey] = finite_width_theory(key["activation"], depth, C_W=key["C_W"], C_b=key["C_b"],
                                                          first_kernel=key["C_b"] + key["C_W"])
-                record = {"key": key, "result": self._run_cell(key, theories[tkey])}
-                if path is not None:
+                record = {"key": key, "result": self._run_cell(key, theories[tkey], distributed, group)}
+                if path is not None and red.rank == 0:
                     _append(path, record)
                 done[skey] = record
                 rows.append(record)
