@@ -9,6 +9,7 @@ torch, sympy or matplotlib):
 - :mod:`pft.scaling` -- finite-width theory of randomly initialised networks and ensembles.
 - :mod:`pft.degrade` -- tempered local posterior sampling and the learning coefficient.
 - :mod:`pft.toy` -- ground-truth generators.
+- :mod:`pft.models` -- MiniLM-L6 and SmolLM2-135M offline from PyPI packages (extra ``models``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
     "OutOfReachError",
 ]
 
-_SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", "io")
+_SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", "models", "io")
 
 
 def __getattr__(name: str):

@@ -24,7 +24,7 @@ def test_import_pft_is_light():
     assert not (heavy & mods), heavy & mods
 
 
-@pytest.mark.parametrize("sub", ["symbolic", "numeric", "residual", "scaling", "degrade", "toy"])
+@pytest.mark.parametrize("sub", ["symbolic", "numeric", "residual", "scaling", "degrade", "toy", "models"])
 def test_subpackages_export_only_public_names(sub):
     import importlib
 
@@ -46,6 +46,7 @@ def test_imports_flow_one_way():
         "residual": ("pft.cli",),
         "scaling": ("pft.cli", "pft.residual"),
         "degrade": ("pft.cli",),
+        "models": ("pft.cli",),
     }
     for sub, bad in forbidden.items():
         for path in (root / sub).rglob("*.py"):
