@@ -210,6 +210,7 @@ def score_across(
     holdout: float = 0.2,
     seed: int = 0,
     progress: bool = True,
+    patch: Mapping[str, Any] | None = None,
     **score_kwargs,
 ) -> AcrossReport:
     """Run :func:`pft.residual.score` for each interpretation on each degraded model copy.
@@ -229,6 +230,11 @@ def score_across(
     holdout, seed, progress, **score_kwargs
         Passed to :func:`pft.residual.score` (its own bar is off; ``progress`` shows one bar
         over the scores).
+    patch : mapping, optional
+        Also run :func:`pft.residual.patch_scores` on every copy and interpretation, with these
+        arguments (at least ``module``, ``batches`` — a list — and ``loss_fn``); its scalar
+        results join each row prefixed ``patch_`` (``patch_gaussian_recovered``,
+        ``patch_ce_loss_recovered``, ...). Interpretations must then be callables.
 
     Returns
     -------
@@ -275,7 +281,18 @@ def score_across(
 
     from tqdm.auto import tqdm
 
+    from pft.residual._patch import patch_scores
     from pft.residual._score import score
+
+    if patch is not None:
+        need = {"module", "batches", "loss_fn"}
+        if not isinstance(patch, Mapping) or not need <= set(patch):
+            raise InputError(
+                f"`patch` must be a mapping with at least {sorted(need)} (the arguments of "
+                f"patch_scores); got {patch!r}."
+            )
+        if hasattr(patch["batches"], "__next__"):
+            raise InputError("`patch['batches']` is an iterator; pass a list (it is used once per copy).")
 
     rows = []
     bar = tqdm(desc="score_across", unit="score", disable=not progress)
@@ -305,6 +322,14 @@ def score_across(
                     "loss_increase": float(copy.loss_increase),
                 }
                 row.update(_float_fields(report))
+                if patch is not None:
+                    if not callable(interp):
+                        raise InputError(
+                            f"interpretation {name!r} is an array; `patch` needs callables that map a "
+                            "batch's activations to their reconstruction."
+                        )
+                    rep = patch_scores(copy.model, interpretation=interp, seed=seed, progress=False, **patch)
+                    row.update({f"patch_{k}": v for k, v in _float_fields(rep).items()})
                 rows.append(row)
                 bar.update()
     finally:

@@ -84,3 +84,44 @@ def test_bad_inputs(toy):
     assert rep.interpretations == ("interpretation",)
     with pytest.raises(InputError, match="unknown metric"):
         rep.summary("nope")
+
+
+def test_patch_scores_join_the_rows():
+    # A linear readout of a linear layer: with a near-identity interpretation the spliced
+    # reconstruction is almost the clean activation, so ce_loss_recovered is 1 to O(1e-3);
+    # with the zero interpretation it is exactly 0 (recon = zero ablation).
+    import collections
+
+    import torch
+
+    from pft.residual import score_across
+
+    torch.manual_seed(0)
+    d = 6
+    model = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Linear(d, 1)).double()
+    X = torch.randn(400, d, dtype=torch.float64)
+    y = X.sum(dim=1, keepdim=True)
+    batches = [(X[i : i + 100], y[i : i + 100]) for i in range(0, 400, 100)]
+    Copy = collections.namedtuple("Copy", "model temperature loss_increase draw")
+    copies = [Copy(model, 0.0, 0.0, 0)]
+
+    def acts(m):
+        with torch.no_grad():
+            return m[0](X).numpy()
+
+    def loss_fn(out, batch):
+        return ((out - batch[1]) ** 2).squeeze(1)
+
+    rep = score_across(
+        copies,
+        acts,
+        {"identity": lambda a: a + 1e-3 * a * a, "zero": lambda a: a * 0},  # numpy and torch alike
+        progress=False,
+        patch={"module": "0", "batches": batches, "loss_fn": loss_fn},
+        n_directions=2,
+    )
+    rows = {r["interpretation"]: r for r in rep.rows}
+    assert rows["identity"]["patch_ce_loss_recovered"] == pytest.approx(1.0, abs=1e-2)
+    assert rows["zero"]["patch_ce_loss_recovered"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(InputError, match="`patch` must be a mapping"):
+        score_across(copies, acts, {"identity": lambda a: a}, progress=False, patch={"module": "0"})
