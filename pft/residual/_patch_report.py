@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import unicodedata
@@ -10,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from pft._results import JsonResult
 
 __all__ = ["PatchReport", "RUNGS"]
 
@@ -38,7 +39,7 @@ def _f(v: float, spec: str = ".4f") -> str:
 
 
 @dataclass(frozen=True)
-class PatchReport:
+class PatchReport(JsonResult):
     """What the model does when a module's output is replaced, rung by rung.
 
     Attributes
@@ -106,28 +107,6 @@ class PatchReport:
         return float(self.loss[self.rungs.index(rung)])
 
     # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python types (arrays become lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, (np.floating, np.integer)):
-                v = v.item()
-            out[f.name] = v
-        return out
-
-    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
-        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), **kwargs)
-        if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text)
-        return text
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PatchReport":
         kw = dict(d)

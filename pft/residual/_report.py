@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from pft._results import JsonResult
 
 __all__ = ["ResidualReport", "compare"]
 
@@ -27,7 +28,7 @@ def _fmt(v: float, width: int = 10) -> str:
 
 
 @dataclass(frozen=True)
-class ResidualReport:
+class ResidualReport(JsonResult):
     """How much an interpretation's residual ``r = x − x̂`` carries beyond a Gaussian.
 
     Reconstruction metrics use every token; everything fitted (backgrounds, directions,
@@ -121,26 +122,6 @@ class ResidualReport:
     dead_fraction: float = math.nan
 
     # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python types (arrays become nested lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, (np.floating, np.integer)):
-                v = v.item()
-            out[f.name] = v
-        return out
-
-    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
-        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), **kwargs)
-        if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text)
-        return text
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResidualReport":
         kw = dict(d)

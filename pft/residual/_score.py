@@ -10,7 +10,7 @@ import numpy as np
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
-from pft.numeric._reduce import Reducer, reducer, uniforms
+from pft.numeric._reduce import reducer, uniforms
 from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
 from pft.residual._report import ResidualReport
 

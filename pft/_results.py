@@ -1,0 +1,38 @@
+"""What result dataclasses share: plain-type ``to_dict`` and ``to_json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JsonResult"]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+class JsonResult:
+    """Mixin for frozen dataclasses: ``to_dict()`` with plain Python types (arrays become nested
+    lists, tuples lists), ``to_json(path=None)``. Subclasses add ``from_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (arrays become nested lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self, path: str | None = None, **kwargs: Any) -> str:
+        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), **kwargs)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
