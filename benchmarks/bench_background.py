@@ -33,7 +33,15 @@ def _peak_mib(fn):
     return peak / 2**20
 
 
-def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 8192, seed: int = 0, quick: bool = False) -> list[dict]:
+def run(
+    tokens: int = 100_000,
+    dim: int = 384,
+    repeats: int = 3,
+    chunk: int = 8192,
+    seed: int = 0,
+    quick: bool = False,
+    device: str = "cpu",
+) -> list[dict]:
     if quick:
         tokens, repeats = 20_000, 1
     from sklearn.covariance import LedoitWolf
@@ -44,13 +52,19 @@ def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 81
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((dim, dim)).astype(np.float32) / np.sqrt(dim)
     X = (rng.standard_normal((tokens, dim), dtype=np.float32) @ A).astype(np.float32)
+    data_mib = X.nbytes / 2**20
+    if device != "cpu":
+        return _run_device(X, chunk, repeats, device, data_mib)
     chunks = lambda: (X[a : a + chunk] for a in range(0, tokens, chunk))  # noqa: E731
 
     t_pft = _best(lambda: GaussianBackground(shrinkage="ledoit-wolf").fit(chunks()), repeats)
+    t_f32 = _best(lambda: GaussianBackground(shrinkage="ledoit-wolf", precision="float32").fit(chunks()), repeats)
     t_cov = _best(lambda: np.cov(X, rowvar=False), repeats)
     t_lw = _best(lambda: LedoitWolf().fit(X), max(1, repeats - 1))
     mem_pft = _peak_mib(lambda: GaussianBackground(shrinkage="ledoit-wolf").fit(chunks()))
     mem_cov = _peak_mib(lambda: np.cov(X, rowvar=False))
+    ref = GaussianBackground().fit(chunks()).covariance_
+    err32 = _relerr(GaussianBackground(precision="float32").fit(chunks()).covariance_, ref)
 
     # score end to end on the same size (the residual is a noisy copy)
     Xh = X + 0.3 * rng.standard_normal((tokens, dim), dtype=np.float32)
@@ -58,10 +72,11 @@ def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 81
     score(X, Xh, progress=False)
     t_score = time.perf_counter() - t0
 
-    data_mib = X.nbytes / 2**20
     return [
         {"benchmark": "background fit", "what": "pft GaussianBackground (LW, streamed)", "tokens_per_s": tokens / t_pft,
          "ratio": 1.0, "peak_MiB": mem_pft, "note": f"data {data_mib:.0f} MiB float32"},
+        {"benchmark": "background fit", "what": "pft, precision='float32'", "tokens_per_s": tokens / t_f32,
+         "ratio": t_pft / t_f32, "peak_MiB": float("nan"), "note": f"speed-up over float64; cov rel. error {err32:.1e}"},
         {"benchmark": "background fit", "what": "numpy.cov (no shrinkage)", "tokens_per_s": tokens / t_cov,
          "ratio": t_cov / t_pft, "peak_MiB": mem_cov, "note": "ratio = baseline time / pft time"},
         {"benchmark": "background fit", "what": "sklearn LedoitWolf().fit", "tokens_per_s": tokens / t_lw,
@@ -71,13 +86,53 @@ def run(tokens: int = 100_000, dim: int = 384, repeats: int = 3, chunk: int = 81
     ]
 
 
+def _relerr(a, b) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _run_device(X, chunk, repeats, device, data_mib) -> list[dict]:
+    """The same fit on a torch device: float64, float32 and TF32 arithmetic, against torch's own
+    float64 ``cov`` on the same tensor (times include a device synchronisation)."""
+    import torch
+
+    from pft.numeric import GaussianBackground
+
+    T = torch.as_tensor(X, device=device)
+    tokens = T.shape[0]
+    chunks = lambda: (T[a : a + chunk] for a in range(0, tokens, chunk))  # noqa: E731
+
+    def timed(fn):
+        def run():
+            fn()
+            if T.is_cuda:
+                torch.cuda.synchronize()
+        run()  # warm-up
+        return _best(run, repeats)
+
+    ref = GaussianBackground().fit(chunks()).covariance_
+    t_cov = timed(lambda: torch.cov(T.to(torch.float64).T))
+    rows = []
+    t64 = None
+    for prec in ("float64", "float32", "tf32"):
+        t = timed(lambda: GaussianBackground(precision=prec).fit(chunks()))
+        t64 = t64 or t
+        err = _relerr(GaussianBackground(precision=prec).fit(chunks()).covariance_, ref)
+        rows.append({"benchmark": "background fit", "what": f"pft on {device}, precision={prec}",
+                     "tokens_per_s": tokens / t, "ratio": t_cov / t, "peak_MiB": float("nan"),
+                     "note": f"ratio = torch.cov(float64) time / this; cov rel. error {err:.1e}"})
+    rows.append({"benchmark": "background fit", "what": f"torch.cov float64 on {device}", "tokens_per_s": tokens / t_cov,
+                 "ratio": 1.0, "peak_MiB": float("nan"), "note": f"data {data_mib:.0f} MiB float32"})
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu (default) or a torch device such as cuda")
     a = p.parse_args(argv)
-    rows = run(a.tokens, a.dim, a.repeats)
+    rows = run(a.tokens, a.dim, a.repeats, device=a.device)
     print(f"{'benchmark':<16}{'what':<40}{'tokens/s':>12}{'ratio':>8}{'peak MiB':>10}  note")
     for r in rows:
         print(f"{r['benchmark']:<16}{r['what']:<40}{r['tokens_per_s']:>12.0f}{r['ratio']:>8.2f}{r['peak_MiB']:>10.1f}  {r['note']}")

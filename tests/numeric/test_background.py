@@ -133,3 +133,20 @@ def test_rotation_equivariance_and_row_order_invariance(seed):
     assert b.shrinkage_ == pytest.approx(a.shrinkage_, abs=1e-9)
     np.testing.assert_allclose(b.logpdf(x @ Q), a.logpdf(x), atol=1e-8)
     np.testing.assert_allclose(c.covariance_, a.covariance_, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_float32_precision_costs_about_float32_rounding(kind):
+    # Centred float32 products, merged in float64: the covariance differs from the float64 fit
+    # by ~1e-7..1e-5 relative (float32 rounding over 4096-row chunks), not zero and not more.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((20000, 16)) @ rng.standard_normal((16, 16)) + 100.0
+    data = x if kind == "numpy" else torch.tensor(x)
+    chunks = lambda: (data[a : a + 4096] for a in range(0, 20000, 4096))  # noqa: E731
+    ref = GaussianBackground().fit(chunks())
+    f32 = GaussianBackground(precision="float32").fit(chunks())
+    err = np.max(np.abs(f32.covariance_ - ref.covariance_)) / np.max(np.abs(ref.covariance_))
+    assert 1e-10 < err < 1e-5
+    assert f32.shrinkage_ == pytest.approx(ref.shrinkage_, abs=1e-5)
+    with pytest.raises(InputError, match="`precision`"):
+        GaussianBackground(precision="float16").fit(x)
