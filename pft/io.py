@@ -179,26 +179,10 @@ def iter_chunks(path: str | os.PathLike, *, chunk_rows: int = 65536, name: str =
                 d0 = chunk.shape[1]
                 yield chunk
         return
-    if not os.path.exists(path):
-        raise InputError(f"`{name}`: no such file {path!r}.")
-    lower = path.lower()
-    if lower.endswith(".npy"):
-        offset, shape, dtype, fortran = _npy_layout(path, name)
-        if fortran:
-            raise InputError(f"`{name}`: {path} is stored in Fortran order; rows cannot be streamed. Re-save it C-contiguous.")
-        if dtype.hasobject:
-            raise InputError(f"`{name}`: {path} holds Python objects; pft never unpickles.")
-    elif lower.endswith(".safetensors"):
-        offset, shape, dtype = _safetensors_layout(path, key, name)
-    else:
-        raise InputError(f"`{name}`: streaming reads .npy, .safetensors or a directory of them; got {path}.")
-    if len(shape) != 2:
-        raise InputError(f"`{name}`: {path} holds an array of shape {shape}; streaming needs 2-D (tokens x features).")
-    n, d = shape
-    itemsize = 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
-    with open(path, "rb") as fh:
-        for a in range(0, n, int(chunk_rows)):
-            yield _read_rows(fh, offset, d * itemsize, a, min(n, a + int(chunk_rows)), dtype, d)
+    reader = RowReader(path + (f":{key}" if key else ""), name=name)
+    n = reader.shape[0]
+    for a in range(0, n, int(chunk_rows)):
+        yield reader[a : min(n, a + int(chunk_rows))]
 
 
 class RowReader:
@@ -225,14 +209,18 @@ class RowReader:
         lower = path.lower()
         if lower.endswith(".npy"):
             offset, shape, dtype, fortran = _npy_layout(path, name)
-            if fortran or dtype.hasobject:
-                raise InputError(f"`{name}`: {path} must be a C-ordered numeric .npy to be read by rows.")
+            if fortran:
+                raise InputError(
+                    f"`{name}`: {path} is stored in Fortran order; rows cannot be streamed. Re-save it C-contiguous."
+                )
+            if dtype.hasobject:
+                raise InputError(f"`{name}`: {path} holds Python objects; pft never unpickles.")
         elif lower.endswith(".safetensors"):
             offset, shape, dtype = _safetensors_layout(path, key, name)
         else:
-            raise InputError(f"`{name}`: reading by rows needs .npy or .safetensors; got {path}.")
+            raise InputError(f"`{name}`: streaming reads .npy, .safetensors or a directory of them; got {path}.")
         if len(shape) != 2:
-            raise InputError(f"`{name}`: {path} holds an array of shape {shape}; pft needs 2-D (tokens x features).")
+            raise InputError(f"`{name}`: {path} holds an array of shape {shape}; streaming needs 2-D (tokens x features).")
         self.path, self.shape, self.dtype, self._offset = path, tuple(shape), dtype, offset
         self._itemsize = 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
 
