@@ -203,14 +203,15 @@ def score(
         anchors = AnchorSums(d)
         m_tr = Moments(d=d)
         l0 = dead = math.nan
-        nz_rows, active = 0.0, None
+        nz_rows = 0.0
+        active = np.zeros(c.shape[1], dtype=bool) if c is not None else None
         for (lo, hi), (xc, xh, te, _, _) in zip(bounds, chunks()):
             anchors.add(xc, xh)
             m_tr = m_tr.merge(Moments.from_data_or_empty((xc - xh)[~te], d))
             if c is not None:
                 nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
                 nz_rows += nz.sum()
-                active = nz.any(axis=0) if active is None else active | nz.any(axis=0)
+                active |= nz.any(axis=0)
         if c is not None:
             l0 = float(red.sum(nz_rows)) / N
             dead = float(np.mean(red.sum(active.astype(float)) == 0))
