@@ -232,10 +232,16 @@ def _multi_layer(act: Activation, K: np.ndarray):
         J[a, b][ix] = J[b, a][ix] = 0.5 * H2
         ix4 = np.ix_(idx, idx, idx, idx)
         T[a, b][ix4] = T[b, a][ix4] = 0.25 * H4
-    E4 = np.empty((k,) * 4)
+    return E2, _product_moments(act, K, 4), J, T
+
+
+def _product_moments(act: Activation, K: np.ndarray, order: int) -> np.ndarray:
+    """The symmetric tensor ``⟨σ_{i1} … σ_{i_order}⟩_K`` over inputs, each distinct entry once."""
+    k = K.shape[0]
+    E = np.empty((k,) * order)
     cache: dict = {}
-    for quad in itertools.product(range(k), repeat=4):
-        key = tuple(sorted(quad))
+    for ix in itertools.product(range(k), repeat=order):
+        key = tuple(sorted(ix))
         if key not in cache:
             idx = sorted(set(key))
             pos = [idx.index(q) for q in key]
@@ -243,8 +249,8 @@ def _multi_layer(act: Activation, K: np.ndarray):
                 lambda z, _pos=pos: np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1),
                 K[np.ix_(idx, idx)],
             ))
-        E4[quad] = cache[key]
-    return E2, E4, J, T
+        E[ix] = cache[key]
+    return E
 
 
 #: the six-point vertex over several inputs needs ⟨σ⁶⟩-type averages over all distinct inputs
@@ -255,18 +261,7 @@ MAX_INPUTS_SIX_POINT = 3
 def _six_point_parts(act: Activation, K: np.ndarray):
     """⟨φ_Aφ_Bφ_C⟩ (k⁶) and ∂⟨φ_Bφ_C⟩/∂K_E (k⁶) with φ_(ab) = σ_aσ_b."""
     k = K.shape[0]
-    E6 = np.empty((k,) * 6)
-    cache: dict = {}
-    for six in itertools.product(range(k), repeat=6):
-        key = tuple(sorted(six))
-        if key not in cache:
-            idx = sorted(set(key))
-            pos = [idx.index(q) for q in key]
-            cache[key] = float(gaussian_expect(
-                lambda z, _pos=pos: np.prod(np.asarray(act.numpy(z), dtype=float)[:, _pos], axis=1),
-                K[np.ix_(idx, idx)],
-            ))
-        E6[six] = cache[key]
+    E6 = _product_moments(act, K, 6)
     dE4 = np.zeros((k,) * 6)
     dcache: dict = {}
     for quad in itertools.product(range(k), repeat=4):
