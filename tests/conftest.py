@@ -1,0 +1,32 @@
+"""Shared fixtures: the torch devices that device paths are tested on.
+
+``PFT_TEST_DEVICES`` (comma-separated, default ``cpu``) names them. CI runs every device test on
+the CPU (the torch code path, checked against numpy); on a GPU machine
+``PFT_TEST_DEVICES=cpu,cuda python -m pytest -m device`` runs the same tests on the GPU.
+"""
+
+import os
+
+import pytest
+
+
+def _devices() -> list[str]:
+    names = [s.strip() for s in os.environ.get("PFT_TEST_DEVICES", "cpu").split(",") if s.strip()]
+    return names or ["cpu"]
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """A torch device name; tests using it are marked ``device`` (skipped if not available)."""
+    import torch
+
+    name = request.param
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"PFT_TEST_DEVICES names {name!r} but torch sees no CUDA device")
+    return name
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
