@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowsq
 from pft._validate import as_matrix
 from pft.errors import InputError, NotFittedError, NotPositiveDefiniteError
 from pft.numeric._moments import Moments, _is_chunk
@@ -47,6 +48,11 @@ def _all_max(value: float, group: Any) -> float:
     return float(t.item())
 
 
+def _same_kind(out: Any, X: Any) -> Any:
+    """Per-row results in the kind of array that came in: a tensor for a tensor, else numpy."""
+    return out if is_tensor(X) else host(out)
+
+
 class GaussianBackground:
     """A Gaussian fitted to activations or residuals, with optional covariance shrinkage.
 
@@ -71,6 +77,12 @@ class GaussianBackground:
         chunks are merged, and everything after, in float64. On an H200 a float64 ``XᵀX`` runs
         at ~51 TFLOP/s and a TF32 one at ~237; ``benchmarks/bench_background.py`` measures the
         accuracy cost of float32 on the same data.
+    device : str or torch.device, optional
+        Where the O(N d²) work runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``): numpy rows passed to
+        ``fit``, ``whiten``, ``logpdf``, ... are copied there chunk by chunk (in their own dtype)
+        and the results come back as float64 numpy. Torch tensors are always worked on where they
+        live, and per-row results come back as float64 tensors on that device. Fitted attributes
+        are float64 numpy either way. Default: numpy on the host.
 
     Attributes
     ----------
@@ -119,11 +131,17 @@ class GaussianBackground:
     """
 
     def __init__(
-        self, *, shrinkage: str | float | None = "ledoit-wolf", singular: str = "raise", precision: str = "float64"
+        self,
+        *,
+        shrinkage: str | float | None = "ledoit-wolf",
+        singular: str = "raise",
+        precision: str = "float64",
+        device: Any = None,
     ) -> None:
         self.shrinkage = shrinkage
         self.singular = singular
         self.precision = precision
+        self.device = device
 
     # ------------------------------------------------------------------ fitting
     def _check_settings(self) -> None:
@@ -139,6 +157,7 @@ class GaussianBackground:
             )
         if self.singular not in ("raise", "project"):
             raise InputError(f"`singular` must be 'raise' or 'project'; got {self.singular!r}.")
+        return resolve_device(self.device)
 
     def fit(
         self, X: Any, y: None = None, *, progress: bool = False, distributed: bool = False, group: Any = None
@@ -150,21 +169,23 @@ class GaussianBackground:
         ``torch.distributed`` process ``group`` (see :meth:`Moments.all_reduce`): every rank
         ends with the fit of all ranks' rows together.
         """
-        self._check_settings()
+        device = self._check_settings()
         eps = [float(np.finfo(np.float64).eps)]
 
         if isinstance(X, Moments):
             moments = X
         elif _is_chunk(X) or (isinstance(X, (list, tuple)) and X and not _is_chunk(X[0])):
             eps[0] = _eps_of(X)
-            moments = Moments.from_array(X, name="X", precision=self.precision)
+            moments = Moments.from_array(X, name="X", precision=self.precision, device=device)
         else:
             def track(chunks: Iterable[Any]):
                 for c in chunks:
                     eps[0] = max(eps[0], _eps_of(c))
                     yield c
 
-            moments = Moments.from_chunks(track(X), name="X", progress=progress, precision=self.precision)
+            moments = Moments.from_chunks(
+                track(X), name="X", progress=progress, precision=self.precision, device=device
+            )
         if distributed:
             moments = moments.all_reduce(group)
             eps[0] = _all_max(eps[0], group)
@@ -173,8 +194,8 @@ class GaussianBackground:
 
     def partial_fit(self, X: Any) -> "GaussianBackground":
         """Add a chunk to what was seen so far and refit (streaming use)."""
-        self._check_settings()
-        m = Moments.from_array(X, name="X", precision=self.precision)
+        device = self._check_settings()
+        m = Moments.from_array(X, name="X", precision=self.precision, device=device)
         eps = max(getattr(self, "_input_eps", 0.0), _eps_of(X))
         prev = getattr(self, "moments_", None)
         self._input_eps = eps
@@ -237,20 +258,30 @@ class GaussianBackground:
                 f"this {type(self).__name__} is not fitted yet; call fit(X) first."
             )
 
-    def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
+    def _check_X(self, X: Any, name: str = "X") -> Any:
+        """Validated float64 rows: a tensor where ``X`` is one (on its device) or where
+        ``device`` is set, numpy otherwise."""
         self._check_fitted()
-        arr = as_matrix(X, name)
+        if is_tensor(X):
+            arr = as_device_matrix(X, name, X.device)
+        elif self.device is not None:
+            arr = as_device_matrix(X, name, resolve_device(self.device))
+        else:
+            arr = as_matrix(X, name)
         if arr.shape[1] != self.n_features_in_:
             raise InputError(
                 f"`{name}` has {arr.shape[1]} features but the background was fitted on {self.n_features_in_}."
             )
         return arr
 
-    def whiten(self, X: Any) -> np.ndarray:
-        """(N, rank_) whitened coordinates ``Λ^{-1/2} Vᵀ (x − μ)``, largest-variance first."""
-        arr = self._check_X(X)
+    def _whiten(self, arr: Any) -> Any:
         r = self.rank_
-        return (arr - self.mean_) @ (self.eigenvectors_[:, :r] / np.sqrt(self.eigenvalues_[:r]))
+        W = self.eigenvectors_[:, :r] / np.sqrt(self.eigenvalues_[:r])
+        return (arr - like(self.mean_, arr)) @ like(W, arr)
+
+    def whiten(self, X: Any) -> Any:
+        """(N, rank_) whitened coordinates ``Λ^{-1/2} Vᵀ (x − μ)``, largest-variance first."""
+        return _same_kind(self._whiten(self._check_X(X)), X)
 
     def pattern(self, U: Any) -> np.ndarray:
         """Map whitened directions (rows of a (k, rank_) array) to activation-space patterns
@@ -267,19 +298,22 @@ class GaussianBackground:
         r = self.rank_
         return U @ (self.eigenvectors_[:, :r] / np.sqrt(self.eigenvalues_[:r])).T
 
-    def mahalanobis2(self, X: Any) -> np.ndarray:
+    def mahalanobis2(self, X: Any) -> Any:
         """(N,) squared Mahalanobis distances on the support."""
-        w = self.whiten(X)
-        return np.einsum("ij,ij->i", w, w)
+        return _same_kind(rowsq(self._whiten(self._check_X(X))), X)
 
-    def logpdf(self, X: Any) -> np.ndarray:
+    def logpdf(self, X: Any) -> Any:
         """(N,) log-density (natural log) of each row."""
-        q = self.mahalanobis2(X)
+        return _same_kind(self._logpdf(self._check_X(X)), X)
+
+    def _logpdf(self, arr: Any) -> Any:
+        """logpdf of validated rows (numpy, or float64 tensors: the result stays there)."""
+        q = rowsq(self._whiten(arr))
         return -0.5 * (self.rank_ * math.log(2.0 * math.pi) + self.logdet_ + q)
 
     def score(self, X: Any, y: None = None) -> float:
         """Mean log-likelihood per row (nats)."""
-        return float(np.mean(self.logpdf(X)))
+        return float(np.mean(host(self.logpdf(X))))
 
     def sample(self, k: int, *, seed: int | np.random.Generator | None = None) -> np.ndarray:
         """(k, d) draws from the fitted Gaussian. ``seed`` is required for reproducibility."""

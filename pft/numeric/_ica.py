@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from pft._device import as_device_matrix, host, is_tensor, like, resolve_device
 from pft.errors import InputError
 from pft.numeric._reduce import LocalReducer, Reducer
 
 __all__ = ["kurtosis_directions", "excess_kurtosis"]
 
 
-def excess_kurtosis(u: np.ndarray, *, reduce: Reducer | None = None) -> np.ndarray:
-    """Excess kurtosis of each column of ``u`` (N, k), about its own mean and variance
-    (rows summed over ranks when ``reduce`` is distributed)."""
+def excess_kurtosis(u: Any, *, reduce: Reducer | None = None) -> np.ndarray:
+    """Excess kurtosis of each column of ``u`` (N, k; numpy or a tensor on any device), about its
+    own mean and variance (rows summed over ranks when ``reduce`` is distributed)."""
     red = reduce or LocalReducer()
     n = float(red.sum(u.shape[0]))
-    z = u - red.sum(u.sum(axis=0)) / n
+    z = u - like(red.sum(host(u.sum(axis=0))) / n, u)
     z2 = z * z
-    m2 = red.sum(z2.sum(axis=0)) / n
-    m4 = red.sum((z2 * z2).sum(axis=0)) / n
+    m2 = red.sum(host(z2.sum(axis=0))) / n
+    m4 = red.sum(host((z2 * z2).sum(axis=0))) / n
     return m4 / np.maximum(m2, np.finfo(float).tiny) ** 2 - 3.0
 
 
@@ -30,7 +33,7 @@ def _sym_decorrelate(W: np.ndarray) -> np.ndarray:
 
 
 def kurtosis_directions(
-    w: np.ndarray,
+    w: Any,
     k: int,
     *,
     seed: int = 0,
@@ -38,13 +41,15 @@ def kurtosis_directions(
     max_iter: int = 200,
     tol: float = 1e-7,
     reduce: Reducer | None = None,
+    device: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal directions of maximal ``|excess kurtosis|`` in whitened data.
 
     Parameters
     ----------
-    w : (N, r) ndarray
-        Whitened data (zero mean, identity covariance, at least approximately).
+    w : (N, r) ndarray or tensor
+        Whitened data (zero mean, identity covariance, at least approximately). A tensor is
+        worked on where it lives.
     k : int
         Number of directions returned.
     seed : int
@@ -57,6 +62,9 @@ def kurtosis_directions(
         Fixed-point iterations and convergence tolerance on ``1 − |⟨w_old, w_new⟩|``.
     reduce : Reducer, optional
         Sums over rows on several ranks (each passes its own rows; all get the same result).
+    device : str or torch.device, optional
+        Where the O(N r m) products of each iteration run (a numpy ``w`` is copied there once);
+        the m × r iterate stays on the host in float64. Results are numpy either way.
 
     Returns
     -------
@@ -84,9 +92,13 @@ def kurtosis_directions(
     >>> round(float(abs(d[0, 0])), 2), bool(kurt[0] > 2)
     (1.0, True)
     """
-    w = np.asarray(w, dtype=np.float64)
+    dev = resolve_device(device)
+    if not is_tensor(w):
+        w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2:
-        raise InputError(f"`w` must be 2-D (tokens x whitened dims); got shape {w.shape}.")
+        raise InputError(f"`w` must be 2-D (tokens x whitened dims); got shape {tuple(w.shape)}.")
+    if is_tensor(w) or dev is not None:
+        w = as_device_matrix(w, "w", dev if dev is not None else w.device, allow_empty=True)
     red = reduce or LocalReducer()
     r = w.shape[1]
     N = float(red.sum(w.shape[0]))
@@ -97,14 +109,14 @@ def kurtosis_directions(
     rng = np.random.default_rng(seed)
     W = _sym_decorrelate(rng.standard_normal((m, r)))
     for _ in range(max_iter):
-        u = w @ W.T  # (N, m)
+        u = w @ like(W.T, w)  # (N, m)
         # E[(Wy)³ yᵀ]; u*u*u, since u**3 goes through pow and is 100x slower
-        W_new = red.sum(w.T.dot(u * u * u).T) / N - 3.0 * W
+        W_new = red.sum(host((u * u * u).T @ w)) / N - 3.0 * W
         W_new = _sym_decorrelate(W_new)
         change = 1.0 - np.min(np.abs(np.sum(W_new * W, axis=1)))
         W = W_new
         if change < tol:
             break
-    kurt = excess_kurtosis(w @ W.T, reduce=red)
+    kurt = excess_kurtosis(w @ like(W.T, w), reduce=red)
     order = np.argsort(-np.abs(kurt))[:k]
     return W[order], kurt[order]

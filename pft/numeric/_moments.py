@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from pft._device import as_device_matrix, is_tensor, resolve_device
 from pft._validate import as_matrix
 from pft.errors import InputError
 
@@ -79,18 +80,22 @@ class Moments:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_array(cls, x: Any, *, name: str = "X", precision: str = "float64") -> "Moments":
+    def from_array(cls, x: Any, *, name: str = "X", precision: str = "float64", device: Any = None) -> "Moments":
         """Statistics of one (N, d) array (numpy, torch on any device, or array-like).
 
         ``precision`` is the arithmetic of the O(N d²) products: ``"float64"`` (default),
         ``"float32"``, or ``"tf32"`` (torch on CUDA: TF32 tensor cores; elsewhere float32).
         The mean is always taken in float64 and the chunk's results are returned as float64,
         so only the within-chunk sums lose precision (about 1e-6 relative in float32, 1e-3 in
-        TF32); chunks merge in float64.
+        TF32); chunks merge in float64. ``device`` (e.g. ``"cuda"``): copy a numpy ``x`` there
+        (in its own dtype) and reduce there; tensors are always reduced where they live.
         """
         if precision not in _PRECISIONS:
             raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
-        if type(x).__module__.startswith("torch"):
+        dev = resolve_device(device)
+        if dev is not None and not is_tensor(x):
+            x = as_device_matrix(x, name, dev)
+        if is_tensor(x):
             return cls._from_tensor(x, name=name, precision=precision)
         arr = as_matrix(x, name)
         mean = arr.mean(axis=0)
@@ -145,9 +150,16 @@ class Moments:
 
     @classmethod
     def from_chunks(
-        cls, chunks: Iterable[Any], *, name: str = "X", progress: bool = False, precision: str = "float64"
+        cls,
+        chunks: Iterable[Any],
+        *,
+        name: str = "X",
+        progress: bool = False,
+        precision: str = "float64",
+        device: Any = None,
     ) -> "Moments":
-        """Accumulate an iterable of (n_i, d) chunks (arrays or tensors) in one pass."""
+        """Accumulate an iterable of (n_i, d) chunks (arrays or tensors) in one pass
+        (``device``: where numpy chunks are reduced, as in :meth:`from_array`)."""
         total: Moments | None = None
         it = chunks
         if progress:
@@ -155,7 +167,7 @@ class Moments:
 
             it = tqdm(chunks, desc="moments", unit="chunk")
         for i, chunk in enumerate(it):
-            m = cls.from_array(chunk, name=f"{name}[{i}]", precision=precision)
+            m = cls.from_array(chunk, name=f"{name}[{i}]", precision=precision, device=device)
             if total is not None and m.d != total.d:
                 raise InputError(
                     f"`{name}[{i}]` has {m.d} features but earlier chunks had {total.d}."

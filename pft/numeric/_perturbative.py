@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve_device
 from pft._validate import as_matrix
 from pft.errors import InputError, NotFittedError
 from pft.numeric._background import GaussianBackground
@@ -124,6 +125,11 @@ class PerturbativeBackground:
     max_ica_rows : int, optional
         FastICA holds its rows in memory: at most this many (a random subset of the choosing
         half when it is larger). Default ``max(4096, 2**22 // d)`` (32 MiB of float64 when d ≤ 1024).
+    device : str or torch.device, optional
+        Where the O(N d²) whitening, the FastICA iterations and the projections run (e.g.
+        ``"cuda"``); numpy rows are copied there and results come back as numpy. Tensors are
+        worked on where they live (per-row results come back as tensors there). The small
+        r-dimensional cumulant sums always run on the host in float64.
 
     Attributes
     ----------
@@ -186,6 +192,7 @@ class PerturbativeBackground:
         seed: int = 0,
         gaussian: GaussianBackground | None = None,
         max_ica_rows: int | None = None,
+        device: Any = None,
     ) -> None:
         self.n_directions = n_directions
         self.basis = basis
@@ -197,6 +204,7 @@ class PerturbativeBackground:
         self.seed = seed
         self.gaussian = gaussian
         self.max_ica_rows = max_ica_rows
+        self.device = device
 
     def _check_settings(self) -> None:
         if self.basis not in ("ica", "principal"):
@@ -207,6 +215,7 @@ class PerturbativeBackground:
             raise InputError(f"`threshold` must be a number ≥ 0; got {self.threshold!r}.")
         if not (isinstance(self.floor, (int, float)) and self.floor > 0):
             raise InputError(f"`floor` must be a number > 0; got {self.floor!r}.")
+        return resolve_device(self.device)
 
     def fit(
         self, X: Any, y: None = None, *, distributed: bool = False, group: Any = None
@@ -217,15 +226,23 @@ class PerturbativeBackground:
         the ``torch.distributed`` ``group``; the random splits follow global row indices, so
         the result equals a one-process fit on the concatenated rows (up to rounding).
         """
-        X = as_matrix(X, "X", min_rows=1 if distributed else 2)
+        device = self._check_settings()
+        need = 1 if distributed else 2
+        if device is not None or is_tensor(X):
+            X = as_device_matrix(X, "X", device if device is not None else X.device)
+            if X.shape[0] < need:
+                raise InputError(f"`X` has {X.shape[0]} row; at least {need} are needed.")
+        else:
+            X = as_matrix(X, "X", min_rows=need)
         red = reducer(distributed, group)
         offset, _ = red.offset_and_total(X.shape[0])
         return self._fit_chunks(lambda: iter([(offset, X)]), red, X.shape[1])
 
     def _fit_chunks(self, chunks, red: Reducer, d: int) -> "PerturbativeBackground":
         """The fit, as passes over ``chunks()``: an iterator of ``(global index of the first
-        row, (n, d) float64 rows)``. Memory: O(d²) plus one chunk plus the ICA sample."""
-        self._check_settings()
+        row, (n, d) float64 rows)`` — validated numpy arrays, or float64 tensors on one device.
+        Memory: O(d²) plus one chunk plus the ICA sample."""
+        device = self._check_settings()
         N = int(red.sum(sum(len(c) for _, c in chunks())))
         if self.gaussian is not None:
             gauss = self.gaussian
@@ -237,7 +254,7 @@ class PerturbativeBackground:
             m = Moments(d=d)
             for _, c in chunks():
                 m = m.merge(Moments.from_data_or_empty(c, d))
-            gauss = GaussianBackground(shrinkage=self.shrinkage).fit(red.moments(m))
+            gauss = GaussianBackground(shrinkage=self.shrinkage, device=device).fit(red.moments(m))
         rank = gauss.rank_
         ica = self.directions is None and self.basis == "ica"
 
@@ -245,11 +262,12 @@ class PerturbativeBackground:
             """(rows that chose the directions, rows that estimate, rows that calibrate, whitened)"""
             for off, c in chunks():
                 u = uniforms(off, len(c), self.seed, 11)
-                w = gauss.whiten(c) if len(c) else np.zeros((0, rank))
+                w = gauss._whiten(c) if len(c) else like(np.zeros((0, rank)), c)
                 if ica:  # half choose the directions, a quarter estimates, a quarter calibrates
-                    yield u < 0.5, (u >= 0.5) & (u < 0.75), u >= 0.75, w, u
+                    masks = u < 0.5, (u >= 0.5) & (u < 0.75), u >= 0.75
                 else:
-                    yield np.zeros(len(c), bool), u < 0.5, u >= 0.5, w, u
+                    masks = np.zeros(len(c), bool), u < 0.5, u >= 0.5
+                yield (*(like(m, w) for m in masks), w, u)
 
         if self.directions is not None:
             P = as_matrix(self.directions, "directions")
@@ -276,19 +294,19 @@ class PerturbativeBackground:
                 # `max_ica_rows` of them (a random subset of the choosing half when there are more).
                 cap = self.max_ica_rows if self.max_ica_rows is not None else max(4096, 2**22 // rank)
                 frac = min(1.0, cap / (0.5 * N))
-                sample = [w[u < 0.5 * frac] for _, _, _, w, u in parts()]
-                B, _ = kurtosis_directions(np.concatenate(sample), r, seed=self.seed, reduce=red)
+                sample = [w[like(u < 0.5 * frac, w)] for _, _, _, w, u in parts()]
+                B, _ = kurtosis_directions(concat(sample, rank), r, seed=self.seed, reduce=red)
 
         acc = _CumulantSums(B.shape[0])
         n_cal = 0
         for _, est, cal, w, _ in parts():
-            acc.add_mean(w[est] @ B.T)
+            acc.add_mean(host(w[est] @ like(B.T, w)))
             n_cal += int(cal.sum())
         if red.sum(acc.n) < 2 or red.sum(n_cal) < 2:
             raise InputError(f"`X` has {N} rows; too few to estimate and calibrate cumulants (need ≥ 8).")
         acc.set_mean(red)
         for _, est, _, w, _ in parts():
-            acc.add_central(w[est] @ B.T)
+            acc.add_central(host(w[est] @ like(B.T, w)))
         k3, se3, k4, se4 = acc.result(red)
         k3 = _soft_threshold(k3, se3, self.threshold)
         k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
@@ -304,7 +322,7 @@ class PerturbativeBackground:
             grid = np.concatenate([[0.0], np.logspace(-4, 0, 161)])
             sums = np.zeros(len(grid))
             for _, _, cal, w, _ in parts():
-                g = self._g(w[cal] @ B.T)
+                g = self._g(host(w[cal] @ like(B.T, w)))
                 sums += [np.sum(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) for t in grid]
             ll = red.sum(sums) / float(red.sum(n_cal)) - np.log(1.0 + grid * grid * e_g2 / 4.0 + eps)
             amplitude = float(grid[int(np.argmax(ll))])
@@ -345,22 +363,38 @@ class PerturbativeBackground:
             out[a : a + _CHUNK] = t3 / 6.0 + t4 / 24.0
         return out
 
-    def gain(self, X: Any) -> np.ndarray:
-        """(N,) log-likelihood gain (nats) of each row over the Gaussian background."""
+    def _rows(self, X: Any) -> Any:
+        """Validated rows: a float64 tensor for a tensor (or when ``device`` is set), else numpy."""
+        device = resolve_device(self.device)
+        if is_tensor(X) or device is not None:
+            arr = as_device_matrix(X, "X", X.device if is_tensor(X) else device)
+        else:
+            arr = as_matrix(X, "X")
+        if arr.shape[1] != self.n_features_in_:
+            raise InputError(f"`X` has {arr.shape[1]} features but the background was fitted on {self.n_features_in_}.")
+        return arr
+
+    def gain(self, X: Any) -> Any:
+        """(N,) log-likelihood gain (nats) of each row over the Gaussian background (a tensor on
+        the input's device for a tensor, else numpy)."""
         self._check_fitted()
-        y = self.gaussian_.whiten(X) @ self.basis_.T
+        w = self.gaussian_._whiten(self._rows(X))
+        return like(self._gain_of_projection(host(w @ like(self.basis_.T, w))), X)
+
+    def _gain_of_projection(self, y: np.ndarray) -> np.ndarray:
+        """The gain from the rows' whitened coordinates along the basis, ``y = w Bᵀ`` (N, r)."""
         g = self._g(y)
         eps = float(self.floor)
         return np.log((1.0 + 0.5 * g) ** 2 + eps) - math.log(self.normalizer_ + eps)
 
-    def logpdf(self, X: Any) -> np.ndarray:
+    def logpdf(self, X: Any) -> Any:
         """(N,) log-density of each row."""
         self._check_fitted()
         return self.gaussian_.logpdf(X) + self.gain(X)
 
     def score(self, X: Any, y: None = None) -> float:
         """Mean log-likelihood per row (nats)."""
-        return float(np.mean(self.logpdf(X)))
+        return float(np.mean(host(self.logpdf(X))))
 
     def __repr__(self) -> str:
         return (

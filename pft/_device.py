@@ -1,0 +1,119 @@
+"""Arrays that are numpy or torch: one code path for the host and for a torch device.
+
+Private. The numeric passes are written once against a few operations that behave the same on
+numpy arrays and torch tensors. Heavy per-row work (products with d × d matrices) stays on the
+rows' device; what comes back to the host is small — per-row numbers, d-vectors, d × d sums —
+and is always float64 numpy. Fitted parameters live on the host as numpy and are copied to the
+rows' device when used (``like``), which costs O(d²) per chunk against the chunk's O(n d²).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pft._validate import as_matrix, check_finite, describe
+from pft.errors import InputError
+
+__all__ = ["is_tensor", "host", "like", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix"]
+
+
+def is_tensor(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "torch"
+
+
+def host(a: Any) -> np.ndarray:
+    """float64 numpy copy (or view) of an array, scalar or tensor on any device."""
+    if is_tensor(a):
+        import torch
+
+        return a.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def like(a: Any, ref: Any) -> Any:
+    """``a`` (numpy) in the backend of ``ref``: unchanged for numpy, a float64 (or bool) tensor
+    on ``ref``'s device for torch."""
+    if not is_tensor(ref):
+        return a
+    import torch
+
+    if is_tensor(a):
+        return a.to(ref.device)
+    arr = np.asarray(a)
+    dtype = torch.bool if arr.dtype == bool else torch.float64
+    return torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype, device=ref.device)
+
+
+def rowsq(a: Any) -> Any:
+    """Squared norm of each row."""
+    return (a * a).sum(dim=1) if is_tensor(a) else np.einsum("ij,ij->i", a, a)
+
+
+def rowdot(a: Any, b: Any) -> Any:
+    """Dot product of matching rows."""
+    return (a * b).sum(dim=1) if is_tensor(a) else np.einsum("ij,ij->i", a, b)
+
+
+def concat(parts: list, width: int, ref: Any = None) -> Any:
+    """Rows of ``parts`` stacked (an empty (0, width) block in ``ref``'s backend if none)."""
+    if parts and is_tensor(parts[0]):
+        import torch
+
+        return torch.cat(parts)
+    if parts:
+        return np.concatenate(parts)
+    return like(np.zeros((0, width)), ref)
+
+
+def resolve_device(device: Any, name: str = "device") -> Any:
+    """``None`` (numpy on the host) or a validated ``torch.device``."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"`{name}` must be a torch device such as 'cpu' or 'cuda:0'; got {device!r}.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"`{name}` is {device!r} but torch sees no CUDA device; pass device=None or 'cpu'.")
+    return dev
+
+
+def as_device_matrix(
+    x: Any, name: str, device: Any, *, row_offset: int = 0, of_rows: str = "", allow_empty: bool = False
+) -> Any:
+    """Validate a 2-D block of rows and return it as a float64 tensor on ``device``.
+
+    The block travels in its own dtype (float32 activations cross the bus at half the bytes)
+    and is upcast and checked for NaN/inf on the device; only a bad block is brought back to the
+    host, to name the first bad position exactly as :func:`pft._validate.as_matrix` does.
+    ``allow_empty``: accept (0, d) (a rank of a distributed run may hold no rows).
+    """
+    import torch
+
+    if is_tensor(x):
+        t = x.detach()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception:
+            arr = None
+        if arr is None or arr.dtype.kind not in "fiub":
+            arr = as_matrix(x, name, row_offset=row_offset, of_rows=of_rows)  # raises, or converts
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        except TypeError:  # a dtype torch cannot take as-is (e.g. ml_dtypes bfloat16)
+            t = torch.from_numpy(as_matrix(x, name, row_offset=row_offset, of_rows=of_rows))
+    if t.ndim != 2 or (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0 or t.is_complex():
+        as_matrix(t.cpu(), name)  # raises the precise message
+    t = t.to(device=device, non_blocking=False)
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    t = t.to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        check_finite(t.cpu().numpy(), name, row_offset=row_offset, of_rows=of_rows)
+        raise InputError(f"`{name}` ({describe(x)}) has non-finite values{of_rows}.")  # pragma: no cover
+    return t
