@@ -7,18 +7,19 @@ from typing import Any
 
 import numpy as np
 
+from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowdot, rowsq
 from pft.errors import InputError
 from pft.numeric._reduce import LocalReducer, Reducer, uniforms
 
 __all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio"]
 
 
-def _sq(x: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x, x)
-
-
 class AnchorSums:
-    """Two passes over (x, x̂) chunks that add up to :func:`anchor_metrics`."""
+    """Two passes over (x, x̂) chunks that add up to :func:`anchor_metrics`.
+
+    Chunks are numpy arrays or float64 tensors on one device: the O(n d) row reductions run
+    there and only per-row numbers and d-vectors come back (as in every ``*Sums`` class here).
+    """
 
     def __init__(self, d: int) -> None:
         self.n = 0.0
@@ -26,22 +27,22 @@ class AnchorSums:
         self.sums = np.zeros(3)  # Σ‖r‖², Σ‖x‖², Σ cos
         self.legacy = np.zeros(2)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄
 
-    def add(self, x: np.ndarray, xhat: np.ndarray) -> None:
-        nx2 = _sq(x)
-        denom = np.sqrt(nx2 * _sq(xhat))
-        cos = np.divide(np.einsum("ij,ij->i", x, xhat), denom, out=np.zeros_like(denom), where=denom > 0)
+    def add(self, x: Any, xhat: Any) -> None:
+        nx2 = host(rowsq(x))
+        denom = np.sqrt(nx2 * host(rowsq(xhat)))
+        cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
         self.n += x.shape[0]
-        self.sx += x.sum(axis=0)
-        self.sums += [_sq(x - xhat).sum(), nx2.sum(), cos.sum()]
+        self.sx += host(x.sum(axis=0))
+        self.sums += [float(rowsq(x - xhat).sum()), nx2.sum(), cos.sum()]
 
     def set_mean(self, red: Reducer) -> None:
         self.n = float(red.sum(self.n))
         self.mu = red.sum(self.sx) / self.n
 
-    def add2(self, x: np.ndarray, xhat: np.ndarray) -> None:
-        dev = _sq(x - self.mu)
+    def add2(self, x: Any, xhat: Any) -> None:
+        dev = host(rowsq(x - like(self.mu, x)))
         ok = dev > 0
-        self.legacy += [np.sum(1.0 - _sq(x - xhat)[ok] / dev[ok]), ok.sum()]
+        self.legacy += [np.sum(1.0 - host(rowsq(x - xhat))[ok] / dev[ok]), ok.sum()]
 
     def result(self, red: Reducer) -> dict[str, float]:
         sums, legacy, n = red.sum(self.sums), red.sum(self.legacy), self.n
@@ -106,22 +107,27 @@ def mardia(
       ``z = (N b₁/6 − f)/√(2f)``.
 
     ``b₁`` is a sum over all pairs: O(N²p) time, computed in (chunk × N) Gram blocks of at most
-    16 MiB, so memory stays O(N·p); with ``device`` (a torch device) the blocks run there in float64.
+    16 MiB, so memory stays O(N·p); with ``device`` (a torch device) everything runs there in
+    float64 (a tensor ``x`` is worked on where it lives).
     With a distributed ``reduce`` the rows of all ranks count (each rank gathers the others'
     whitened rows for the pair sum).
     """
     red = reduce or LocalReducer()
+    dev = resolve_device(device)
+    if dev is not None or is_tensor(x):
+        x = as_device_matrix(x, "x", dev if dev is not None else x.device, allow_empty=True)
     N = int(red.sum(x.shape[0]))
     if N < 3:
         raise InputError(f"Mardia statistics need at least 3 rows; got {N}.")
-    z = x - red.sum(x.sum(axis=0)) / N
-    C = red.sum(z.T @ z) / N
+    z = x - like(red.sum(host(x.sum(axis=0))) / N, x)
+    C = red.sum(host(z.T @ z)) / N
     lam, V = np.linalg.eigh(C)
     keep = lam > max(lam.max(), 0.0) * len(lam) * np.finfo(float).eps
     p = int(keep.sum())
-    w = z @ (V[:, keep] / np.sqrt(lam[keep]))
-    b2 = float(red.sum(np.sum(_sq(w) ** 2))) / N
-    w_all = red.gather_rows(w)
+    w = z @ like(V[:, keep] / np.sqrt(lam[keep]), z)
+    sq = rowsq(w)
+    b2 = float(red.sum(float((sq * sq).sum()))) / N
+    w_all = like(red.gather_rows(host(w)), w) if red.distributed else w
     chunk = max(1, min(chunk, 2**21 // max(1, w_all.shape[0])))  # Gram blocks of ≤ 16 MiB
     b1_sum = 0.0
     starts = range(0, w.shape[0], chunk)
@@ -129,17 +135,9 @@ def mardia(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="mardia skewness", unit="block", leave=False)
-    if device is not None:
-        import torch
-
-        wt = torch.as_tensor(w, dtype=torch.float64, device=device)
-        wa = wt if w_all is w else torch.as_tensor(w_all, dtype=torch.float64, device=device)
-        for a in starts:
-            b1_sum += float(((wt[a : a + chunk] @ wa.T) ** 3).sum())
-    else:
-        for a in starts:
-            G = w[a : a + chunk] @ w_all.T
-            b1_sum += float(np.sum(G * G * G))
+    for a in starts:
+        G = w[a : a + chunk] @ w_all.T
+        b1_sum += float((G * G * G).sum())
     b1 = float(red.sum(b1_sum)) / N**2
     b2_mean = p * (p + 2) * (N - 1) / (N + 1)
     b2_sd = math.sqrt(8 * p * (p + 2) / N)
@@ -167,12 +165,13 @@ class RidgeSums:
         self.XtX = np.zeros((2, p, p))
         self.XtY = np.zeros((2, p, q))
 
-    # pass 1: means of the two training blocks
-    def add_train(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
+    # pass 1: means of the two training blocks (val: a host boolean mask)
+    def add_train(self, X: Any, Y: Any, val: np.ndarray) -> None:
         for k, m in enumerate((~val, val)):
+            m_ = like(m, X)
             self.n[k] += m.sum()
-            self.sx[k] += X[m].sum(axis=0)
-            self.sy[k] += Y[m].sum(axis=0)
+            self.sx[k] += host(X[m_].sum(axis=0))
+            self.sy[k] += host(Y[m_].sum(axis=0))
 
     def set_means(self, red: Reducer) -> None:
         self.n = red.sum(self.n)
@@ -182,11 +181,12 @@ class RidgeSums:
         self.my = red.sum(self.sy) / self.n[:, None]
 
     # pass 2: centred cross-products
-    def add_central(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
+    def add_central(self, X: Any, Y: Any, val: np.ndarray) -> None:
         for k, m in enumerate((~val, val)):
-            Xc, Yc = X[m] - self.mx[k], Y[m] - self.my[k]
-            self.XtX[k] += Xc.T @ Xc
-            self.XtY[k] += Xc.T @ Yc
+            m_ = like(m, X)
+            Xc, Yc = X[m_] - like(self.mx[k], X), Y[m_] - like(self.my[k], X)
+            self.XtX[k] += host(Xc.T @ Xc)
+            self.XtY[k] += host(Xc.T @ Yc)
 
     def set_cross(self, red: Reducer) -> None:
         self.XtX, self.XtY = red.sum(self.XtX), red.sum(self.XtY)
@@ -199,10 +199,13 @@ class RidgeSums:
         self.val_err = np.zeros(len(self.alphas))
 
     # pass 3: validation error of each penalty
-    def add_val(self, X: np.ndarray, Y: np.ndarray, val: np.ndarray) -> None:
-        Pv = (X[val] - self.mx[0]) @ self.V
-        Yv = Y[val] - self.my[0]
-        self.val_err += [np.sum((Yv - Pv @ (self.VtXtY / (self.s + a)[:, None])) ** 2) for a in self.alphas]
+    def add_val(self, X: Any, Y: Any, val: np.ndarray) -> None:
+        m_ = like(val, X)
+        Pv = (X[m_] - like(self.mx[0], X)) @ like(self.V, X)
+        Yv = Y[m_] - like(self.my[0], X)
+        for i, a in enumerate(self.alphas):
+            E = Yv - Pv @ like(self.VtXtY / (self.s + a)[:, None], X)
+            self.val_err[i] += float((E * E).sum())
 
     def set_fit(self, red: Reducer) -> None:
         best = float(self.alphas[int(np.argmin(red.sum(self.val_err)))])
@@ -220,9 +223,10 @@ class RidgeSums:
         self.test = np.zeros(2)
 
     # pass 4: held-out error and total
-    def add_test(self, X: np.ndarray, Y: np.ndarray) -> None:
-        Yc = Y - self.my_all
-        self.test += [np.sum((Yc - (X - self.mx_all) @ self.B) ** 2), np.sum(Yc**2)]
+    def add_test(self, X: Any, Y: Any) -> None:
+        Yc = Y - like(self.my_all, Y)
+        E = Yc - (X - like(self.mx_all, X)) @ like(self.B, X)
+        self.test += [float((E * E).sum()), float((Yc * Yc).sum())]
 
     def r2(self, red: Reducer) -> float:
         sse, total = red.sum(self.test)

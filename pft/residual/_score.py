@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._device import as_device_matrix, concat, host, like, resolve_device, rowsq
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
@@ -87,7 +88,12 @@ def score(
         Fraction of tokens held out (chosen at random with ``seed``) to evaluate everything fitted.
     seed : int, default 0
     device : str or torch.device, optional
-        Where to run the O(N²d) Mardia skewness blocks (e.g. ``"cuda"``); numpy otherwise.
+        Where every pass runs (e.g. ``"cuda"``, ``"cuda:1"``, ``"cpu"`` for torch on the host):
+        each chunk of rows is copied there in its own dtype, upcast to float64 and checked
+        there, and all O(N d²) products (moments, whitening, FastICA, ridge cross-products,
+        Mardia's O(N² d) blocks) run there; only d-vectors, d × d sums and per-token numbers come
+        back to the host, where they are accumulated in float64. Default: numpy on the host.
+        The two give the same report up to rounding.
     n_directions : int, optional
         Number of non-Gaussian directions searched, corrected for and reported
         (default ``min(8, d)``).
@@ -171,6 +177,7 @@ def score(
         c = _as_rows(codes, "codes")
         if len(c.shape) != 2 or c.shape[0] != N_local:
             raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
+    dev = resolve_device(device)
     red = reducer(distributed, group)
     offset, N = red.offset_and_total(N_local)
     # Held-out tokens are drawn per global token index: the split does not depend on sharding.
@@ -187,13 +194,17 @@ def score(
     tr_offset = red.offset_and_total(N_local - n_te_local)[0]
     te_offset = red.offset_and_total(n_te_local)[0]
 
+    def rows(a: Any, lo: int, hi: int, name: str) -> Any:
+        where = {"row_offset": offset + lo, "of_rows": _rows_note(lo, hi, N_local)}
+        return as_matrix(a[lo:hi], name, **where) if dev is None else as_device_matrix(a[lo:hi], name, dev, **where)
+
     def chunks():
-        """(x, x̂, held-out mask, global train index of the first train row, same for test)"""
+        """(x, x̂, held-out mask, global train index of the first train row, same for test):
+        numpy on the host, or float64 tensors on ``device``."""
         tr_seen = te_seen = 0
         for (lo, hi), te in zip(bounds, te_masks):
-            xc = as_matrix(x[lo:hi], "activations", row_offset=offset + lo, of_rows=_rows_note(lo, hi, N_local))
-            xh = as_matrix(xhat[lo:hi], "reconstruction", row_offset=offset + lo, of_rows=_rows_note(lo, hi, N_local))
-            yield xc, xh, te, tr_offset + tr_seen, te_offset + te_seen
+            xc, xh = rows(x, lo, hi, "activations"), rows(xhat, lo, hi, "reconstruction")
+            yield xc, xh, like(te, xc), tr_offset + tr_seen, te_offset + te_seen
             tr_seen += int((~te).sum())
             te_seen += int(te.sum())
 
@@ -235,8 +246,9 @@ def score(
         for xc, xh, te, tr_off, _ in chunks():
             anchors.add2(xc, xh)
             r = xc - xh
-            diff = r[te] - m_tr.mean
-            nll += [gauss.logpdf(r[te]).sum() if te.any() else 0.0, np.einsum("ij,ij->", diff, diff)]
+            rt = r[te]
+            if len(rt):
+                nll += [float(gauss._logpdf(rt).sum()), float(rowsq(rt - like(m_tr.mean, rt)).sum())]
             val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
             for acc, reg in zip(ridges, (xc, xh)):
                 acc.add_train(reg[~te], r[~te], val)
@@ -252,7 +264,9 @@ def score(
             for xc, xh, te, tr_off, _ in chunks():
                 yield tr_off, (xc - xh)[~te]
 
-        pert = PerturbativeBackground(n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss)
+        pert = PerturbativeBackground(
+            n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss, device=dev
+        )
         pert._fit_chunks(train_chunks, red, d)
         stages("perturbative")
 
@@ -267,12 +281,13 @@ def score(
             r = xc - xh
             rt = r[te]
             if len(rt):
-                g = pert.gain(rt) / _LN2
-                y = gauss.whiten(rt) @ pert.basis_.T
+                w = gauss._whiten(rt)
+                y = host(w @ like(pert.basis_.T, w))
+                g = pert._gain_of_projection(y) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
                 y2 = y * y
                 ypow += [y.sum(axis=0), y2.sum(axis=0), (y2 * y).sum(axis=0), (y2 * y2).sum(axis=0)]
-                sample.append(rt[uniforms(te_off, len(rt), seed, 5) < keep])
+                sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
             val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
             for acc, reg in zip(ridges, (xc, xh)):
                 acc.add_central(reg[~te], r[~te], val)
@@ -289,8 +304,7 @@ def score(
             acc.set_cross(red)
         stages("held-out")
 
-        sample = np.concatenate(sample) if sample else np.zeros((0, d))
-        mar = mardia(sample, device=device, progress=progress, reduce=red)
+        mar = mardia(concat(sample, d), device=dev, progress=progress, reduce=red)
         stages("mardia")
 
         # passes 4 and 5: ridge validation errors, then held-out errors

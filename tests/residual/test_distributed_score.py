@@ -23,7 +23,8 @@ WORKER = textwrap.dedent(
     x, xh = np.load(sys.argv[1]), np.load(sys.argv[2])
     cut = int(sys.argv[4])  # uneven shards
     sl = slice(0, cut) if rank == 0 else slice(cut, None)
-    rep = score(x[sl], xh[sl], seed=3, progress=False, distributed=True)
+    device = None if sys.argv[5] == "none" else sys.argv[5]
+    rep = score(x[sl], xh[sl], seed=3, progress=False, distributed=True, device=device)
     if rank == 0:
         open(sys.argv[3], "w").write(rep.to_json())
     dist.destroy_process_group()
@@ -31,8 +32,8 @@ WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_two_ranks_equal_one_process(tmp_path):
+def _two_ranks_against_one_process(tmp_path, device):
+    """Score on two gloo ranks (uneven shards) and in one process; compare every field."""
     data = superposition(6000, d=16, n_features=48, seed=1)
     xh = interpretations(data, fvu=0.2, n_missing=2, seed=1)["missing"].reconstruction
     np.save(tmp_path / "x.npy", data.activations)
@@ -42,6 +43,7 @@ def test_two_ranks_equal_one_process(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
         "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0",
         str(tmp_path / "w.py"), str(tmp_path / "x.npy"), str(tmp_path / "xh.npy"), str(tmp_path / "out.json"), "2345",
+        device or "none",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
@@ -62,6 +64,17 @@ def test_two_ranks_equal_one_process(tmp_path):
             assert np.isnan(got), key
         else:
             np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_process(tmp_path):
+    _two_ranks_against_one_process(tmp_path, None)
+
+
+@pytest.mark.slow
+def test_two_ranks_on_a_device_equal_one_numpy_process(tmp_path, device):
+    # each rank runs every pass with torch on `device`; gloo carries the (host) sums
+    _two_ranks_against_one_process(tmp_path, device)
 
 
 @pytest.mark.slow

@@ -1,0 +1,86 @@
+"""score(device=...): every pass in torch on the device gives the numpy report.
+
+Runs on each device of PFT_TEST_DEVICES (cpu in CI: the torch code path on the host)."""
+
+import numpy as np
+import pytest
+import torch
+
+from pft.errors import InputError
+from pft.residual import score
+from pft.residual._metrics import mardia
+from pft.toy import interpretations, superposition
+
+# Fields downstream of the FastICA iterations: converged to a tolerance, so rounding (a
+# different summation order on another device) moves them by ~tol, not by 1e-10.
+_ICA = ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z", "nongaussian_bits", "nongaussian_bits_se")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    data = superposition(12000, d=24, n_features=72, seed=4)
+    return data, interpretations(data, fvu=0.2, n_missing=3, seed=4)["missing"].reconstruction
+
+
+def _assert_same_report(got, ref):
+    significant = np.abs(np.asarray(ref["nongaussian_z"])) > 10
+    assert significant.sum() >= 3  # the three missing features are found on both
+    for key, want in ref.items():
+        have = got[key]
+        if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
+            have, want = np.asarray(have)[significant], np.asarray(want)[significant]
+        if isinstance(want, str) or want is None:
+            assert have == want, key
+        elif isinstance(want, float) and np.isnan(want):
+            assert np.isnan(have), key
+        else:
+            tol = 1e-6 if key in _ICA else 1e-9
+            np.testing.assert_allclose(np.asarray(have, float), np.asarray(want, float), rtol=tol, atol=tol, err_msg=key)
+
+
+def test_score_on_device_equals_numpy(pair, device):
+    data, xh = pair
+    ref = score(data.activations, xh, seed=1, progress=False, chunk_rows=5000).to_dict()
+    got = score(data.activations, xh, seed=1, progress=False, chunk_rows=5000, device=device).to_dict()
+    _assert_same_report(got, ref)
+
+
+def test_score_takes_tensors_already_on_the_device_in_float32(pair, device):
+    data, xh = pair
+    x32, xh32 = data.activations.astype(np.float32), xh.astype(np.float32)
+    ref = score(x32, xh32, seed=2, progress=False, chunk_rows=4096).to_dict()
+    xt = torch.as_tensor(x32, device=device)
+    xht = torch.as_tensor(xh32, device=device)
+    got = score(xt, xht, seed=2, progress=False, chunk_rows=4096, device=device).to_dict()
+    _assert_same_report(got, ref)
+
+
+def test_score_on_device_names_the_bad_row_in_a_later_chunk(pair, device):
+    data, xh = pair
+    x = data.activations.copy()
+    x[7003, 5] = np.nan
+    with pytest.raises(InputError, match=r"`activations`.*rows 5000–9999.*row 7003, column 5"):
+        score(x, xh, progress=False, chunk_rows=5000, device=device)
+
+
+def test_bad_device_is_named():
+    x = np.random.default_rng(0).normal(size=(100, 3))
+    with pytest.raises(InputError, match="`device`"):
+        score(x, 0.5 * x, progress=False, device="not-a-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="`device` is 'cuda'.*no CUDA"):
+            score(x, 0.5 * x, progress=False, device="cuda")
+
+
+def test_mardia_on_device_equals_brute_force(device):
+    rng = np.random.default_rng(3)
+    x = rng.exponential(size=(300, 4)) @ rng.normal(size=(4, 4))
+    got = mardia(x, device=device, chunk=64)
+    z = x - x.mean(axis=0)
+    lam, V = np.linalg.eigh(z.T @ z / len(z))
+    w = z @ V / np.sqrt(lam)
+    G = w @ w.T
+    assert got["mardia_skewness"] == pytest.approx(np.mean(G**3), rel=1e-10)
+    assert got["mardia_kurtosis"] == pytest.approx(np.mean(np.diag(G) ** 2), rel=1e-10)
+    on_tensor = mardia(torch.as_tensor(x, device=device))
+    assert on_tensor["mardia_skewness"] == pytest.approx(got["mardia_skewness"], rel=1e-10)
