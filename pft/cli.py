@@ -7,6 +7,7 @@ Bad input (any :class:`pft.errors.InputError`, a missing file) exits 2 with one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pft.errors import PftError
@@ -39,7 +40,6 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     if args.model != "toy":
         return _run_model_demo(args)
-    import os
     import time
 
     import numpy as np
@@ -83,7 +83,6 @@ def _run_demo(args) -> int:
 
 def _run_model_demo(args) -> int:
     """``pft demo --model minilm|smollm2``: the main job on a real model (see pft.models)."""
-    import os
 
     from pft.models import run_model_demo
 
@@ -133,7 +132,11 @@ def _add_score(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--directions", type=int, default=None, help="non-Gaussian directions to find (default min(8, d))")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device for the heavy blocks, e.g. cuda")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device every pass runs on, e.g. cuda (under torchrun --distributed: cuda:LOCAL_RANK)",
+    )
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -164,6 +167,11 @@ def _run_score(args) -> int:
             cuda = bool(args.device) and str(args.device).startswith("cuda")
             dist.init_process_group("nccl" if cuda else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
+        if str(args.device) == "cuda":  # one GPU per rank: torchrun's LOCAL_RANK picks it
+            import torch
+
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(torch.device(args.device))
         n = acts.shape[0]
         lo, hi = n * rank // world, n * (rank + 1) // world  # contiguous shares, in rank order
         acts, recon = acts[lo:hi], recon[lo:hi]
@@ -313,7 +321,6 @@ def _add_degrade(sub) -> None:
 
 def _run_degrade(args) -> int:
     import math
-    import os
     import warnings
 
     import numpy as np
@@ -594,7 +601,6 @@ def _run_scaling(args) -> int:
                   progress=not args.quiet)  # bad input fails here, before any rank waits on another
     rank = 0
     if args.distributed:
-        import os
 
         import torch
         import torch.distributed as dist
