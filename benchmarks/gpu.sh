@@ -20,6 +20,8 @@
 #                torch.cov(float64) on DEV and vs pft's numpy fit on the host  ~30 s (data made on host)
 #   scaling      exact vs weight-by-weight ensembles, ReLU, widths 64..4096, depth 16        ~20 s
 #   summary      the exact sampler's normals/s as a fraction of the normal_() limit
+# Each step has its own time limit (75, 15, 50, 40, 10 s at full size), so one slow step cannot
+# starve the others; a step that runs out prints "TIMED OUT" and counts as failed.
 set -uo pipefail
 dev="${1:-cuda}"
 dir="${PFT_BENCH_DIR:-.}"
@@ -33,28 +35,30 @@ if [[ "${PFT_BENCH_SMALL:-0}" != 0 ]]; then
   normals=$((1 << 20))
   bg=(--tokens 20000 --dim 64 --repeats 1 --chunk 4096)
   sc=(--widths 16,64 --depth 4 --seconds 0.2 --repeats 1)
+  limits=(600 600 600 600 600)
 else
   sizes=full
   score_size=(200000 1024)
   normals=$((1 << 28))
   bg=(--tokens 1000000 --dim 1024 --repeats 2 --chunk 65536)
   sc=(--widths 64,256,1024,4096 --depth 16 --seconds 1 --repeats 2)
+  limits=(75 15 50 40 10)  # seconds: score normals background scaling summary (190 in all)
 fi
 
 failed=()
-step() {  # step NAME COMMAND...: run, time, and keep going on failure
-  local name=$1 t0=$SECONDS rc
-  shift
+step() {  # step NAME LIMIT COMMAND...: run under a time limit, time it, keep going on failure
+  local name=$1 limit=$2 t0=$SECONDS rc
+  shift 2
   echo
   echo "== $name"
-  "$@"
+  timeout "$limit" "$@"
   rc=$?
-  echo "-- $name: exit $rc, $((SECONDS - t0)) s"
+  echo "-- $name: exit $rc$( ((rc == 124)) && echo " (TIMED OUT after $limit s)"), $((SECONDS - t0)) s"
   ((rc == 0)) || failed+=("$name")
 }
 
-score_bench() {
-  "$py" - "$dev" "${score_size[@]}" "$dir/gpu-score.csv" <<'PY'
+score_bench() {  # device first: if the host baseline runs out of time, the device figure is in
+  step score "${limits[0]}" "$py" - "$dev" "${score_size[@]}" "$dir/gpu-score.csv" <<'PY'
 import csv, math, sys, time
 import numpy as np
 from pft.residual import score
@@ -64,7 +68,7 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((N, d), dtype=np.float32)
 xh = x + 0.3 * rng.standard_normal(x.shape, dtype=np.float32)
 times, reps = {}, {}
-for where in (None, dev):
+for where in (dev, None):
     t = time.perf_counter()
     reps[where] = score(x, xh, device=where, progress=False)
     if str(where).startswith("cuda"):
@@ -96,7 +100,7 @@ PY
 }
 
 normals_bench() {
-  "$py" - "$dev" "$normals" "$dir/gpu-normals.csv" <<'PY'
+  step normals "${limits[1]}" "$py" - "$dev" "$normals" "$dir/gpu-normals.csv" <<'PY'
 import csv, sys, time
 import torch
 
@@ -124,7 +128,7 @@ PY
 }
 
 summary() {
-  "$py" - "$dir/gpu-normals.csv" "$dir/gpu-scaling.csv" <<'PY'
+  step summary "${limits[4]}" "$py" - "$dir/gpu-normals.csv" "$dir/gpu-scaling.csv" <<'PY'
 import csv, sys
 
 limit = float(next(csv.DictReader(open(sys.argv[1])))["normals_per_s"])
@@ -143,11 +147,12 @@ main() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   fi
   "$py" -c "import sys, numpy, torch; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, 'host threads', torch.get_num_threads())"
-  step score score_bench
-  step normals normals_bench
-  step background "$py" -m benchmarks.bench_background --device "$dev" "${bg[@]}" --csv "$dir/gpu-background.csv"
-  step scaling "$py" -m benchmarks.bench_scaling --device "$dev" "${sc[@]}" --csv "$dir/gpu-scaling.csv"
-  step summary summary
+  score_bench
+  normals_bench
+  step background "${limits[2]}" "$py" -m benchmarks.bench_background --device "$dev" "${bg[@]}" \
+    --csv "$dir/gpu-background.csv"
+  step scaling "${limits[3]}" "$py" -m benchmarks.bench_scaling --device "$dev" "${sc[@]}" --csv "$dir/gpu-scaling.csv"
+  summary
   echo
   if ((${#failed[@]})); then
     echo "gpu.sh: FAILED steps: ${failed[*]}"
