@@ -3,8 +3,12 @@
 Fits a Ledoit–Wolf Gaussian background to N x d float32 activations three ways, in one run:
 pft streamed in chunks (shrinkage included), ``numpy.cov`` (no shrinkage) and scikit-learn's
 ``LedoitWolf().fit``; then ``pft.residual.score`` end to end. Prints tokens/s and ratios.
+With ``--device`` (``cuda``, or ``cpu`` for torch on the host) the chunks are torch tensors on
+that device, fitted in float64 / float32 / TF32 against ``torch.cov`` and against pft's numpy fit
+of the same data.
 
     python -m benchmarks.bench_background [--tokens 100000] [--dim 384] [--repeats 3]
+                                          [--device cuda] [--chunk 8192] [--csv OUT.csv]
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ def run(
     chunk: int = 8192,
     seed: int = 0,
     quick: bool = False,
-    device: str = "cpu",
+    device: str | None = None,
 ) -> list[dict]:
+    """One row per method. ``device=None``: the numpy benchmark; a torch device (``"cuda"``, or
+    ``"cpu"`` for torch on the host): the same fit on torch tensors there."""
     if quick:
         tokens, repeats = 20_000, 1
     from sklearn.covariance import LedoitWolf
@@ -53,7 +59,7 @@ def run(
     A = rng.standard_normal((dim, dim)).astype(np.float32) / np.sqrt(dim)
     X = (rng.standard_normal((tokens, dim), dtype=np.float32) @ A).astype(np.float32)
     data_mib = X.nbytes / 2**20
-    if device != "cpu":
+    if device is not None:
         return _run_device(X, chunk, repeats, device, data_mib)
     chunks = lambda: (X[a : a + chunk] for a in range(0, tokens, chunk))  # noqa: E731
 
@@ -92,7 +98,8 @@ def _relerr(a, b) -> float:
 
 def _run_device(X, chunk, repeats, device, data_mib) -> list[dict]:
     """The same fit on a torch device: float64, float32 and TF32 arithmetic, against torch's own
-    float64 ``cov`` on the same tensor (times include a device synchronisation)."""
+    float64 ``cov`` on the same tensor (times include a device synchronisation), and pft's numpy
+    fit of the same rows on the host (one run: the host baseline)."""
     import torch
 
     from pft.numeric import GaussianBackground
@@ -109,6 +116,9 @@ def _run_device(X, chunk, repeats, device, data_mib) -> list[dict]:
         run()  # warm-up
         return _best(run, repeats)
 
+    host_chunks = lambda: (X[a : a + chunk] for a in range(0, tokens, chunk))  # noqa: E731
+    t_host = _best(lambda: GaussianBackground().fit(host_chunks()), 1)
+
     ref = GaussianBackground().fit(chunks()).covariance_
     t_cov = timed(lambda: torch.cov(T.to(torch.float64).T))
     rows = []
@@ -122,6 +132,9 @@ def _run_device(X, chunk, repeats, device, data_mib) -> list[dict]:
                      "note": f"ratio = torch.cov(float64) time / this; cov rel. error {err:.1e}"})
     rows.append({"benchmark": "background fit", "what": f"torch.cov float64 on {device}", "tokens_per_s": tokens / t_cov,
                  "ratio": 1.0, "peak_MiB": float("nan"), "note": f"data {data_mib:.0f} MiB float32"})
+    rows.append({"benchmark": "background fit", "what": "pft on the host (numpy), float64", "tokens_per_s": tokens / t_host,
+                 "ratio": t_cov / t_host, "peak_MiB": float("nan"),
+                 "note": f"device float64 fit is {t_host / t64:.1f}x faster than this"})
     return rows
 
 
@@ -130,12 +143,26 @@ def main(argv=None):
     p.add_argument("--tokens", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu", help="cpu (default) or a torch device such as cuda")
+    p.add_argument("--chunk", type=int, default=8192, help="rows per chunk (default 8192)")
+    p.add_argument("--device", default=None,
+                   help="a torch device (cuda, or cpu for torch on the host); default: the numpy benchmark")
+    p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     a = p.parse_args(argv)
-    rows = run(a.tokens, a.dim, a.repeats, device=a.device)
+    rows = run(a.tokens, a.dim, a.repeats, chunk=a.chunk, device=a.device)
     print(f"{'benchmark':<16}{'what':<40}{'tokens/s':>12}{'ratio':>8}{'peak MiB':>10}  note")
     for r in rows:
         print(f"{r['benchmark']:<16}{r['what']:<40}{r['tokens_per_s']:>12.0f}{r['ratio']:>8.2f}{r['peak_MiB']:>10.1f}  {r['note']}")
+    if a.csv:
+        _write_csv(a.csv, rows)
+
+
+def _write_csv(path, rows) -> None:
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
 
 
 if __name__ == "__main__":

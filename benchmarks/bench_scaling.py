@@ -7,7 +7,7 @@ weight matrices, "exact" O(n). Both are timed in the same run, on the same devic
 on a shared machine the load of other processes moves wall-clock rates but hardly CPU time.
 
     python -m benchmarks.bench_scaling [--device cpu] [--widths 64,256,1024] [--depth 16]
-                                       [--seconds 2] [--repeats 2]
+                                       [--seconds 2] [--repeats 2] [--csv OUT.csv]
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum time per rate (split over repeats)")
     p.add_argument("--repeats", type=int, default=2, help="interleaved measurements; the best counts")
+    p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     args = p.parse_args(argv)
     import os
 
@@ -84,6 +85,13 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['width']:>6}  {r['weights_per_s']:>12.1f}  {r['exact_per_s']:>12.1f}  {r['ratio']:>12.0f}x"
               f"  {r['cpu_ratio']:>9.0f}x")
+    if args.csv:
+        import csv
+
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     return 0
 
 

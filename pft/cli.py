@@ -35,6 +35,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--windows", type=int, default=None, help="real models: text windows to train and score on")
     p.add_argument("--patch-windows", type=int, default=None, help="real models: text windows for the patched runs")
     p.add_argument("--threads", type=int, default=None, help="real models: torch CPU threads")
+    p.add_argument("--device", default=None, help="real models: torch device for the model, SAE and score, e.g. cuda")
 
 
 def _run_demo(args) -> int:
@@ -92,7 +93,7 @@ def _run_model_demo(args) -> int:
         torch.set_num_threads(args.threads)
     names = {"layer": "layer", "steps": "steps", "sae_size": "d_sae", "k": "k", "windows": "n_windows", "patch_windows": "patch_windows"}
     overrides = {v: getattr(args, k) for k, v in names.items() if getattr(args, k) is not None}
-    res = run_model_demo(args.model, seed=args.seed, progress=not args.quiet, **overrides)
+    res = run_model_demo(args.model, seed=args.seed, progress=not args.quiet, device=args.device, **overrides)
     c = res.settings
     print(f"{res.title}")
     print(

@@ -80,7 +80,9 @@ def run_model_demo(
         codes = sae.encode(Xt)
         recon = sae.decode(codes).cpu().numpy()
         codes = codes.cpu().numpy()
-    rep = score(X, recon, codes=codes, seed=seed, progress=progress)
+    # score where the model runs (or where asked): device=None would keep every pass on the host
+    score_device = device if device is not None else (m.device if m.device.type != "cpu" else None)
+    rep = score(X, recon, codes=codes, seed=seed, device=score_device, progress=progress)
     sec["score"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -114,3 +114,29 @@ def test_cli_demo_minilm(tmp_path, capsys):
     rc = main(["demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--layer", "9"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer in [0, 5]" in err
+
+
+def test_demo_scores_on_the_requested_device(device, monkeypatch):
+    # run_model_demo(device=...) loads the model there, trains the SAE there and scores there: the
+    # score used to be called without a device, so its passes stayed on the host. (score itself is
+    # tested elsewhere; here it is replaced by a recorder, which saves ~10 s.)
+    import pft.residual
+
+    seen = {}
+
+    def recorder(X, recon, **kwargs):
+        seen.update(kwargs, shape=np.shape(X), recon_type=type(recon))
+        return "report"
+
+    monkeypatch.setattr(pft.residual, "score", recorder)
+    res = run_model_demo("minilm", device=device, progress=False, n_windows=8, length=32, d_sae=256, k=8,
+                         steps=20, patch_windows=4, n_resamples=1)
+    assert seen["device"] is not None and torch.device(seen["device"]).type == torch.device(device).type
+    assert seen["shape"] == (8 * 32, 384) and seen["recon_type"] is np.ndarray  # numpy in, as documented
+    assert res.residual == "report"
+    assert next(res.sae.parameters()).device.type == torch.device(device).type
+    assert res.patch.loss_of("clean") == pytest.approx(0.0, abs=1e-6)  # 1 − cos(clean, clean)
+    # and `pft demo --model minilm --device DEV` passes it on
+    from pft.cli import build_parser
+
+    assert build_parser().parse_args(["demo", "--model", "minilm", "--device", device]).device == device
