@@ -258,16 +258,27 @@ class PerturbativeBackground:
         rank = gauss.rank_
         ica = self.directions is None and self.basis == "ica"
 
-        def parts():
-            """(rows that chose the directions, rows that estimate, rows that calibrate, whitened)"""
+        def whitened(part: str, thin: float = 1.0):
+            """(whitened rows of one split, number of calibration rows), chunk by chunk; only the
+            split's rows are whitened. ``ica``: half the rows choose the directions (``thin``: a
+            random fraction of that half), a quarter estimates, a quarter calibrates; otherwise
+            half estimate and half calibrate."""
             for off, c in chunks():
                 u = uniforms(off, len(c), self.seed, 11)
-                w = gauss._whiten(c) if len(c) else like(np.zeros((0, rank)), c)
-                if ica:  # half choose the directions, a quarter estimates, a quarter calibrates
-                    masks = u < 0.5, (u >= 0.5) & (u < 0.75), u >= 0.75
+                cal = u >= 0.75 if ica else u >= 0.5
+                if part == "choose":
+                    m = u < 0.5 * thin
+                elif part == "estimate":
+                    m = (u >= 0.5) & (u < 0.75) if ica else u < 0.5
                 else:
-                    masks = np.zeros(len(c), bool), u < 0.5, u >= 0.5
-                yield (*(like(m, w) for m in masks), w, u)
+                    m = cal
+                rows = c[like(m, c)]
+                yield (gauss._whiten(rows) if len(rows) else like(np.zeros((0, rank)), c)), int(cal.sum())
+
+        def projected(part: str):
+            """(``w Bᵀ`` on the host, number of calibration rows) for one split, chunk by chunk."""
+            for w, n_cal in whitened(part):
+                yield host(w @ like(B.T, w)), n_cal
 
         if self.directions is not None:
             P = as_matrix(self.directions, "directions")
@@ -294,19 +305,19 @@ class PerturbativeBackground:
                 # `max_ica_rows` of them (a random subset of the choosing half when there are more).
                 cap = self.max_ica_rows if self.max_ica_rows is not None else max(4096, 2**22 // rank)
                 frac = min(1.0, cap / (0.5 * N))
-                sample = [w[like(u < 0.5 * frac, w)] for _, _, _, w, u in parts()]
-                B, _ = kurtosis_directions(concat(sample, rank), r, seed=self.seed, reduce=red)
+                sample = concat([w for w, _ in whitened("choose", thin=frac)], rank)
+                B, _ = kurtosis_directions(sample, r, seed=self.seed, reduce=red)
 
         acc = _CumulantSums(B.shape[0])
         n_cal = 0
-        for _, est, cal, w, _ in parts():
-            acc.add_mean(host(w[est] @ like(B.T, w)))
-            n_cal += int(cal.sum())
+        for y, n in projected("estimate"):
+            acc.add_mean(y)
+            n_cal += n
         if red.sum(acc.n) < 2 or red.sum(n_cal) < 2:
             raise InputError(f"`X` has {N} rows; too few to estimate and calibrate cumulants (need ≥ 8).")
         acc.set_mean(red)
-        for _, est, _, w, _ in parts():
-            acc.add_central(host(w[est] @ like(B.T, w)))
+        for y, _ in projected("estimate"):
+            acc.add_central(y)
         k3, se3, k4, se4 = acc.result(red)
         k3 = _soft_threshold(k3, se3, self.threshold)
         k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
@@ -321,8 +332,8 @@ class PerturbativeBackground:
             eps = float(self.floor)
             grid = np.concatenate([[0.0], np.logspace(-4, 0, 161)])
             sums = np.zeros(len(grid))
-            for _, _, cal, w, _ in parts():
-                g = self._g(host(w[cal] @ like(B.T, w)))
+            for y, _ in projected("calibrate"):
+                g = self._g(y)
                 sums += [np.sum(np.log((1.0 + 0.5 * t * g) ** 2 + eps)) for t in grid]
             ll = red.sum(sums) / float(red.sum(n_cal)) - np.log(1.0 + grid * grid * e_g2 / 4.0 + eps)
             amplitude = float(grid[int(np.argmax(ll))])
