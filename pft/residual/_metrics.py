@@ -155,7 +155,8 @@ def mardia(
 
 class RidgeSums:
     """Passes over training and test chunks that add up to :func:`ridge_r2`: means, centred
-    cross-products, validation errors per penalty, test errors."""
+    cross-products (from which every penalty's validation error follows in closed form), test
+    errors."""
 
     def __init__(self, p: int, q: int, alphas: np.ndarray | None = None) -> None:
         self.alphas = alphas
@@ -164,6 +165,7 @@ class RidgeSums:
         self.sy = np.zeros((2, q))
         self.XtX = np.zeros((2, p, p))
         self.XtY = np.zeros((2, p, q))
+        self.YtY = np.zeros(2)  # Σ‖y − ȳ‖² of each block
 
     # pass 1: means of the two training blocks (val: a host boolean mask)
     def add_train(self, X: Any, Y: Any, val: np.ndarray) -> None:
@@ -187,28 +189,31 @@ class RidgeSums:
             Xc, Yc = X[m_] - like(self.mx[k], X), Y[m_] - like(self.my[k], X)
             self.XtX[k] += host(Xc.T @ Xc)
             self.XtY[k] += host(Xc.T @ Yc)
+            self.YtY[k] += float((Yc * Yc).sum())
 
     def set_cross(self, red: Reducer) -> None:
-        self.XtX, self.XtY = red.sum(self.XtX), red.sum(self.XtY)
+        self.XtX, self.XtY, self.YtY = red.sum(self.XtX), red.sum(self.XtY), red.sum(self.YtY)
         XtX_f = self.XtX[0]
         if self.alphas is None:
             self.alphas = float(np.trace(XtX_f)) / XtX_f.shape[0] * np.logspace(-6, 2, 9)
         self.alphas = np.maximum(np.asarray(self.alphas, dtype=float), 1e-300)
-        self.s, self.V = np.linalg.eigh(XtX_f)
-        self.VtXtY = self.V.T @ self.XtY[0]
-        self.val_err = np.zeros(len(self.alphas))
-
-    # pass 3: validation error of each penalty
-    def add_val(self, X: Any, Y: Any, val: np.ndarray) -> None:
-        m_ = like(val, X)
-        Pv = (X[m_] - like(self.mx[0], X)) @ like(self.V, X)
-        Yv = Y[m_] - like(self.my[0], X)
+        s, V = np.linalg.eigh(XtX_f)
+        VtXtY = V.T @ self.XtY[0]
+        # Validation error of the fit-block model B_α = V diag(1/(s+α)) Vᵀ XᵀY at each α, from
+        # the validation block's sums about the *fit* block's means (a shift of its own):
+        # Σ‖y − ȳ_f − (x − x̄_f) B‖² = S_yy − 2 tr(Bᵀ S_xy) + tr(Bᵀ S_xx B). No pass over the rows.
+        nv = self.n[1]
+        dx, dy = self.mx[1] - self.mx[0], self.my[1] - self.my[0]
+        Sxx = V.T @ (self.XtX[1] + nv * np.outer(dx, dx)) @ V
+        Sxy = V.T @ (self.XtY[1] + nv * np.outer(dx, dy))
+        Syy = self.YtY[1] + nv * float(dy @ dy)
+        self.val_err = np.empty(len(self.alphas))
         for i, a in enumerate(self.alphas):
-            E = Yv - Pv @ like(self.VtXtY / (self.s + a)[:, None], X)
-            self.val_err[i] += float((E * E).sum())
+            C = VtXtY / (s + a)[:, None]
+            self.val_err[i] = Syy - 2.0 * float(np.sum(C * Sxy)) + float(np.sum(C * (Sxx @ C)))
 
-    def set_fit(self, red: Reducer) -> None:
-        best = float(self.alphas[int(np.argmin(red.sum(self.val_err)))])
+    def set_fit(self) -> None:
+        best = float(self.alphas[int(np.argmin(self.val_err))])
         # all training rows: merge the two blocks' centred cross-products (Chan et al.)
         nf, nv = self.n
         n = nf + nv
@@ -222,7 +227,7 @@ class RidgeSums:
         self.B = np.linalg.solve(XtX, XtY)
         self.test = np.zeros(2)
 
-    # pass 4: held-out error and total
+    # pass 3: held-out error and total
     def add_test(self, X: Any, Y: Any) -> None:
         Yc = Y - like(self.my_all, Y)
         E = Yc - (X - like(self.mx_all, X)) @ like(self.B, X)
@@ -261,7 +266,6 @@ def ridge_r2(
     acc.set_means(red)
     acc.add_central(X_train, Y_train, val)
     acc.set_cross(red)
-    acc.add_val(X_train, Y_train, val)
-    acc.set_fit(red)
+    acc.set_fit()
     acc.add_test(X_test, Y_test)
     return acc.r2(red)

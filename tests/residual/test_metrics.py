@@ -96,3 +96,30 @@ def test_ridge_r2_extremes():
     assert ridge_r2(X[:800], X[:800] @ np.ones((5, 2)), X[800:], X[800:] @ np.ones((5, 2))) > 0.999
     Y = rng.standard_normal((1000, 2))
     assert abs(ridge_r2(X[:800], Y[:800], X[800:], Y[800:])) < 0.05
+
+
+def test_ridge_validation_errors_from_sums_equal_a_direct_loop():
+    # Each penalty's validation error is computed from the blocks' cross-products, without a
+    # pass over the rows; a naive twin fits on the fit block and predicts the validation rows.
+    from pft.numeric._reduce import LocalReducer, uniforms
+    from pft.residual._metrics import RidgeSums
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 3.0
+    Y = X @ rng.normal(size=(6, 3)) + rng.normal(size=(500, 3)) - 1.0
+    val = uniforms(0, 500, 0, 7) < 0.2
+    acc = RidgeSums(6, 3)
+    red = LocalReducer()
+    for Xb, Yb, vb in ((X[:200], Y[:200], val[:200]), (X[200:], Y[200:], val[200:])):  # two chunks
+        acc.add_train(Xb, Yb, vb)
+    acc.set_means(red)
+    for Xb, Yb, vb in ((X[:200], Y[:200], val[:200]), (X[200:], Y[200:], val[200:])):
+        acc.add_central(Xb, Yb, vb)
+    acc.set_cross(red)
+    Xf, Yf, Xv, Yv = X[~val], Y[~val], X[val], Y[val]
+    mx, my = Xf.mean(axis=0), Yf.mean(axis=0)
+    for a, got in zip(acc.alphas, acc.val_err):
+        B = np.linalg.solve((Xf - mx).T @ (Xf - mx) + a * np.eye(6), (Xf - mx).T @ (Yf - my))
+        want = np.sum((Yv - my - (Xv - mx) @ B) ** 2)
+        assert got == pytest.approx(want, rel=1e-9)
+    assert len(set(np.round(acc.val_err, 6))) > 3  # the penalties do differ
