@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_check.sh
 #
 #   a) the machine: nvidia-smi, python / torch / numpy versions, torch's CUDA device name;
-#   b) every test marked `device` (any test taking the `device` fixture, in tests/) on cpu AND cuda,
+#   b) every test marked `device` (any test taking the `device` fixture, in tests/) on cuda (CI runs
+#      them on the cpu),
 #      warnings as errors as in CI (timeout 240 s); tests that fail are then rerun once with
 #      warnings NOT turned into errors (timeout 90 s), which tells a new torch warning from a
 #      wrong number;
@@ -44,9 +45,9 @@ PY
 [[ ${PIPESTATUS[0]} == 0 ]] || failed+=(environment)
 
 echo | tee -a "$log"
-echo "== tests: PFT_TEST_DEVICES=cpu,cuda pytest -m device tests" | tee -a "$log"
+echo "== tests: PFT_TEST_DEVICES=cuda pytest -m device tests" | tee -a "$log"
 t0=$SECONDS
-PFT_TEST_DEVICES=cpu,cuda timeout 240 "$py" -m pytest -v -m device -p no:cacheprovider \
+PFT_TEST_DEVICES=cuda timeout 240 "$py" -m pytest -v -m device -p no:cacheprovider \
   --continue-on-collection-errors --ignore=tests/models -rfEs --durations=20 \
   --junitxml="$out/gpu-tests.xml" tests 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
@@ -57,7 +58,7 @@ if ((rc != 0)); then
   if ((${#again[@]})); then
     echo | tee -a "$log"
     echo "== rerun of the ${#again[@]} failed test(s) with warnings NOT turned into errors" | tee -a "$log"
-    PFT_TEST_DEVICES=cpu,cuda timeout 90 "$py" -m pytest -q -m device -p no:cacheprovider -W default \
+    PFT_TEST_DEVICES=cuda timeout 90 "$py" -m pytest -q -m device -p no:cacheprovider -W default \
       -rfEs "${again[@]}" 2>&1 | tee -a "$log"
     echo "-- rerun: exit ${PIPESTATUS[0]} (0: every failure above was a warning raised as an error)" | tee -a "$log"
   fi

@@ -8,7 +8,6 @@ import torch
 
 from pft.errors import InputError
 from pft.residual import score
-from pft.residual._metrics import mardia
 from pft.toy import interpretations, superposition
 
 # Fields downstream of the FastICA iterations: converged to a tolerance, so rounding (a
@@ -70,17 +69,3 @@ def test_bad_device_is_named():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="`device` is 'cuda'.*no CUDA"):
             score(x, 0.5 * x, progress=False, device="cuda")
-
-
-def test_mardia_on_device_equals_brute_force(device):
-    rng = np.random.default_rng(3)
-    x = rng.exponential(size=(300, 4)) @ rng.normal(size=(4, 4))
-    got = mardia(x, device=device, chunk=64)
-    z = x - x.mean(axis=0)
-    lam, V = np.linalg.eigh(z.T @ z / len(z))
-    w = z @ V / np.sqrt(lam)
-    G = w @ w.T
-    assert got["mardia_skewness"] == pytest.approx(np.mean(G**3), rel=1e-10)
-    assert got["mardia_kurtosis"] == pytest.approx(np.mean(np.diag(G) ** 2), rel=1e-10)
-    on_tensor = mardia(torch.as_tensor(x, device=device))
-    assert on_tensor["mardia_skewness"] == pytest.approx(got["mardia_skewness"], rel=1e-10)
