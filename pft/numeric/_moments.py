@@ -20,6 +20,26 @@ def _is_chunk(x: Any) -> bool:
     return isinstance(x, np.ndarray) or type(x).__module__.startswith("torch") or hasattr(x, "__array__")
 
 
+def _shift(n: Any, mean: Any, M: Any, T: Any, Q: Any, new_mean: Any) -> tuple[Any, Any, Any]:
+    """(M, T, Q) of a block about ``new_mean`` instead of its ``mean`` (numpy or torch alike)."""
+    delta = new_mean - mean
+    dd = delta @ delta
+    Md = M @ delta
+    trM = M.diagonal().sum()
+    M2 = M + n * (delta[:, None] * delta[None, :])
+    T2 = T - 2.0 * Md - (trM + n * dd) * delta
+    Q2 = Q - 4.0 * (delta @ T) + 4.0 * (delta @ Md) + 2.0 * dd * trM + n * dd * dd
+    return M2, T2, Q2
+
+
+def _merge_sums(a: tuple, b: tuple) -> tuple:
+    """Chan et al.'s merge of two blocks' ``(count, mean, M, T, Q)`` (numpy or torch alike)."""
+    n = a[0] + b[0]
+    mean = a[1] + (b[1] - a[1]) * (b[0] / n)
+    sa, sb = _shift(*a, mean), _shift(*b, mean)
+    return n, mean, sa[0] + sb[0], sa[1] + sb[1], sa[2] + sb[2]
+
+
 @dataclass
 class Moments:
     """Count, mean and central co-moments of vectors, accumulated in float64 and mergeable.
@@ -119,6 +139,24 @@ class Moments:
     @classmethod
     def _from_tensor(cls, x: Any, *, name: str, precision: str = "float64") -> "Moments":
         # Reduce on the tensor's own device; only d x d results come back.
+        return cls._from_sums(cls._tensor_sums(x, name=name, precision=precision))
+
+    @classmethod
+    def _from_sums(cls, sums: tuple) -> "Moments":
+        """A Moments from a block's ``(count, mean, M, T, Q)`` float64 tensors (one transfer)."""
+        n, mean, M, T, Q = sums
+        return cls(
+            d=int(mean.shape[0]),
+            count=int(n),
+            mean=mean.cpu().numpy(),
+            comoment=M.cpu().numpy(),
+            norm2_z=T.cpu().numpy(),
+            norm4=float(Q),
+        )
+
+    @staticmethod
+    def _tensor_sums(x: Any, *, name: str, precision: str = "float64") -> tuple:
+        """``(count, mean, M, T, Q)`` of a tensor, as float64 tensors on its device."""
         import torch
 
         t = x.detach()
@@ -139,14 +177,7 @@ class Moments:
         finally:
             torch.set_float32_matmul_precision(previous)
         sq64 = sq.to(torch.float64)
-        return cls(
-            d=int(t.shape[1]),
-            count=int(t.shape[0]),
-            mean=mean.cpu().numpy(),
-            comoment=com.to(torch.float64).cpu().numpy(),
-            norm2_z=t3.to(torch.float64).cpu().numpy(),
-            norm4=float(sq64 @ sq64),
-        )
+        return int(t.shape[0]), mean, com.to(torch.float64), t3.to(torch.float64), sq64 @ sq64
 
     @classmethod
     def from_chunks(
@@ -159,23 +190,50 @@ class Moments:
         device: Any = None,
     ) -> "Moments":
         """Accumulate an iterable of (n_i, d) chunks (arrays or tensors) in one pass
-        (``device``: where numpy chunks are reduced, as in :meth:`from_array`)."""
+        (``device``: where numpy chunks are reduced, as in :meth:`from_array`).
+
+        Chunks on a torch device are merged there (the same float64 Chan updates), so the d × d
+        statistics cross to the host once, not once per chunk.
+        """
+        if precision not in _PRECISIONS:
+            raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
+        dev = resolve_device(device)
         total: Moments | None = None
+        pending = None  # merged sums of consecutive chunks on one torch device
         it = chunks
         if progress:
             from tqdm.auto import tqdm
 
             it = tqdm(chunks, desc="moments", unit="chunk")
+        d = None
         for i, chunk in enumerate(it):
-            m = cls.from_array(chunk, name=f"{name}[{i}]", precision=precision, device=device)
-            if total is not None and m.d != total.d:
-                raise InputError(
-                    f"`{name}[{i}]` has {m.d} features but earlier chunks had {total.d}."
-                )
-            total = m if total is None else total.merge(m)
+            cname = f"{name}[{i}]"
+            if dev is not None and not is_tensor(chunk):
+                chunk = as_device_matrix(chunk, cname, dev)
+            if is_tensor(chunk):
+                sums = cls._tensor_sums(chunk, name=cname, precision=precision)
+                width = int(sums[1].shape[0])
+            else:
+                m = cls.from_array(chunk, name=cname, precision=precision)
+                width = m.d
+            if d is not None and width != d:
+                raise InputError(f"`{cname}` has {width} features but earlier chunks had {d}.")
+            d = width
+            if is_tensor(chunk):
+                if pending is not None and pending[1].device != sums[1].device:
+                    total, pending = cls._merged(total, cls._from_sums(pending)), None
+                pending = sums if pending is None else _merge_sums(pending, sums)
+            else:
+                total = cls._merged(total, m)
+        if pending is not None:
+            total = cls._merged(total, cls._from_sums(pending))
         if total is None:
             raise InputError(f"`{name}` is an empty iterable of chunks; pass at least one (n, d) array.")
         return total
+
+    @staticmethod
+    def _merged(total: "Moments | None", m: "Moments") -> "Moments":
+        return m if total is None else total.merge(m)
 
     @classmethod
     def from_data_or_empty(cls, x: Any, d: int, *, name: str = "X") -> "Moments":
@@ -198,16 +256,8 @@ class Moments:
     # ------------------------------------------------------------------ algebra
     def _shifted(self, new_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """(comoment, norm2_z, norm4) about ``new_mean`` instead of ``self.mean``."""
-        delta = new_mean - self.mean
-        n = self.count
-        M, T, Q = self.comoment, self.norm2_z, self.norm4
-        dd = float(delta @ delta)
-        Md = M @ delta
-        trM = float(np.trace(M))
-        M2 = M + n * np.outer(delta, delta)
-        T2 = T - 2.0 * Md - (trM + n * dd) * delta
-        Q2 = Q - 4.0 * float(delta @ T) + 4.0 * float(delta @ Md) + 2.0 * dd * trM + n * dd * dd
-        return M2, T2, Q2
+        M2, T2, Q2 = _shift(self.count, self.mean, self.comoment, self.norm2_z, self.norm4, new_mean)
+        return M2, T2, float(Q2)
 
     def merge(self, other: "Moments") -> "Moments":
         """A new :class:`Moments` for the union of both samples (neither input changes)."""

@@ -33,6 +33,12 @@ def test_gaussian_background_on_a_device(rows, device):
     ref = GaussianBackground().fit(rows)
     bg = GaussianBackground(device=device).fit(rows)
     np.testing.assert_allclose(bg.covariance_, ref.covariance_, rtol=1e-10)
+    # the eigendecomposition ran on the device; signs are fixed (largest entry positive) on both
+    np.testing.assert_allclose(bg.eigenvalues_, ref.eigenvalues_, rtol=1e-10)
+    np.testing.assert_allclose(bg.eigenvectors_, ref.eigenvectors_, atol=1e-9)
+    V = ref.eigenvectors_
+    assert np.all(V[np.argmax(np.abs(V), axis=0), np.arange(V.shape[1])] > 0)
+    np.testing.assert_allclose(V @ np.diag(ref.eigenvalues_) @ V.T, ref.covariance_, atol=1e-10)
     assert bg.shrinkage_ == pytest.approx(ref.shrinkage_, rel=1e-10)
     # numpy in, numpy out, computed on the device
     lp = bg.logpdf(rows[:50])
@@ -86,3 +92,16 @@ def test_kurtosis_directions_on_a_device(device):
         np.testing.assert_allclose(np.abs(got), np.abs(ref), atol=1e-6)
         assert k[0] == pytest.approx(kref[0], rel=1e-6)
     assert abs(ref[0, 0]) > 0.99  # the Laplace column, whose excess kurtosis is 3
+
+
+def test_moments_from_mixed_chunks_merge_on_the_device_and_on_the_host(rows, device):
+    # numpy, device tensors, numpy again: device chunks are merged there, then with the host's
+    chunks = np.array_split(rows, 5)
+    mixed = [chunks[0], torch.as_tensor(chunks[1], device=device), torch.as_tensor(chunks[2], device=device),
+             chunks[3], torch.as_tensor(chunks[4], device=device)]
+    got, ref = Moments.from_chunks(mixed), Moments.from_array(rows)
+    assert got.count == len(rows)
+    for name in ("mean", "comoment", "norm2_z", "norm4"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-10, atol=1e-9, err_msg=name)
+    with pytest.raises(InputError, match=r"`X\[1\]` has 5 features but earlier chunks had 6"):
+        Moments.from_chunks([torch.as_tensor(rows[:10], device=device), torch.zeros(4, 5, device=device)])
