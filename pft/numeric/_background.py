@@ -48,6 +48,24 @@ def _all_max(value: float, group: Any) -> float:
     return float(t.item())
 
 
+def _eigh(cov: np.ndarray, device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix, each vector's
+    sign fixed so that its largest-magnitude entry is positive: the same decomposition on the
+    host and on a device (where the O(d³) work runs when ``device`` is set), whatever sign the
+    solver returns."""
+    if device is None:
+        lam, V = np.linalg.eigh(cov)
+    else:
+        import torch
+
+        lam_t, V_t = torch.linalg.eigh(torch.as_tensor(cov, dtype=torch.float64, device=device))
+        lam, V = lam_t.cpu().numpy(), V_t.cpu().numpy()
+    lam, V = lam[::-1].copy(), V[:, ::-1].copy()
+    idx = np.argmax(np.abs(V), axis=0)
+    V *= np.where(V[idx, np.arange(V.shape[1])] < 0, -1.0, 1.0)
+    return lam, V
+
+
 def _same_kind(out: Any, X: Any) -> Any:
     """Per-row results in the kind of array that came in: a tensor for a tensor, else numpy."""
     return out if is_tensor(X) else host(out)
@@ -220,8 +238,7 @@ class GaussianBackground:
         cov[np.diag_indices(d)] += shrink * mu
         cov = 0.5 * (cov + cov.T)
 
-        lam, V = np.linalg.eigh(cov)
-        lam, V = lam[::-1].copy(), V[:, ::-1].copy()
+        lam, V = _eigh(cov, resolve_device(self.device))
         cutoff = spectral_cutoff(lam, getattr(self, "_input_eps", float(np.finfo(np.float64).eps)))
         support = lam > cutoff
         rank = int(support.sum())

@@ -233,7 +233,7 @@ def score(
                 "the residual `activations − reconstruction` has zero variance on the training split "
                 "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
             )
-        gauss = GaussianBackground(shrinkage="ledoit-wolf").fit(m_tr)
+        gauss = GaussianBackground(shrinkage="ledoit-wolf", device=dev).fit(m_tr)
         # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
         s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
         spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
