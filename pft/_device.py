@@ -109,10 +109,7 @@ def as_device_matrix(
             t = torch.from_numpy(as_matrix(x, name, row_offset=row_offset, of_rows=of_rows))
     if t.ndim != 2 or (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0 or t.is_complex():
         as_matrix(t.cpu(), name)  # raises the precise message
-    t = t.to(device=device, non_blocking=False)
-    if t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    t = t.to(torch.float64)
+    t = t.to(device=device).to(torch.float64)
     if not bool(torch.isfinite(t).all()):
         check_finite(t.cpu().numpy(), name, row_offset=row_offset, of_rows=of_rows)
         raise InputError(f"`{name}` ({describe(x)}) has non-finite values{of_rows}.")  # pragma: no cover

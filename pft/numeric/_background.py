@@ -162,7 +162,7 @@ class GaussianBackground:
         self.device = device
 
     # ------------------------------------------------------------------ fitting
-    def _check_settings(self) -> None:
+    def _check_settings(self) -> Any:
         s = self.shrinkage
         if s is not None and not isinstance(s, str):
             if not isinstance(s, (int, float, np.floating)) or not (0.0 <= float(s) <= 1.0):

@@ -206,7 +206,7 @@ class PerturbativeBackground:
         self.max_ica_rows = max_ica_rows
         self.device = device
 
-    def _check_settings(self) -> None:
+    def _check_settings(self) -> Any:
         if self.basis not in ("ica", "principal"):
             raise InputError(f"`basis` must be 'ica' or 'principal'; got {self.basis!r}.")
         if self.order not in (1, 2):
