@@ -23,7 +23,10 @@ def _plain(v: Any) -> Any:
 
 class JsonResult:
     """Mixin for frozen dataclasses: ``to_dict()`` with plain Python types (arrays become nested
-    lists, tuples lists), ``to_json(path=None)``. Subclasses add ``from_dict``."""
+    lists, tuples lists), ``to_json(path=None)``. Subclasses add ``from_dict``, may override
+    ``to_dict``, and set ``_json_options`` (keyword arguments of ``json.dumps``, e.g. ``indent``)."""
+
+    _json_options: dict = {}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types (arrays become nested lists)."""
@@ -31,7 +34,7 @@ class JsonResult:
 
     def to_json(self, path: str | None = None, **kwargs: Any) -> str:
         """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), **kwargs)
+        text = json.dumps(self.to_dict(), **{**self._json_options, **kwargs})
         if path is not None:
             with open(path, "w") as fh:
                 fh.write(text)

@@ -14,12 +14,12 @@ variance, whence the ``e^{5L/n}`` growth of the ReLU kurtosis and its heavy tail
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
 from pft.scaling._theory import _check_depth, _check_pos, _table
@@ -37,7 +37,7 @@ def _chi2_moment_log(k: int, q: int) -> float:
 
 
 @dataclass(frozen=True)
-class ScaleInvariantLaw:
+class ScaleInvariantLaw(JsonResult):
     """Exact law of the output's conditional variance ``G`` for a scale-invariant MLP, ``C_b = 0``.
 
     Attributes
@@ -163,9 +163,6 @@ class ScaleInvariantLaw:
         return {"activation": self.activation, "slopes": list(self.slopes), "width": self.width, "depth": self.depth,
                 "C_W": self.C_W, "first_kernel": self.first_kernel, "excess_kurtosis": self.excess_kurtosis(),
                 "sixth_cumulant": self.sixth_cumulant(), "prob_zero": self.prob_zero()}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     def __str__(self) -> str:
         d = self.to_dict()

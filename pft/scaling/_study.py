@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError
 from pft.numeric._reduce import Reducer, reducer
 from pft.scaling._activations import resolve_activation
@@ -106,7 +107,7 @@ def _share_from_rank0(red: Reducer, obj):
 
 
 @dataclass(frozen=True)
-class StudyResult:
+class StudyResult(JsonResult):
     """One row per grid cell: the measured and predicted excess kurtosis and second moment.
 
     Each row is a dict with the cell's ``key`` (activation, width, depth, C_W, C_b, networks,
@@ -115,6 +116,8 @@ class StudyResult:
     tail diagnostic fired), ``theory_K``, ``theory_second_moment`` (``K + K1/n``),
     ``leading_order`` (``3V/(nK²)``), ``exact`` (scale-invariant activations with C_b = 0, else null).
     """
+
+    _json_options = {"sort_keys": True}
 
     rows: tuple
 
@@ -142,9 +145,6 @@ class StudyResult:
 
     def to_dict(self) -> dict:
         return {"rows": [dict(r) for r in self.rows]}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
     def plot(self, path) -> Path:
         """Draw measured excess kurtosis against L/n and against the leading order; save to ``path``."""

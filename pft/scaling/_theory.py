@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
 from pft.scaling._activations import Activation, resolve_activation
 from pft.scaling._quadrature import _rule_1d, gaussian_expect, gaussian_rule
@@ -23,7 +23,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 @dataclass(frozen=True)
-class FiniteWidthTheory:
+class FiniteWidthTheory(JsonResult):
     """Kernel, four-point vertex and 1/n kernel shift of a deep MLP at initialisation.
 
     Attributes
@@ -132,9 +132,6 @@ class FiniteWidthTheory:
             "chi_parallel": self.chi_parallel.tolist(),
             "U": None if self.U is None else self.U.tolist(),
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "FiniteWidthTheory":

@@ -24,7 +24,6 @@ References
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,6 +34,7 @@ from numbers import Integral
 
 import sympy
 
+from pft._results import JsonResult
 from pft.errors import InputError, OutOfReachError
 
 __all__ = ["edgeworth", "EdgeworthExpansion", "EdgeworthTerm", "edgeworth_terms", "multiplicities"]
@@ -140,7 +140,7 @@ def hermite(k: int, x):
 
 
 @dataclass(frozen=True)
-class EdgeworthExpansion:
+class EdgeworthExpansion(JsonResult):
     """Symbolic Edgeworth density of a standardized (whitened) variable.
 
     Attributes
@@ -166,6 +166,8 @@ class EdgeworthExpansion:
         ``z`` (symbol ``z``), to the same order; ``None`` when ``dim > 1``.
     """
 
+    _json_options = {"indent": 2}
+
     order: int
     dim: int
     variables: tuple
@@ -188,10 +190,6 @@ class EdgeworthExpansion:
             "density": str(self.density),
             "quantile": None if self.quantile is None else str(self.quantile),
         }
-
-    def to_json(self) -> str:
-        """:meth:`to_dict` as a JSON string."""
-        return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
         rows = [("order", "coefficient", "cumulants", "Hermite degree")]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from pft._results import JsonResult
 from pft.errors import InputError, NotPositiveDefiniteError
 from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
 from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
@@ -120,7 +121,7 @@ def build_terms(engine, n_external: int, k: int) -> tuple[DiagramTerm, ...]:
 
 # ------------------------------------------------------------------------------ results
 @dataclass(frozen=True)
-class CorrelatorExpansion:
+class CorrelatorExpansion(JsonResult):
     """The ``1/n`` series of ``⟨x⟩`` or ``Cov(x)`` under ``exp(-n S)/Z``.
 
     ``mean``: ``⟨x⟩ = x* + Σ_{k=1}^{order} corrections[k-1] n^(-k) + O(n^(-order-1))``;
@@ -139,6 +140,8 @@ class CorrelatorExpansion:
     terms : dict of int to tuple of DiagramTerm
         The diagrams behind each correction.
     """
+
+    _json_options = {"indent": 2}
 
     kind: str
     order: int
@@ -164,9 +167,6 @@ class CorrelatorExpansion:
             "terms": {str(k): [t.to_dict() for t in v] for k, v in self.terms.items()},
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
     def __str__(self) -> str:
         head = "⟨x⟩ = x* + Σ_k m_k n^-k" if self.kind == "mean" else "Cov(x) = Σ_k C_k n^-k"
         lines = [f"{self.kind} to order n^-{self.order}: {head}"]
@@ -177,7 +177,7 @@ class CorrelatorExpansion:
 
 
 @dataclass(frozen=True)
-class LaplaceExpansion:
+class LaplaceExpansion(JsonResult):
     """The Laplace (saddle-point) expansion of ``log ∫ exp(-n S(x)) dx``.
 
     ``log Z(n) ≈ -n S(x*) + (d/2) log(2π/n) - ½ log det H + Σ_{k=1}^{order} c_k n^(-k)``.
@@ -208,6 +208,8 @@ class LaplaceExpansion:
     n : float or None
         An ``n`` to show term sizes ``value · n^-k`` at (numeric results).
     """
+
+    _json_options = {"indent": 2}
 
     variables: tuple
     order: int
@@ -284,9 +286,6 @@ class LaplaceExpansion:
             "coefficients": [_jsonable(c) for c in self.coefficients],
             "terms": {str(k): [t.to_dict() for t in v] for k, v in self.terms.items()},
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LaplaceExpansion":

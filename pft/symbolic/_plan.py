@@ -21,7 +21,6 @@ The value is ``coefficient · einsum(equation, *operands) · n^n_power`` with
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from fractions import Fraction
 from string import ascii_letters
@@ -29,6 +28,7 @@ from string import ascii_letters
 import numpy as np
 import sympy
 
+from pft._results import JsonResult
 from pft.errors import InputError, OutOfReachError
 
 __all__ = ["contraction_plan", "ContractionPlan", "Operand"]
@@ -71,7 +71,7 @@ PROPAGATOR = Operand("propagator")
 
 
 @dataclass(frozen=True)
-class ContractionPlan:
+class ContractionPlan(JsonResult):
     """How to compute a diagram's value.
 
     Attributes
@@ -128,9 +128,6 @@ class ContractionPlan:
             "n_power": self.n_power,
             "n_external": self.n_external,
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     def __str__(self) -> str:
         ops = ", ".join(str(op) for op in self.operands)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError
 
 __all__ = ["ToyData", "Interpretation", "superposition", "interpretations"]
@@ -56,7 +56,7 @@ class ToyData:
 
 
 @dataclass(frozen=True)
-class Interpretation:
+class Interpretation(JsonResult):
     """A reconstruction of :class:`ToyData` with known truth.
 
     Attributes
@@ -87,9 +87,6 @@ class Interpretation:
             "spurious_directions": self.spurious_directions.tolist(),
             "description": self.description,
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
 
 def superposition(
