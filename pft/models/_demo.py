@@ -6,14 +6,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pft.errors import InputError
 
 __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
 
 # Budgets sized for two CPU cores (see README, "Real models").
+# exclude_positions: token positions of every window left out of the SAE's training and score
+# and never spliced by patch_scores. SmolLM2's position 0 is an attention sink (norm ~2.3e4 at
+# block 12 against a median of 143) that would dominate the FVU and the SAE; MiniLM's [CLS] and
+# [SEP] are ordinary in size at block 3 (median norms 10.6 and 8.8 against 13.6; 1.5 % and
+# 0.6 % of the total variance, 1/64 = 1.6 % a position) and its sentence embedding pools them,
+# so none are excluded there.
 DEFAULTS = {
-    "minilm": dict(layer=3, n_windows=96, length=64, d_sae=1536, k=32, steps=400, patch_windows=32, batch_size=8, n_resamples=4),
-    "smollm2": dict(layer=12, n_windows=48, length=64, d_sae=2304, k=32, steps=300, patch_windows=12, batch_size=4, n_resamples=2),
+    "minilm": dict(layer=3, n_windows=96, length=64, d_sae=1536, k=32, steps=400, patch_windows=32, batch_size=8, n_resamples=4,
+                   exclude_positions=()),
+    "smollm2": dict(layer=12, n_windows=48, length=64, d_sae=2304, k=32, steps=300, patch_windows=12, batch_size=4, n_resamples=2,
+                    exclude_positions=(0,)),
 }
 
 
@@ -46,6 +56,12 @@ def run_model_demo(
     The SAE is trained and scored on windows ``0 … n_windows − 1`` of the corpus; the patched
     runs use the next ``patch_windows`` windows (text the SAE never saw). Settings default to
     :data:`DEFAULTS` ``[name]``; any of them can be overridden by keyword.
+
+    ``exclude_positions`` (default ``(0,)`` for SmolLM2, its attention-sink position, and ``()``
+    for MiniLM) are window positions left out everywhere: the SAE is trained and ``score`` runs on
+    the other positions only, and ``patch_scores`` gets ``exclude_positions=`` (those tokens keep
+    their clean activations and their predictions are not averaged). Pass
+    ``exclude_positions=()`` to include them.
     """
     import torch
 
@@ -59,6 +75,18 @@ def run_model_demo(
     if unknown:
         raise InputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS[name])}.")
     cfg = {**DEFAULTS[name], **overrides}
+    excl, L = cfg["exclude_positions"], cfg["length"]
+    if excl is None:
+        excl = ()
+    excl = tuple(excl) if hasattr(excl, "__iter__") and not isinstance(excl, (str, bytes)) else excl
+    if not isinstance(excl, tuple) or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in excl):
+        raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,) or (); got {excl!r}.")
+    if not isinstance(L, (int, np.integer)) or any(not -L <= p < L for p in excl) or len({p % L for p in excl}) >= L:
+        raise InputError(
+            f"`exclude_positions` {tuple(excl)!r} must name positions of a {L}-token window and leave at least one."
+        )
+    excl = tuple(sorted({int(p) % L for p in excl}))
+    cfg["exclude_positions"] = excl
     sec = {}
     t = time.perf_counter()
     m = loaded if loaded is not None else load(name, device=device, progress=progress)
@@ -68,6 +96,10 @@ def run_model_demo(
     module = m.module(cfg["layer"])
     ids = windows(m, cfg["n_windows"], cfg["length"])
     X = capture(m, cfg["layer"], ids, progress=progress)
+    if excl:  # rows are window-major: drop the excluded positions of every window
+        keep = np.ones(cfg["length"], dtype=bool)
+        keep[list(excl)] = False
+        X = X.reshape(len(ids), cfg["length"], -1)[:, keep].reshape(-1, X.shape[-1])
     sec["capture"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -90,6 +122,7 @@ def run_model_demo(
     patch = patch_scores(
         m.model, module, batches, interpretation=sae, loss_fn=m.loss_fn, background=background,
         n_resamples=cfg["n_resamples"], seed=seed, progress=progress, loss_name=m.loss_name,
+        exclude_positions=excl or None,
     )
     sec["patch"] = time.perf_counter() - t
     return DemoResult(name=name, title=m.title, module=module, settings=cfg, residual=rep, patch=patch, sae=sae, seconds=sec)

@@ -115,6 +115,7 @@ class hooked:
         self.capture: list | None = None
         self.stop = False
         self.calls = 0
+        self.shape: tuple | None = None  # leading shape (all but the last axis) of the last output seen
         self.handle = None
 
     def _hook(self, mod, inputs, output):
@@ -126,6 +127,7 @@ class hooked:
             )
         x, rebuild = _primary(output)
         shape = x.shape
+        self.shape = tuple(shape[:-1])
         flat = x.reshape(-1, shape[-1]) if x.ndim != 2 else x
         if self.capture is not None:
             self.capture.append(flat.detach())
@@ -161,9 +163,152 @@ class hooked:
             self.handle = None
 
 
-# ---------------------------------------------------------------------- statistics
-def _rows(loss: Any, what: str):
-    """Per-row losses from a scalar, (B,) or (B, ...) tensor (trailing axes averaged)."""
+# ---------------------------------------------------------------------- token masks
+def _as_bool_mask(v: Any, what: str):
+    """``v`` as a boolean tensor: bool, or integers that are all 0/1 (an ``attention_mask``)."""
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        t = v.detach()
+        dtype, floating = t.dtype, t.is_floating_point() or t.is_complex()
+    else:
+        try:
+            arr = np.asarray(v)
+        except Exception:
+            arr = None
+        if arr is None or arr.dtype.kind not in "biufc":
+            raise InputError(f"{what} must be a boolean array or tensor (True = the token counts); got {describe(v)}.")
+        dtype, floating = arr.dtype, arr.dtype.kind in "fc"
+        t = None if floating else torch.from_numpy(np.ascontiguousarray(arr))
+    if floating:
+        raise InputError(
+            f"{what} must be boolean (True = the token counts) or integer 0/1 like an attention_mask; got dtype "
+            f"{dtype}. Compare it explicitly, e.g. mask > 0.5."
+        )
+    if t.dtype == torch.bool:
+        return t
+    if t.numel() and not bool(((t == 0) | (t == 1)).all()):
+        raise InputError(
+            f"{what} has integer values other than 0 and 1 (dtype {t.dtype}); pass a boolean mask "
+            "(True = the token counts)."
+        )
+    return t != 0
+
+
+def _token_masks(mask: Any, exclude_positions: Any, batches: list, leads: list) -> tuple[list | None, str]:
+    """One boolean tensor per batch, of the hooked output's leading shape (True = the token
+    counts), or None when neither argument is given; and a description of what was excluded."""
+    import torch
+
+    if exclude_positions is not None:
+        ep = exclude_positions
+        if isinstance(ep, (str, bytes, bool, torch.Tensor)) or not hasattr(ep, "__iter__"):
+            raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,); got {describe(ep)}.")
+        pos = list(exclude_positions)
+        if not all(isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)) for p in pos):
+            raise InputError(f"`exclude_positions` must hold integers; got {exclude_positions!r}.")
+        pos = [int(p) for p in pos]
+    else:
+        pos = []
+    if mask is None and not pos:
+        return None, ""
+    out = []
+    if mask is None:
+        out = [torch.ones(lead, dtype=torch.bool) for lead in leads]
+    elif isinstance(mask, (torch.Tensor, np.ndarray)):
+        m = _as_bool_mask(mask, "`mask`")
+        rows = sum(lead[0] for lead in leads) if all(len(lead) for lead in leads) else None
+        want = (rows, *leads[0][1:]) if rows is not None else None
+        if want is None or any(lead[1:] != leads[0][1:] for lead in leads) or tuple(m.shape) != want:
+            per = ", ".join(str(lead) for lead in leads[:3]) + (", ..." if len(leads) > 3 else "")
+            raise InputError(
+                f"`mask` has shape {tuple(m.shape)}; one array for all of `batches` must have shape {want} "
+                f"(the hooked output's leading shapes per batch are {per}, stacked along the first axis). "
+                "Pass a list with one mask per batch, or a callable batch -> mask, when the batches differ."
+            )
+        out = list(torch.split(m, [lead[0] for lead in leads], dim=0))
+    elif isinstance(mask, (list, tuple)):
+        if len(mask) != len(batches):
+            raise InputError(
+                f"`mask` is a {type(mask).__name__} of {len(mask)} masks but there are {len(batches)} batches; "
+                "pass one mask per batch (or one array for all of them, or a callable batch -> mask)."
+            )
+        out = [_as_bool_mask(v, f"`mask`[{i}]") for i, v in enumerate(mask)]
+    elif callable(mask):
+        out = [_as_bool_mask(mask(b), f"`mask`(batch {i}) (the callable's result)") for i, b in enumerate(batches)]
+    else:
+        raise InputError(
+            "`mask` must be None, a boolean (rows, seq) array or tensor for all of `batches`, a list with one per "
+            f"batch, or a callable batch -> mask; got {describe(mask)}."
+        )
+    for i, (m, lead) in enumerate(zip(out, leads)):
+        if tuple(m.shape) != tuple(lead):
+            raise InputError(
+                f"`mask` for batch {i} has shape {tuple(m.shape)} but the hooked output of that batch has "
+                f"{len(lead)} leading axes of shape {tuple(lead)} (one entry per token; its last axis is the width)."
+            )
+    if pos:
+        for i, lead in enumerate(leads):
+            if len(lead) < 2:
+                raise InputError(
+                    f"`exclude_positions` needs a sequence axis, but the hooked output of batch {i} has leading shape "
+                    f"{tuple(lead)} (rows, width only); pass `mask` with one boolean per token instead."
+                )
+            bad = [p for p in pos if not -lead[1] <= p < lead[1]]
+            if bad:
+                raise InputError(
+                    f"`exclude_positions` {bad} out of range for batch {i}, whose sequences have {lead[1]} positions."
+                )
+        out = [m.clone() for m in out]  # never write into the caller's tensor
+        for m in out:
+            m[:, pos] = False
+    desc = ", ".join(
+        (["mask"] if mask is not None else [])
+        + ([f"positions {tuple(pos)}"] if pos else [])
+    )
+    return out, desc
+
+
+def _entry_weights(keep: Any, shape: tuple, loss_name: str):
+    """Which entries of a (B, ...) loss or KL tensor count, from the batch's token mask ``keep``
+    (the hooked output's leading shape).
+
+    Axes are matched from the left: the first is the row; a position axis of the loss may be as
+    long as the mask's or one shorter (next-token losses on ``logits[:, :-1]``: entry ``t`` is the
+    prediction made at position ``t``). Mask axes the loss lacks are reduced with ``any`` (a
+    per-row loss counts when any of its tokens does); loss axes the mask lacks inherit it.
+    """
+    if len(shape) == 0:
+        return keep.any().reshape(())
+    if keep.ndim == 0 or shape[0] != keep.shape[0]:
+        rows = keep.shape[0] if keep.ndim else 0
+        raise InputError(
+            f"{loss_name} has {shape[0]} rows but `mask` has {rows} for this batch; with a mask, the loss's "
+            "first axis must be the batch's rows (the hooked output's first axis)."
+        )
+    k = keep
+    for a in range(1, min(len(shape), k.ndim)):
+        n, p = shape[a], k.shape[a]
+        if n == p:
+            continue
+        if a == 1 and n == p - 1:
+            k = k.narrow(1, 0, n)
+            continue
+        raise InputError(
+            f"{loss_name} has shape {tuple(shape)} but `mask` has shape {tuple(keep.shape)}: axis {a} must have "
+            f"{p} entries{' (or ' + str(p - 1) + ' for a next-token loss)' if a == 1 else ''}. Return one loss per "
+            "position, or per row (B,) averaged as you wish."
+        )
+    if k.ndim > len(shape):
+        k = k.reshape(*k.shape[: len(shape)], -1).any(dim=-1)
+    while k.ndim < len(shape):
+        k = k.unsqueeze(-1)
+    return k.expand(shape)
+
+
+def _rows(loss: Any, what: str, keep: Any = None, label: str = "loss", check: bool = True):
+    """Per-row ``(sums, counts)`` of a scalar, (B,) or (B, ...) loss over the entries that count
+    (all of them without a mask; see :func:`_entry_weights`)."""
     import torch
 
     if not isinstance(loss, torch.Tensor):
@@ -172,24 +317,32 @@ def _rows(loss: Any, what: str):
         except Exception:
             raise InputError(f"`loss_fn` must return a tensor of losses; got {describe(loss)}.") from None
     loss = loss.detach().to(torch.float64)
+    if keep is None:
+        w = torch.ones(loss.shape, dtype=torch.bool, device=loss.device)
+    else:
+        source = "`loss_fn`'s loss" if label == "loss" else "the per-position KL (from the logits)"
+        w = _entry_weights(keep.to(loss.device), tuple(loss.shape), source)
     if loss.ndim == 0:
-        loss = loss.reshape(1)
-    elif loss.ndim > 1:
-        loss = loss.reshape(loss.shape[0], -1).mean(dim=1)
-    out = loss.cpu().numpy()
-    if not np.all(np.isfinite(out)):
-        bad = int(np.sum(~np.isfinite(out)))
+        loss, w = loss.reshape(1), w.reshape(1)
+    flat = loss.reshape(loss.shape[0], -1)
+    wf = w.reshape(loss.shape[0], -1)
+    bad_rows = (wf & ~torch.isfinite(flat)).any(dim=1)
+    if check and bool(bad_rows.any()):
+        bad = int(bad_rows.sum())
         raise PatchError(
-            f"the loss is non-finite on {bad} row{'s' if bad != 1 else ''} in the {what} run; "
+            f"the {label} is non-finite on {bad} row{'s' if bad != 1 else ''} in the "
+            f"{what} run; "
             + (
                 "the unpatched model already produces NaN/inf — check the inputs and the model."
                 if what == "clean"
                 else "the patched model overflows; check the interpretation's scale (or the background)."
             )
         )
-    return out
+    sums = torch.where(wf, flat, torch.zeros((), dtype=flat.dtype, device=flat.device)).sum(dim=1)
+    return sums.cpu().numpy(), wf.sum(dim=1).cpu().numpy().astype(np.float64)
 
 
+# ---------------------------------------------------------------------- statistics
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     """``mean(num)/mean(den)`` and its delta-method standard error from paired rows."""
     n = len(num)
@@ -217,7 +370,8 @@ def _logits_of(out: Any, logits: Any):
     raise InputError(f"`logits` must be 'auto', None or a callable output -> logits; got {logits!r}.")
 
 
-def _kl_rows(logp_clean, out, logits):
+def _kl_rows(logp_clean, out, logits, what: str, keep: Any = None):
+    """Per-row ``(sums, counts)`` of ``KL(p_clean ‖ p)`` per position (None without logits)."""
     import torch
 
     lg = _logits_of(out, logits)
@@ -225,8 +379,7 @@ def _kl_rows(logp_clean, out, logits):
         return None
     logp = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
     kl = (logp_clean.exp() * (logp_clean - logp)).sum(dim=-1)
-    kl = kl.reshape(kl.shape[0], -1).mean(dim=1) if kl.ndim > 1 else kl.reshape(-1)
-    return kl.cpu().numpy()
+    return _rows(kl, what, keep, label="KL", check=False)
 
 
 # ---------------------------------------------------------------------- backgrounds
@@ -267,6 +420,8 @@ def patch_scores(
     logits: Any = "auto",
     check_rtol: float = 1e-4,
     loss_name: str = "loss",
+    mask: Any = None,
+    exclude_positions: Any = None,
 ) -> PatchReport:
     """Run ``model`` with ``module``'s output replaced, rung by rung, and score the interpretation
     by what the model does.
@@ -307,6 +462,16 @@ def patch_scores(
         ``check_rtol · (|L_clean| + 1)``.
     loss_name : str
         Label of the loss in the table.
+    mask : None, array or tensor, list of them, or callable ``batch -> mask``
+        Which tokens count (True) and which are left alone (False), with the hooked output's
+        leading shape: ``(B, L)`` for a ``(B, L, d)`` output. One boolean array for all of
+        ``batches`` (their rows stacked: ``(ΣB, L)``), a list with one per batch, or a callable
+        called on each batch, e.g. ``lambda b: b["attention_mask"]``; integer 0/1 masks (an
+        ``attention_mask``) are read as booleans. See Notes for what a masked token does.
+    exclude_positions : tuple of int, optional
+        Positions along the sequence axis (the second axis of a ``(B, L, ..., d)`` output;
+        negative ones count from the end) that never count, e.g. ``(0,)`` for a causal LM's
+        attention-sink/BOS position. Combined with ``mask`` (a token counts when both allow it).
 
     Returns
     -------
@@ -337,6 +502,39 @@ def patch_scores(
     ``SE(Ā/B̄) = std(a_i − R b_i) / (√n |B̄|)``. Tokens within a row are correlated and are
     never treated as independent. KL is ``KL(p_clean ‖ p_rung)`` per position, averaged.
 
+    Losses and KLs with trailing axes are averaged over all their entries, pooled across rows
+    (token-weighted, like a language model's mean cross-entropy): a row contributes the sum of
+    its entries and their count, so the means and ratios above are ratios of sums, and their
+    standard errors the delta method over rows as stated. Without a mask every row has the same
+    count and this is the plain mean of per-row means.
+
+    **Masked tokens** (``mask`` False, or a position in ``exclude_positions``):
+
+    - are *never spliced*: in every rung, ablations included, they keep their clean activation
+      (bit for bit), so the rungs differ only at tokens that count;
+    - are left out of everything fitted or averaged at the hooked module: ``mean_t x_t`` and
+      ``mean_t r_t``, the Gaussian/perturbative background, ``n_tokens``; the interpretation is
+      evaluated on the tokens that count only (a precomputed array still has one row per token
+      of ``batches``, masked ones included; those rows are ignored);
+    - are left out of the loss and KL averages *as the position whose output is scored*: the
+      entries of a ``(B, L)`` loss/KL are matched to the mask position by position, and a
+      ``(B, L − 1)`` loss to its first ``L − 1`` positions (a next-token loss on
+      ``logits[:, :-1]``: entry ``t`` is the prediction made at position ``t``, of token
+      ``t + 1``). So ``exclude_positions=(0,)`` drops the prediction made at the sink, which no
+      rung can change in a causal model (position 0 sees only itself, and it is not spliced).
+      The prediction *of* a masked token, made at the position before it, is kept: if it
+      should not count (a padding target), leave it out in ``loss_fn`` and return a (B,) loss
+      averaged as you wish. A (B,) loss is one number per row, used as is; a row counts when
+      any of its tokens does, and rows with nothing that counts are left out of every average
+      (``n_rows``).
+
+    In a causal model a masked token is not isolated: its activation stays clean, but its
+    output still sees the spliced tokens before it, and the tokens after it see its clean
+    activation. The mask decides what is replaced and what is averaged, not what attends to
+    what; use the model's own ``attention_mask`` for that.
+
+    ``mask=None`` and an all-True mask give the same report, number for number.
+
     Examples
     --------
     >>> import torch
@@ -351,6 +549,15 @@ def patch_scores(
     (0.0, 0.0)
     >>> bool(rep.loss_of("recon+gaussian") > rep.loss_of("recon"))   # noise is not the signal
     True
+
+    Sequences: a (B, L, d) hooked output and one loss per position; position 0 left alone.
+
+    >>> u = torch.randn(16, 8, 4)
+    >>> seq = [(u[i:i + 8], model(u[i:i + 8]).detach()) for i in (0, 8)]
+    >>> rep = patch_scores(model, "0", seq, interpretation=lambda h: 0.5 * h, exclude_positions=(0,),
+    ...                    loss_fn=lambda out, b: ((out - b[1]) ** 2)[..., 0], progress=False)
+    >>> rep.n_tokens, rep.n_excluded, rep.excluded          # 16 windows x 7 positions spliced
+    (112, 16, 'positions (0,)')
     """
     import torch
 
@@ -379,35 +586,56 @@ def patch_scores(
     bar = None
     with torch.no_grad(), hooked(mod, name) as hook:
         # Pass 1: the module's output on every batch (the forward stops there).
-        xs = []
+        xs, leads = [], []
         for b in batches:
             cap: list = []
             hook.run(model, b, capture=cap, stop=True)
             xs.append(cap[0])
+            leads.append(hook.shape)
         d = int(xs[0].shape[1])
         for i, xb in enumerate(xs):
             if xb.shape[1] != d:
                 raise InputError(f"the hooked output has width {xb.shape[1]} on batch {i} but {d} on batch 0.")
-            if not torch.all(torch.isfinite(xb)):
+        masks, excluded = _token_masks(mask, exclude_positions, batches, leads)
+        # per batch: the (lead-shaped) mask for the losses and the flat one for the hooked rows
+        token_masks = [None] * len(batches) if masks is None else [m.to(device) for m in masks]
+        keeps = [None if m is None else m.reshape(-1) for m in token_masks]
+        for i, xb in enumerate(xs):
+            xk = xb if keeps[i] is None else xb[keeps[i]]
+            if not torch.all(torch.isfinite(xk)):
                 raise PatchError(f"`module` {name!r} outputs NaN/inf on batch {i} of the clean model; check the inputs.")
         starts = np.concatenate([[0], np.cumsum([x.shape[0] for x in xs])]).astype(int)
-        n_tokens = int(starts[-1])
-        if interp.n_tokens is not None and interp.n_tokens != n_tokens:
+        n_all = int(starts[-1])
+        if interp.n_tokens is not None and interp.n_tokens != n_all:
             raise InputError(
-                f"the precomputed `interpretation` has {interp.n_tokens} rows but `batches` give {n_tokens} tokens "
-                "at the hooked module; pass one reconstruction per token."
+                f"the precomputed `interpretation` has {interp.n_tokens} rows but `batches` give {n_all} tokens "
+                "at the hooked module; pass one reconstruction per token"
+                + (" (masked tokens included: their rows are ignored)." if masks is not None else ".")
+            )
+        counts = [x.shape[0] if k is None else int(k.sum()) for x, k in zip(xs, keeps)]
+        n_tokens = int(sum(counts))
+        if masks is not None and n_tokens == 0:
+            raise InputError(
+                f"`mask`/`exclude_positions` ({excluded}) exclude every one of the {n_all} tokens of `batches`; "
+                "True marks a token that counts — check the mask's polarity."
             )
         X = np.empty((n_tokens, d))
         R = np.empty((n_tokens, d))
+        at = 0
         for i, xb in enumerate(xs):
-            xh = _checked_recon(interp, xb, int(starts[i]), name)
-            X[starts[i] : starts[i + 1]] = xb.double().cpu().numpy()
-            R[starts[i] : starts[i + 1]] = (xb.double() - xh.double()).cpu().numpy()
+            xk = xb if keeps[i] is None else xb[keeps[i]]
+            xh = _checked_recon(interp, xb, int(starts[i]), name, keeps[i])
+            X[at : at + counts[i]] = xk.double().cpu().numpy()
+            R[at : at + counts[i]] = (xk.double() - xh.double()).cpu().numpy()
+            at += counts[i]
         del xs
+        if n_tokens < 2:
+            raise InputError(
+                f"`batches` give {n_tokens} token{'s' if n_tokens != 1 else ''} "
+                f"{'that count ' if masks is not None else ''}at the hooked module; a background needs at least 2."
+            )
         mean_x = X.mean(axis=0)
         mean_r = R.mean(axis=0)
-        if n_tokens < 2:
-            raise InputError(f"`batches` give {n_tokens} token at the hooked module; a background needs at least 2.")
         if not np.any(R - mean_r):
             raise InputError(
                 "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, or "
@@ -429,29 +657,41 @@ def patch_scores(
         try:
             for i, b in enumerate(batches):
                 start = int(starts[i])
+                keep = keeps[i]
                 rng = np.random.default_rng([int(seed), i, 0x9A7C])
+
+                def splice(new_rows):
+                    """Transform of the hooked (n, d) output: the tokens that count become
+                    ``new_rows(x_counted, x)``; masked ones keep their clean values."""
+
+                    def f(x):
+                        if keep is None:
+                            return new_rows(x, x)
+                        if not bool(keep.any()):
+                            return x
+                        out = x.clone()
+                        out[keep] = new_rows(x[keep], x)
+                        return out
+
+                    return f
 
                 def const(v):
                     t = torch.as_tensor(v)
-
-                    def f(x):
-                        return t.to(dtype=x.dtype, device=x.device).expand_as(x)
-
-                    return f
+                    return splice(lambda xk, x: t.to(dtype=xk.dtype, device=xk.device).expand_as(xk))
 
                 def recon_plus(extra=None, sampler=None):
-                    def f(x):
-                        xh = _checked_recon(interp, x, start, name)
+                    def g(xk, x):
+                        xh = _checked_recon(interp, x, start, name, keep)
                         if isinstance(extra, str):
-                            return xh + (x - xh)
+                            return xh + (xk - xh)
                         if extra is not None:
-                            return xh + torch.as_tensor(extra).to(dtype=x.dtype, device=x.device)
+                            return xh + torch.as_tensor(extra).to(dtype=xk.dtype, device=xk.device)
                         if sampler is not None:
-                            z = torch.from_numpy(sampler(x.shape[0]))
-                            return xh + z.to(dtype=x.dtype, device=x.device)
+                            z = torch.from_numpy(sampler(xk.shape[0]))
+                            return xh + z.to(dtype=xk.dtype, device=xk.device)
                         return xh
 
-                    return f
+                    return splice(g)
 
                 transforms: dict[str, Any] = {
                     "clean": None,
@@ -469,39 +709,59 @@ def patch_scores(
                     acc_l = acc_k = None
                     for _ in range(reps):
                         out = hook.run(model, b, transform=transforms[rung])
-                        lr = _rows(loss_fn(out, b), rung)
+                        lr = _rows(loss_fn(out, b), rung, token_masks[i])
                         if rung == "clean":
                             lg = _logits_of(out, logits)
                             if lg is not None:
                                 if not torch.all(torch.isfinite(lg)):
                                     raise PatchError("the clean model's logits contain NaN/inf; check the inputs.")
                                 logp_clean = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
-                        kr = _kl_rows(logp_clean, out, logits)
-                        acc_l = lr if acc_l is None else acc_l + lr
+                        kr = _kl_rows(logp_clean, out, logits, rung, token_masks[i])
+                        acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
                         if kr is not None:
-                            acc_k = kr if acc_k is None else acc_k + kr
+                            acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
                         if bar is not None:
                             bar.update(1)
-                    per_rung_loss[rung].append(acc_l / reps)
+                    per_rung_loss[rung].append((acc_l[0] / reps, acc_l[1]))
                     if acc_k is not None:
-                        per_rung_kl[rung].append(acc_k / reps)
+                        per_rung_kl[rung].append((acc_k[0] / reps, acc_k[1]))
         finally:
             if bar is not None:
                 bar.close()
 
-    loss_rows = {k: np.concatenate(v) for k, v in per_rung_loss.items()}
-    n_rows = len(loss_rows["clean"])
-    for k, v in loss_rows.items():
-        if len(v) != n_rows:
-            raise InputError(f"`loss_fn` returned {len(v)} rows for rung {k!r} but {n_rows} for the clean run.")
+    def joined(parts):
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    loss_rows = {k: joined(v) for k, v in per_rung_loss.items()}
+    n_all_rows = len(loss_rows["clean"][0])
+    for k, (v, _) in loss_rows.items():
+        if len(v) != n_all_rows:
+            raise InputError(f"`loss_fn` returned {len(v)} rows for rung {k!r} but {n_all_rows} for the clean run.")
     has_kl = all(len(per_rung_kl[k]) == len(batches) for k in rungs)
-    kl_rows = {k: np.concatenate(per_rung_kl[k]) for k in rungs} if has_kl else {}
+    kl_rows = {k: joined(per_rung_kl[k]) for k in rungs} if has_kl else {}
+    # Rows with no entry that counts (masked throughout) are left out of every average.
+    n_w = loss_rows["clean"][1]
+    live = n_w > 0
+    if not np.any(live):
+        raise InputError(
+            f"no entry of `loss_fn`'s loss counts: every row's scored positions are masked ({excluded}); "
+            "see patch_scores' Notes for how loss entries are matched to the mask."
+        )
+    loss_rows = {k: v[0][live] for k, v in loss_rows.items()}
+    n_w = n_w[live]
+    if has_kl:
+        k_w = kl_rows["clean"][1]
+        k_live = k_w > 0
+        kl_rows = {k: v[0][k_live] for k, v in kl_rows.items()}
+        k_w = k_w[k_live]
+        has_kl = bool(np.any(k_live))
+    n_rows = int(np.sum(live))
 
-    def se(v):
-        return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    def mean_se(sums, w):
+        return _ratio(sums, w)
 
-    L_clean = float(np.mean(loss_rows["clean"]))
-    delta = float(np.mean(loss_rows["recon+residual"]) - L_clean)
+    L_clean = mean_se(loss_rows["clean"], n_w)[0]
+    delta = mean_se(loss_rows["recon+residual"], n_w)[0] - L_clean
     tol = float(check_rtol) * (abs(L_clean) + 1.0)
     if not abs(delta) <= tol:
         raise PatchError(
@@ -520,15 +780,17 @@ def patch_scores(
         pr = pr_se = math.nan
     kl_score = math.nan
     if has_kl:
-        kz = float(np.mean(kl_rows["zero_ablation"]))
-        kl_score = (kz - float(np.mean(kl_rows["recon"]))) / kz if kz > 0 else math.nan
+        kz = mean_se(kl_rows["zero_ablation"], k_w)[0]
+        kl_score = (kz - mean_se(kl_rows["recon"], k_w)[0]) / kz if kz > 0 else math.nan
     nan = np.full(len(rungs), math.nan)
+    loss_stats = [mean_se(loss_rows[k], n_w) for k in rungs]
+    kl_stats = [mean_se(kl_rows[k], k_w) for k in rungs] if has_kl else None
     return PatchReport(
         rungs=tuple(rungs),
-        loss=np.array([np.mean(loss_rows[k]) for k in rungs]),
-        loss_se=np.array([se(loss_rows[k]) for k in rungs]),
-        kl=np.array([np.mean(kl_rows[k]) for k in rungs]) if has_kl else nan,
-        kl_se=np.array([se(kl_rows[k]) for k in rungs]) if has_kl else nan.copy(),
+        loss=np.array([v for v, _ in loss_stats]),
+        loss_se=np.array([e for _, e in loss_stats]),
+        kl=np.array([v for v, _ in kl_stats]) if has_kl else nan,
+        kl_se=np.array([e for _, e in kl_stats]) if has_kl else nan.copy(),
         ce_loss_recovered=ce,
         ce_loss_recovered_se=ce_se,
         mean_ablation_recovered=ma,
@@ -539,7 +801,7 @@ def patch_scores(
         perturbative_recovered_se=pr_se,
         kl_score=kl_score,
         sanity_delta=delta,
-        n_rows=int(n_rows),
+        n_rows=n_rows,
         n_tokens=n_tokens,
         d=d,
         n_resamples=int(n_resamples),
@@ -547,13 +809,25 @@ def patch_scores(
         module=name,
         background=bg_label,
         loss_name=loss_name,
+        n_excluded=n_all - n_tokens,
+        excluded=excluded if n_all > n_tokens else "",
     )
 
 
-def _checked_recon(interp, x, start: int, name: str):
+def _checked_recon(interp, x, start: int, name: str, keep: Any = None):
+    """The interpretation's reconstruction of the rows of ``x`` that count (all without ``keep``),
+    checked finite. A precomputed array is indexed by token, so it is read for every row of ``x``
+    and its masked rows dropped; anything else sees only the rows that count."""
     import torch
 
-    xh = interp(x, start=start)
+    if keep is None:
+        xh = interp(x, start=start)
+    elif not bool(keep.any()):
+        return x[:0]  # nothing counts in this batch: the interpretation is not called on 0 rows
+    elif interp.n_tokens is not None:
+        xh = interp(x, start=start)[keep]
+    else:
+        xh = interp(x[keep], start=start)
     if not torch.all(torch.isfinite(xh)):
         bad = int((~torch.isfinite(xh)).sum())
         raise InputError(

@@ -69,10 +69,17 @@ class PatchReport(JsonResult):
     sanity_delta : float
         ``L_{recon+residual} − L_clean`` (checked to be within tolerance).
     n_rows, n_tokens, d, n_resamples, seed : int
+        ``n_rows``: rows in the loss averages (rows with nothing that counts are left out);
+        ``n_tokens``: tokens at the hooked module that count (spliced, and fitted on).
     module : str
     background : str
         What the noise rungs drew from.
     loss_name : str
+    n_excluded : int
+        Tokens at the hooked module that did not count (``mask`` / ``exclude_positions`` of
+        :func:`patch_scores`): never spliced, fitted on or averaged over.
+    excluded : str
+        What excluded them (``""``: nothing was, ``"positions (0,)"``, ``"mask"``, ...).
     """
 
     rungs: tuple
@@ -98,6 +105,8 @@ class PatchReport(JsonResult):
     module: str
     background: str
     loss_name: str = "loss"
+    n_excluded: int = 0
+    excluded: str = ""
 
     # ------------------------------------------------------------------ access
     def loss_of(self, rung: str) -> float:
@@ -129,8 +138,9 @@ class PatchReport(JsonResult):
     # ------------------------------------------------------------------ reading
     def __str__(self) -> str:
         has_kl = bool(np.any(np.isfinite(self.kl)))
+        masked = f" ({self.n_excluded} more left clean: {self.excluded})" if self.n_excluded else ""
         L = [
-            f"PatchReport: {self.module}, {self.n_rows} rows / {self.n_tokens} tokens, d = {self.d}, "
+            f"PatchReport: {self.module}, {self.n_rows} rows / {self.n_tokens} tokens{masked}, d = {self.d}, "
             f"{self.n_resamples} resamples, noise from {self.background}"
         ]
         head = f"  {'rung':<20}{'output becomes':<38}{self.loss_name:>12}{'± SE':>10}"

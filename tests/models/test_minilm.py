@@ -93,6 +93,10 @@ def test_bad_model_inputs(minilm, monkeypatch):
         minilm.module(6)
     with pytest.raises(InputError, match="corpus holds"):
         windows(minilm, 10**6, 64)
+    with pytest.raises(InputError, match="must name positions of a 16-token window"):
+        run_model_demo("minilm", loaded=minilm, progress=False, length=16, exclude_positions=(16,))
+    with pytest.raises(InputError, match="`exclude_positions` must be a tuple of integer positions"):
+        run_model_demo("minilm", loaded=minilm, progress=False, exclude_positions="0")
     monkeypatch.setitem(_load._SPECS["minilm"], "sha256", "0" * 64)
     with pytest.raises(PftError, match="expected 0000"):
         load("minilm", progress=False)
@@ -116,23 +120,31 @@ def test_cli_demo_minilm(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer in [0, 5]" in err
 
 
-def test_demo_scores_on_the_requested_device(device, monkeypatch):
+def test_demo_scores_on_the_requested_device(device, monkeypatch, minilm):
     # run_model_demo(device=...) loads the model there, trains the SAE there and scores there: the
     # score used to be called without a device, so its passes stayed on the host. (score itself is
     # tested elsewhere; here it is replaced by a recorder, which saves ~10 s.)
+    # The same run checks exclude_positions: (0, -1) drops [CLS] and [SEP] from the SAE's data and
+    # the score (truth: capture() of the same windows, those columns removed) and hands them to
+    # patch_scores (MiniLM's default excludes nothing).
     import pft.residual
 
     seen = {}
 
     def recorder(X, recon, **kwargs):
-        seen.update(kwargs, shape=np.shape(X), recon_type=type(recon))
+        seen.update(kwargs, shape=np.shape(X), recon_type=type(recon), X=X)
         return "report"
 
     monkeypatch.setattr(pft.residual, "score", recorder)
     res = run_model_demo("minilm", device=device, progress=False, n_windows=8, length=32, d_sae=256, k=8,
-                         steps=20, patch_windows=4, n_resamples=1)
+                         steps=20, patch_windows=4, n_resamples=1, exclude_positions=(0, -1))
     assert seen["device"] is not None and torch.device(seen["device"]).type == torch.device(device).type
-    assert seen["shape"] == (8 * 32, 384) and seen["recon_type"] is np.ndarray  # numpy in, as documented
+    assert seen["shape"] == (8 * 30, 384) and seen["recon_type"] is np.ndarray  # numpy in, as documented
+    full = capture(minilm, 3, windows(minilm, 8, 32), progress=False).reshape(8, 32, 384)
+    np.testing.assert_allclose(seen["X"], full[:, 1:-1].reshape(-1, 384), rtol=1e-4, atol=1e-4)
+    assert res.settings["exclude_positions"] == (0, 31)
+    assert res.patch.n_excluded == 4 * 2 and res.patch.n_tokens == 4 * 30 and res.patch.n_rows == 4
+    assert res.patch.excluded == "positions (0, 31)"
     assert res.residual == "report"
     assert next(res.sae.parameters()).device.type == torch.device(device).type
     assert res.patch.loss_of("clean") == pytest.approx(0.0, abs=1e-6)  # 1 − cos(clean, clean)

@@ -48,6 +48,10 @@ def test_end_to_end(smol):
         n_windows=16, length=48, d_sae=1152, k=32, steps=150, patch_windows=4, n_resamples=1,
     )
     p = res.patch
+    # The attention-sink position 0 is excluded by default: from the SAE's data and the score,
+    # and from every splice and average of the patched runs.
+    assert res.settings["exclude_positions"] == (0,) and res.residual.n_tokens == 16 * 47
+    assert p.n_excluded == 4 and p.n_tokens == 4 * 47 and p.excluded == "positions (0,)"
     assert abs(p.sanity_delta) < 1e-3
     assert p.loss_of("zero_ablation") > p.loss_of("recon") > p.loss_of("clean")
     assert np.all(np.isfinite(p.kl)) and p.kl[0] == pytest.approx(0.0, abs=1e-9)
