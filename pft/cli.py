@@ -36,6 +36,12 @@ def _add_demo(sub) -> None:
     p.add_argument("--patch-windows", type=int, default=None, help="real models: text windows for the patched runs")
     p.add_argument("--threads", type=int, default=None, help="real models: torch CPU threads")
     p.add_argument("--device", default=None, help="real models: torch device for the model, SAE and score, e.g. cuda")
+    p.add_argument(
+        "--exclude-positions",
+        default=None,
+        help="real models: window positions left out of the SAE, the score and every splice and average, "
+        "comma-separated (default: 0 for smollm2, its attention sink; none for minilm); 'none' keeps them all",
+    )
 
 
 def _run_demo(args) -> int:
@@ -93,12 +99,23 @@ def _run_model_demo(args) -> int:
         torch.set_num_threads(args.threads)
     names = {"layer": "layer", "steps": "steps", "sae_size": "d_sae", "k": "k", "windows": "n_windows", "patch_windows": "patch_windows"}
     overrides = {v: getattr(args, k) for k, v in names.items() if getattr(args, k) is not None}
+    if args.exclude_positions is not None:
+        from pft.errors import InputError
+
+        text = args.exclude_positions.strip().lower()
+        try:
+            overrides["exclude_positions"] = () if text in ("", "none") else tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(
+                f"`--exclude-positions` takes comma-separated integers or 'none'; got {args.exclude_positions!r}."
+            ) from None
     res = run_model_demo(args.model, seed=args.seed, progress=not args.quiet, device=args.device, **overrides)
     c = res.settings
     print(f"{res.title}")
     print(
         f"hooked {res.module}; TopK SAE d_sae={c['d_sae']}, k={c['k']}, {c['steps']} steps on "
         f"{c['n_windows']} windows x {c['length']} tokens of pydoc text; patched on {c['patch_windows']} other windows"
+        + (f"; positions {c['exclude_positions']} of every window left out" if c["exclude_positions"] else "")
     )
     print()
     print(res.residual)

@@ -46,3 +46,10 @@ def test_demo_runs_small(tmp_path, capsys):
     assert "Missed features found" in text and "plot:" in text
     assert (tmp_path / "missing.png").exists()
     assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_demo_exclude_positions_bad_text_exits_2_with_one_line(capsys):
+    # parsed before any model is loaded
+    rc = main(["demo", "--model", "minilm", "--exclude-positions", "0,first", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "`--exclude-positions` takes comma-separated integers" in err
