@@ -32,6 +32,11 @@ class JsonResult:
         """Plain Python types (arrays become nested lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        """Inverse of :meth:`to_json` (through the subclass's ``from_dict``)."""
+        return cls.from_dict(json.loads(text))
+
     def to_json(self, path: str | None = None, **kwargs: Any) -> str:
         """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), **{**self._json_options, **kwargs})

@@ -32,3 +32,16 @@ def test_to_json_writes_what_it_returns(result, tmp_path):
     assert json.loads(text) == json.loads(json.dumps(result.to_dict()))
     # keyword arguments of json.dumps pass through, over the type's own defaults
     assert json.loads(result.to_json(indent=None, sort_keys=True)) == json.loads(text)
+
+
+def test_every_result_type_is_a_json_result():
+    from pft.degrade import ChainDiagnostics, DegradedModel, LearningCoefficient, SampleResult
+    from pft.residual import AcrossReport, PatchReport, ResidualReport
+    from pft.scaling import FiniteWidthTheory
+    from pft.symbolic import CorrelatorExpansion, EdgeworthExpansion, LaplaceExpansion
+
+    for cls in (ChainDiagnostics, DegradedModel, LearningCoefficient, SampleResult, AcrossReport, PatchReport,
+                ResidualReport, FiniteWidthTheory, CorrelatorExpansion, EdgeworthExpansion, LaplaceExpansion,
+                StudyResult):
+        assert issubclass(cls, JsonResult), cls.__name__
+        assert cls.to_json is JsonResult.to_json, cls.__name__

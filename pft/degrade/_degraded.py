@@ -3,12 +3,12 @@ posterior, over a range of temperatures."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import torch
 
+from pft._results import JsonResult
 from pft.degrade._posterior import TemperedPosterior
 from pft.errors import InputError
 
@@ -16,7 +16,7 @@ __all__ = ["DegradedModel", "degraded_models"]
 
 
 @dataclass(frozen=True)
-class DegradedModel:
+class DegradedModel(JsonResult):
     """One degraded copy of a trained model.
 
     Attributes
@@ -51,8 +51,6 @@ class DegradedModel:
         out["beta"] = "inf" if math.isinf(self.beta) else self.beta
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     def __str__(self) -> str:
         return (

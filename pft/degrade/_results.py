@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+
+from pft._results import JsonResult
 
 __all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult"]
 
@@ -47,7 +48,7 @@ def _unjson(value):
 
 
 @dataclass(frozen=True)
-class ChainDiagnostics:
+class ChainDiagnostics(JsonResult):
     """Mixing diagnostics of the loss trace of a set of SGLD chains.
 
     Attributes
@@ -77,8 +78,6 @@ class ChainDiagnostics:
     def to_dict(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChainDiagnostics":
@@ -91,9 +90,6 @@ class ChainDiagnostics:
             warnings=tuple(d["warnings"]),
         )
 
-    @classmethod
-    def from_json(cls, text: str) -> "ChainDiagnostics":
-        return cls.from_dict(json.loads(text))
 
     def __str__(self) -> str:
         rows = [
@@ -108,7 +104,7 @@ class ChainDiagnostics:
 
 
 @dataclass(frozen=True)
-class LearningCoefficient:
+class LearningCoefficient(JsonResult):
     """Local learning coefficient estimate ``λ̂ = n β (E_β[L] - L(w*))`` with its standard
     error. Unpacks as ``value, se = lc``.
 
@@ -155,16 +151,11 @@ class LearningCoefficient:
     def to_dict(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "LearningCoefficient":
         return cls(**{f.name: _unjson(d[f.name]) for f in fields(cls)})
 
-    @classmethod
-    def from_json(cls, text: str) -> "LearningCoefficient":
-        return cls.from_dict(json.loads(text))
 
     def __str__(self) -> str:
         rows = [
@@ -178,7 +169,7 @@ class LearningCoefficient:
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: equality is identity
-class SampleResult:
+class SampleResult(JsonResult):
     """Draws of the tempered local posterior and their losses.
 
     Attributes
@@ -305,8 +296,6 @@ class SampleResult:
         out["param_shapes"] = [list(s) for s in self.param_shapes]
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "SampleResult":
@@ -321,9 +310,6 @@ class SampleResult:
         kw["diagnostics"] = ChainDiagnostics.from_dict(d["diagnostics"])
         return cls(**kw)
 
-    @classmethod
-    def from_json(cls, text: str) -> "SampleResult":
-        return cls.from_dict(json.loads(text))
 
     def plot(self, path=None, *, ax=None):
         """Per-chain traces of ``n β (L - L(w*))`` (burn-in shaded); returns the figure.

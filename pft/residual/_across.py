@@ -8,7 +8,6 @@ scores, and which differences between interpretations, survive as the temperatur
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError
 
 __all__ = ["score_across", "AcrossReport"]
@@ -50,7 +50,7 @@ def _reconstruct(interp, activations, name):
 
 
 @dataclass(frozen=True)
-class AcrossReport:
+class AcrossReport(JsonResult):
     """Residual scores of several interpretations over degraded copies of a model.
 
     Attributes
@@ -144,17 +144,12 @@ class AcrossReport:
             "temperatures": list(self.temperatures),
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "AcrossReport":
         rows = tuple({k: (float("nan") if v is None else v) for k, v in r.items()} for r in d["rows"])
         return cls(rows=rows, interpretations=tuple(d["interpretations"]), temperatures=tuple(d["temperatures"]))
 
-    @classmethod
-    def from_json(cls, text: str) -> "AcrossReport":
-        return cls.from_dict(json.loads(text))
 
     def __str__(self) -> str:
         metrics = [m for m in DEFAULT_METRICS if self.rows and m in self.rows[0]]

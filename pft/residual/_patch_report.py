@@ -124,9 +124,6 @@ class PatchReport(JsonResult):
             kw[name] = np.asarray(kw[name], dtype=float)
         return cls(**kw)
 
-    @classmethod
-    def from_json(cls, text: str) -> "PatchReport":
-        return cls.from_dict(json.loads(text))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatchReport):

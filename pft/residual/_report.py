@@ -131,9 +131,6 @@ class ResidualReport(JsonResult):
             kw["nongaussian_directions"] = kw["nongaussian_directions"].reshape(0, kw["d"])
         return cls(**kw)
 
-    @classmethod
-    def from_json(cls, text: str) -> "ResidualReport":
-        return cls.from_dict(json.loads(text))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ResidualReport):

@@ -12,7 +12,6 @@ The machinery here is shared: :func:`laplace_expansion` feeds it exact sympy ten
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -329,10 +328,6 @@ class LaplaceExpansion(JsonResult):
             exact=exact,
         )
 
-    @classmethod
-    def from_json(cls, text: str) -> "LaplaceExpansion":
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
 
     def __str__(self) -> str:
         lines = [
