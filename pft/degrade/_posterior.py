@@ -33,6 +33,14 @@ DIVERGENCE_FACTOR = 1000.0
 STEP_WARN = 0.5
 #: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
 MAX_DRAW_BYTES = 2 * 1024**3
+#: on an accelerator, the steps between read-backs of the loss trace (divergence checks)
+_CHECK_EVERY = 64
+
+
+def _check_interval(device) -> int:
+    """Steps between read-backs of a chain's loss trace: every step on the CPU (free there),
+    every ``_CHECK_EVERY`` on an accelerator (a read-back stalls it)."""
+    return 1 if device.type == "cpu" else _CHECK_EVERY
 
 
 def _finite_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
@@ -396,22 +404,27 @@ class TemperedPosterior:
                 batch_gen = torch.Generator().manual_seed(int(s_batch))
                 batches = self._batches(batch_gen)
                 flat.set(self._anchor)
+                # The losses stay on the parameters' device and are read back (and checked for
+                # divergence) every `every` steps: on a GPU a read-back per step would stall it.
+                trace = torch.empty(steps, dtype=torch.float64, device=flat.flat.device)
+                every = _check_interval(flat.flat.device)
+                checked = 0
                 for s in range(steps):
                     inputs, targets = next(batches)
                     flat.zero_grad()
                     loss = self._loss(inputs, targets)
                     loss.backward()
-                    value = float(loss.detach())
-                    if not math.isfinite(value) or value > limit:
-                        self._diverged(c, s, value, limit)
-                    max_increase = max(max_increase, value - self.init_loss_)
+                    trace[s] = loss.detach()
+                    if (s + 1) % every == 0 or s == steps - 1:
+                        values = trace[checked : s + 1].cpu().numpy()
+                        bad = ~np.isfinite(values) | (values > limit)
+                        if bad.any():
+                            first = int(np.argmax(bad))
+                            self._diverged(c, checked + first, float(values[first]), limit)
+                        checked = s + 1
                     k = s - burn_in
-                    if k < 0:
-                        burn[c, s] = value
-                    elif k % thin == 0:
-                        losses[c, k // thin] = value
-                        if draws is not None:
-                            draws[c, k // thin].copy_(flat.flat.detach())
+                    if k >= 0 and k % thin == 0 and draws is not None:
+                        draws[c, k // thin].copy_(flat.flat.detach())
                     if s < steps - 1:
                         views, gs = flat.grads()
                         sgld_update(
@@ -428,6 +441,10 @@ class TemperedPosterior:
                     bar.update()
                 if not bool(torch.isfinite(flat.flat).all()):
                     self._diverged(c, steps - 1, float("nan"), limit)
+                values = trace.cpu().numpy()
+                burn[c] = values[:burn_in]
+                losses[c] = values[burn_in::thin]
+                max_increase = max(max_increase, float(values.max()) - self.init_loss_)
         finally:
             bar.close()
             flat.set(self._anchor)

@@ -272,3 +272,24 @@ def test_parameter_without_gradient_follows_the_prior_and_dtype_is_private():
     truth = 1 / (gamma * (1 - eps * gamma / 4))
     assert abs(var.mean() - truth) < 4 * se
     assert abs(idle.mean()) < 0.05
+
+
+def test_losses_read_back_in_blocks_as_on_an_accelerator(toy, monkeypatch):
+    # On a GPU the loss trace is read back every 64 steps, not every step; the draws and the
+    # step named in a divergence must not depend on that.
+    import pft.degrade._posterior as posterior
+
+    model, x, y, h = toy
+    post = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=1.0, step_size=5e-4)
+    every_step = post.sample(40, n_chains=2, burn_in=13, thin=3, seed=5, progress=False)
+    bad = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=1.0, step_size=0.06)
+    with pytest.raises(SamplerDivergenceError) as one:
+        bad.sample(2000, n_chains=1, burn_in=0, check_step_size=False, progress=False)
+    monkeypatch.setattr(posterior, "_check_interval", lambda device: 7)
+    blocks = post.sample(40, n_chains=2, burn_in=13, thin=3, seed=5, progress=False)
+    np.testing.assert_array_equal(blocks.losses, every_step.losses)
+    np.testing.assert_array_equal(blocks.burn_in_losses, every_step.burn_in_losses)
+    np.testing.assert_array_equal(blocks.draws.numpy(), every_step.draws.numpy())
+    with pytest.raises(SamplerDivergenceError) as seven:
+        bad.sample(2000, n_chains=1, burn_in=0, check_step_size=False, progress=False)
+    assert str(seven.value) == str(one.value)
