@@ -30,3 +30,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "device" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one intra-op thread for the test: thousands of tiny torch calls (SGLD or SAE
+    steps) ran 10-100x slower with threads contending on a shared 2-core machine. Results do not
+    depend on the thread count beyond rounding."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

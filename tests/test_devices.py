@@ -31,14 +31,8 @@ from pft.toy import superposition
 Z = 5.0
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Many small torch calls (SGLD steps, SAE steps): on a shared 2-core machine intra-op threads
-    # contending with other processes made them 10-100x slower. Results do not depend on it.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# many small torch calls (SGLD steps, SAE steps): one intra-op thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _kind(device) -> str:

@@ -54,11 +54,6 @@ def checksum_fixture():
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # These tests run thousands of tiny SGLD steps; on a shared 2-core machine, intra-op
-    # threads contending with other processes made them 10-20x slower. Results do not
-    # depend on the thread count beyond rounding.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    # thousands of tiny SGLD steps (see tests/conftest.py)
     yield
-    torch.set_num_threads(before)

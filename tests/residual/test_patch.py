@@ -137,26 +137,14 @@ def test_same_seed_same_numbers_and_report_round_trip(linear_setup, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
-def test_kl_columns_match_closed_form():
+def test_kl_columns_match_closed_form(logits_model):
     # The hooked output *is* the logits; zero ablation gives the uniform distribution, so
     # KL(p‖u) = Σ p log p + log V exactly.
-    class Out:
-        def __init__(self, logits):
-            self.logits = logits
-
-    class M(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Identity()
-
-        def forward(self, x):
-            return Out(self.layer(x))
-
     rng = np.random.default_rng(0)
     Z = torch.as_tensor(rng.normal(size=(64, 5)) * 2)
     batches = [(Z[i : i + 16], None) for i in range(0, 64, 16)]
     rep = patch_scores(
-        M(), "layer", batches, interpretation=lambda x: 0.5 * x,
+        logits_model, "layer", batches, interpretation=lambda x: 0.5 * x,
         loss_fn=lambda out, b: torch.logsumexp(out.logits, -1), progress=False,
     )
     p = torch.softmax(Z, -1).numpy()

@@ -199,22 +199,10 @@ def test_mask_forms_agree_and_inputs_are_not_mutated(setup):
         assert torch.equal(before, batch[0])
 
 
-def test_kl_and_next_token_loss_count_the_positions_that_count():
+def test_kl_and_next_token_loss_count_the_positions_that_count(logits_model):
     # The hooked output is the logits: zero ablation gives the uniform distribution, so at each
     # kept position KL(p‖u) = Σ p log p + log V exactly. The (B, L − 1) loss on logits[:, :-1]
     # is matched to positions 0 … L − 2 (entry t: the prediction made at t).
-    class Out:
-        def __init__(self, logits):
-            self.logits = logits
-
-    class M(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Identity()
-
-        def forward(self, x):
-            return Out(self.layer(x))
-
     rng = np.random.default_rng(1)
     Z = rng.normal(size=(24, 5, 3)) * 2
     keep = rng.random((24, 5)) > 0.3
@@ -222,7 +210,7 @@ def test_kl_and_next_token_loss_count_the_positions_that_count():
     Zt = torch.as_tensor(Z)
     batches = [(Zt[i : i + 8], None) for i in range(0, 24, 8)]
     rep = patch_scores(
-        M(), "layer", batches, interpretation=lambda x: 0.5 * x, exclude_positions=(0,), mask=keep | (rng.random((24, 5)) > 2),
+        logits_model, "layer", batches, interpretation=lambda x: 0.5 * x, exclude_positions=(0,), mask=keep | (rng.random((24, 5)) > 2),
         loss_fn=lambda out, b: torch.logsumexp(out.logits[:, :-1], -1), progress=False,
     )
     p = np.exp(Z - np.log(np.exp(Z).sum(-1, keepdims=True)))
