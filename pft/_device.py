@@ -103,8 +103,11 @@ def as_device_matrix(
             arr = None
         if arr is None or arr.dtype.kind not in "fiub":
             arr = as_matrix(x, name, row_offset=row_offset, of_rows=of_rows)  # raises, or converts
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # a read-only memmap: torch wants memory it may write to
+            arr = arr.copy()
         try:
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            t = torch.from_numpy(arr)
         except TypeError:  # a dtype torch cannot take as-is (e.g. ml_dtypes bfloat16)
             t = torch.from_numpy(as_matrix(x, name, row_offset=row_offset, of_rows=of_rows))
     if t.ndim != 2 or (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0 or t.is_complex():

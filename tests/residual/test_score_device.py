@@ -69,3 +69,16 @@ def test_bad_device_is_named():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="`device` is 'cuda'.*no CUDA"):
             score(x, 0.5 * x, progress=False, device="cuda")
+
+
+def test_score_on_device_reads_a_read_only_memmap(pair, device, tmp_path):
+    # np.load(mmap_mode="r") gives read-only chunks; they must cross to the device silently
+    data, xh = pair
+    np.save(tmp_path / "x.npy", data.activations.astype(np.float32))
+    np.save(tmp_path / "xh.npy", xh.astype(np.float32))
+    x_mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    xh_mm = np.load(tmp_path / "xh.npy", mmap_mode="r")
+    got = score(x_mm, xh_mm, seed=1, progress=False, chunk_rows=5000, device=device)
+    ref = score(np.asarray(x_mm), np.asarray(xh_mm), seed=1, progress=False, chunk_rows=5000)
+    assert got.fvu == pytest.approx(ref.fvu, rel=1e-12)
+    assert got.mardia_kurtosis_z == pytest.approx(ref.mardia_kurtosis_z, rel=1e-9)
