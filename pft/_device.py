@@ -16,7 +16,9 @@ import numpy as np
 from pft._validate import as_matrix, check_finite, describe
 from pft.errors import InputError
 
-__all__ = ["is_tensor", "host", "like", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix"]
+__all__ = [
+    "is_tensor", "host", "like", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
+]
 
 
 def is_tensor(a: Any) -> bool:
@@ -67,6 +69,17 @@ def concat(parts: list, width: int, ref: Any = None) -> Any:
     return like(np.zeros((0, width)), ref)
 
 
+def tensor_from_numpy(arr: np.ndarray) -> Any:
+    """``torch.from_numpy`` of a C-contiguous copy or view; a read-only array (a memmap opened
+    with ``mmap_mode="r"``) is copied first, since torch warns on memory it may not write."""
+    import torch
+
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr)
+
+
 def resolve_device(device: Any, name: str = "device") -> Any:
     """``None`` (numpy on the host) or a validated ``torch.device``."""
     if device is None:
@@ -103,11 +116,8 @@ def as_device_matrix(
             arr = None
         if arr is None or arr.dtype.kind not in "fiub":
             arr = as_matrix(x, name, row_offset=row_offset, of_rows=of_rows)  # raises, or converts
-        arr = np.ascontiguousarray(arr)
-        if not arr.flags.writeable:  # a read-only memmap: torch wants memory it may write to
-            arr = arr.copy()
         try:
-            t = torch.from_numpy(arr)
+            t = tensor_from_numpy(arr)
         except TypeError:  # a dtype torch cannot take as-is (e.g. ml_dtypes bfloat16)
             t = torch.from_numpy(as_matrix(x, name, row_offset=row_offset, of_rows=of_rows))
     if t.ndim != 2 or (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0 or t.is_complex():

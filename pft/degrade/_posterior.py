@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import torch
 
+from pft._device import tensor_from_numpy
 from pft.degrade._diagnostics import (
     MixingWarning,
     SamplerDivergenceError,
@@ -63,7 +64,7 @@ def _positive_int(name: str, value, *, minimum: int = 1) -> int:
 
 def _as_tensor(name: str, x, *, device, dtype) -> torch.Tensor:
     if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
+        x = tensor_from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise InputError(
             f"`{name}` must be a torch.Tensor or numpy array; got {type(x).__name__}. "

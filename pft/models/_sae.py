@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._device import tensor_from_numpy
 from pft._validate import as_matrix
 from pft.errors import InputError
 
@@ -132,7 +133,7 @@ def train_topk_sae(
         raise InputError(f"`k` = {k} exceeds `d_sae` = {d_sae}; a TopK SAE keeps k of its d_sae latents.")
     device = torch.device(device) if device is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(int(seed))
-    Xt = torch.from_numpy(X)
+    Xt = tensor_from_numpy(X)
     centred = Xt - Xt.mean(0)
     scale = math.sqrt(float((centred**2).sum(1).mean()) / d) or 1.0
     sae = TopKSAE(d, d_sae, k, scale=scale)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError
 
@@ -26,7 +27,7 @@ def _as_tensor_like(out: Any, like: Any, what: str):
     """``out`` as a tensor with ``like``'s dtype and device (numpy results are accepted)."""
     torch = _torch()
     if isinstance(out, np.ndarray):
-        out = torch.from_numpy(np.ascontiguousarray(out))
+        out = tensor_from_numpy(out)
     if not isinstance(out, torch.Tensor):
         raise InputError(
             f"`interpretation` ({what}) returned {describe(out)}; expected a tensor or array of shape "

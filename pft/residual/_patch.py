@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError, PftError
 from pft.numeric import GaussianBackground, PerturbativeBackground
@@ -179,7 +180,7 @@ def _as_bool_mask(v: Any, what: str):
         if arr is None or arr.dtype.kind not in "biufc":
             raise InputError(f"{what} must be a boolean array or tensor (True = the token counts); got {describe(v)}.")
         dtype, floating = arr.dtype, arr.dtype.kind in "fc"
-        t = None if floating else torch.from_numpy(np.ascontiguousarray(arr))
+        t = None if floating else tensor_from_numpy(arr)
     if floating:
         raise InputError(
             f"{what} must be boolean (True = the token counts) or integer 0/1 like an attention_mask; got dtype "
