@@ -43,3 +43,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def readout_rung_losses(H, Xhat, y, w, b):
+    """Closed-form mean squared-error losses of a linear read-out ``h ↦ wᵀh + b`` (target ``y``)
+    under each deterministic patch rung, and the Gaussian rung's expectation: with ``r = H − X̂``,
+    ``E_z (wᵀ(x̂ + z) + b − y)² = (wᵀx̂ + wᵀμ + b − y)² + wᵀΣw`` for ``z ~ N(μ, Σ)`` (Σ the 1/N
+    covariance of the residual, what an unshrunk background fits)."""
+    import numpy as np
+
+    R = H - Xhat
+    mu = R.mean(0)
+    Sigma = (R - mu).T @ (R - mu) / len(R)
+    L = {
+        "clean": np.mean((H @ w + b - y) ** 2),
+        "zero_ablation": np.mean((b - y) ** 2),
+        "mean_ablation": np.mean((H.mean(0) @ w + b - y) ** 2),
+        "recon": np.mean((Xhat @ w + b - y) ** 2),
+        "recon+mean": np.mean((Xhat @ w + mu @ w + b - y) ** 2),
+        "recon+residual": np.mean((H @ w + b - y) ** 2),
+    }
+    return L, L["recon+mean"] + w @ Sigma @ w
+
+
+@pytest.fixture(name="readout_rung_losses")
+def _readout_rung_losses():
+    return readout_rung_losses

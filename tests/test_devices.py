@@ -241,7 +241,7 @@ def _assert_rungs_match(rep, cpu):
             assert rep.loss[k] == pytest.approx(cpu.loss[k], rel=1e-8), rung
 
 
-def test_patch_scores_on_device_match_the_closed_form_and_the_cpu(device):
+def test_patch_scores_on_device_match_the_closed_form_and_the_cpu(device, readout_rung_losses):
     s = _readout_setup()
     A, w, b, H, y, P, c = (s[k] for k in ("A", "w", "b", "H", "y", "P", "c"))
 
@@ -254,24 +254,12 @@ def test_patch_scores_on_device_match_the_closed_form_and_the_cpu(device):
                             seed=1, progress=False)
 
     rep = run(device)
-    Xhat = H @ P + c
-    R = H - Xhat
-    mu = R.mean(0)
-    Sigma = (R - mu).T @ (R - mu) / len(R)
-    L = {
-        "clean": np.mean((H @ w + b - y) ** 2),
-        "zero_ablation": np.mean((b - y) ** 2),
-        "mean_ablation": np.mean((H.mean(0) @ w + b - y) ** 2),
-        "recon": np.mean((Xhat @ w + b - y) ** 2),
-        "recon+mean": np.mean((Xhat @ w + mu @ w + b - y) ** 2),
-        "recon+residual": np.mean((H @ w + b - y) ** 2),
-    }
+    L, gauss = readout_rung_losses(H, H @ P + c, y, w, b)
     for k, v in L.items():
         assert rep.loss_of(k) == pytest.approx(v, rel=1e-10), k
     assert isinstance(rep.loss, np.ndarray) and rep.loss.dtype == np.float64
-    # E_z (wᵀ(x̂ + z) + b − y)² = (wᵀx̂ + wᵀμ + b − y)² + wᵀΣw per token, z ~ N(μ, Σ)
     i = rep.rungs.index("recon+gaussian")
-    assert abs(rep.loss[i] - (L["recon+mean"] + w @ Sigma @ w)) < Z * rep.loss_se[i]
+    assert abs(rep.loss[i] - gauss) < Z * rep.loss_se[i]
     assert rep.ce_loss_recovered == pytest.approx(
         (L["zero_ablation"] - L["recon"]) / (L["zero_ablation"] - L["clean"]), rel=1e-10)
     if _kind(device) != "cpu":

@@ -79,29 +79,17 @@ def _interp(P, c):
 
 
 @pytest.mark.parametrize("tuple_output", [False, True])
-def test_linear_readout_matches_closed_form(linear_setup, tuple_output):
+def test_linear_readout_matches_closed_form(linear_setup, tuple_output, readout_rung_losses):
     s = linear_setup
     model = Readout(s["A"], s["w"], s["b"], tuple_output=tuple_output)
     rep = patch_scores(
         model, "layer", s["batches"], interpretation=_interp(s["P"], s["c"]), loss_fn=sq_loss,
         background=GaussianBackground(shrinkage=None, singular="project"), n_resamples=4, seed=1, progress=False,
     )
-    H, y, w, b, Xhat = s["H"], s["y"], s["w"], s["b"], s["Xhat"]
-    R = H - Xhat
-    mu = R.mean(0)
-    Sigma = (R - mu).T @ (R - mu) / len(R)  # the unshrunk ML covariance the background fits
-    L = {
-        "clean": np.mean((H @ w + b - y) ** 2),
-        "zero_ablation": np.mean((b - y) ** 2),
-        "mean_ablation": np.mean((H.mean(0) @ w + b - y) ** 2),
-        "recon": np.mean((Xhat @ w + b - y) ** 2),
-        "recon+mean": np.mean((Xhat @ w + mu @ w + b - y) ** 2),
-        "recon+residual": np.mean((H @ w + b - y) ** 2),
-    }
+    # the unshrunk ML covariance the background fits: E_z of the loss is closed form
+    L, truth = readout_rung_losses(s["H"], s["Xhat"], s["y"], s["w"], s["b"])
     for k, v in L.items():
         assert rep.loss_of(k) == pytest.approx(v, rel=1e-10), k
-    # E over z ~ N(μ, Σ) of (wᵀ(x̂ + z) + b − y)² = (wᵀx̂ + wᵀμ + b − y)² + wᵀΣw, per token.
-    truth = L["recon+mean"] + w @ Sigma @ w
     i = rep.rungs.index("recon+gaussian")
     assert abs(rep.loss[i] - truth) < 4 * rep.loss_se[i]
     assert rep.loss_se[i] < 0.05 * truth  # the bound is informative, not vacuous
