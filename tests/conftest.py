@@ -69,3 +69,22 @@ def readout_rung_losses(H, Xhat, y, w, b):
 @pytest.fixture(name="readout_rung_losses")
 def _readout_rung_losses():
     return readout_rung_losses
+
+
+def run_torchrun(args, timeout=120):
+    """``python -m torch.distributed.run`` with 2 CPU ranks on a free local port (one thread each,
+    the repository on PYTHONPATH); ``args`` is a script and its arguments, or ``-m module ...``.
+    Returns the finished process; the timeout keeps a hung rank from hanging the test."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=127.0.0.1:0", *[str(a) for a in args]]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(name="torchrun")
+def _torchrun_fixture():
+    return run_torchrun

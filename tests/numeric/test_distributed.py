@@ -1,8 +1,5 @@
 """Two gloo ranks on the CPU: the distributed fit equals the single-process fit."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -32,25 +29,18 @@ WORKER = textwrap.dedent(
 )
 
 
-def _torchrun(tmp_path, mode):
+def _torchrun(torchrun, tmp_path, mode):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((400, 5)) @ rng.standard_normal((5, 5)) + 7.0
     np.save(tmp_path / "x.npy", x)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=0",
-        "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0",
-        str(script), str(tmp_path / "x.npy"), str(tmp_path / "out.npy"), mode,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    return x, proc
+    return x, torchrun([script, tmp_path / "x.npy", tmp_path / "out.npy", mode])
 
 
 @pytest.mark.slow
-def test_two_ranks_equal_single_process(tmp_path):
-    x, proc = _torchrun(tmp_path, "ok")
+def test_two_ranks_equal_single_process(tmp_path, torchrun):
+    x, proc = _torchrun(torchrun, tmp_path, "ok")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = np.load(tmp_path / "out.npy")
     ref = GaussianBackground(shrinkage="ledoit-wolf").fit(x)
@@ -60,8 +50,8 @@ def test_two_ranks_equal_single_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_rank_fails_the_run_with_its_message(tmp_path):
-    _, proc = _torchrun(tmp_path, "fail")
+def test_a_failing_rank_fails_the_run_with_its_message(tmp_path, torchrun):
+    _, proc = _torchrun(torchrun, tmp_path, "fail")
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stderr + proc.stdout
 

@@ -1,9 +1,6 @@
 """Two gloo ranks on the CPU: the distributed score equals the one-process score."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -32,21 +29,17 @@ WORKER = textwrap.dedent(
 )
 
 
-def _two_ranks_against_one_process(tmp_path, device):
+def _two_ranks_against_one_process(torchrun, tmp_path, device):
     """Score on two gloo ranks (uneven shards) and in one process; compare every field."""
     data = superposition(6000, d=16, n_features=48, seed=1)
     xh = interpretations(data, fvu=0.2, n_missing=2, seed=1)["missing"].reconstruction
     np.save(tmp_path / "x.npy", data.activations)
     np.save(tmp_path / "xh.npy", xh)
     (tmp_path / "w.py").write_text(WORKER)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
-        "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0",
-        str(tmp_path / "w.py"), str(tmp_path / "x.npy"), str(tmp_path / "xh.npy"), str(tmp_path / "out.json"), "2345",
-        device or "none",
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    proc = torchrun(
+        [tmp_path / "w.py", tmp_path / "x.npy", tmp_path / "xh.npy", tmp_path / "out.json", "2345", device or "none"],
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     dist_rep = json.loads((tmp_path / "out.json").read_text())
     one = score(data.activations, xh, seed=3, progress=False).to_dict()
@@ -67,30 +60,27 @@ def _two_ranks_against_one_process(tmp_path, device):
 
 
 @pytest.mark.slow
-def test_two_ranks_equal_one_process(tmp_path):
-    _two_ranks_against_one_process(tmp_path, None)
+def test_two_ranks_equal_one_process(tmp_path, torchrun):
+    _two_ranks_against_one_process(torchrun, tmp_path, None)
 
 
 @pytest.mark.slow
-def test_two_ranks_on_a_device_equal_one_numpy_process(tmp_path, device):
+def test_two_ranks_on_a_device_equal_one_numpy_process(tmp_path, device, torchrun):
     # each rank runs every pass with torch on `device`; gloo carries the (host) sums
-    _two_ranks_against_one_process(tmp_path, device)
+    _two_ranks_against_one_process(torchrun, tmp_path, device)
 
 
 @pytest.mark.slow
-def test_torchrun_cli_score(tmp_path):
+def test_torchrun_cli_score(tmp_path, torchrun):
     data = superposition(4000, d=12, n_features=36, seed=2)
     xh = interpretations(data, fvu=0.25, n_missing=2, seed=2)["oracle+noise"].reconstruction
     np.save(tmp_path / "x.npy", data.activations)
     np.save(tmp_path / "xh.npy", xh)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
-        "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0",
-        "-m", "pft", "score", str(tmp_path / "x.npy"), str(tmp_path / "xh.npy"),
-        "--distributed", "--quiet", "--json", str(tmp_path / "r.json"),
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    proc = torchrun(
+        ["-m", "pft", "score", tmp_path / "x.npy", tmp_path / "xh.npy", "--distributed", "--quiet",
+         "--json", tmp_path / "r.json"],
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ResidualReport") == 1  # rank 0 prints, rank 1 does not
     got = json.loads((tmp_path / "r.json").read_text())

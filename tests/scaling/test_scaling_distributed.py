@@ -6,9 +6,6 @@ Seeds belong to blocks of networks, so the two ranks' networks together must be 
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -59,21 +56,14 @@ WORKER = textwrap.dedent(
 )
 
 
-def torchrun(args, timeout=120):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _run_worker(tmp_path, mode):
+def _run_worker(torchrun, tmp_path, mode):
     (tmp_path / "w.py").write_text(WORKER)
     return torchrun([str(tmp_path / "w.py"), str(tmp_path), json.dumps(CFG), json.dumps(X), json.dumps(CALLS), mode])
 
 
 @pytest.mark.slow
-def test_two_ranks_draw_the_one_process_ensemble(tmp_path):
-    proc = _run_worker(tmp_path, "ok")
+def test_two_ranks_draw_the_one_process_ensemble(tmp_path, torchrun):
+    proc = _run_worker(torchrun, tmp_path, "ok")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     cfg = MLPConfig(**CFG)
@@ -95,8 +85,8 @@ def test_two_ranks_draw_the_one_process_ensemble(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_rank_fails_the_run_with_its_message(tmp_path):
-    proc = _run_worker(tmp_path, "fail")  # rank 0 waits in a collective; torchrun must end it
+def test_a_failing_rank_fails_the_run_with_its_message(tmp_path, torchrun):
+    proc = _run_worker(torchrun, tmp_path, "fail")  # rank 0 waits in a collective; torchrun must end it
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stderr + proc.stdout
 

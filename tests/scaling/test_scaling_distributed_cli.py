@@ -5,9 +5,6 @@ numbers agree to 1e-10).
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,25 +15,8 @@ from pft.scaling import Study
 NETWORKS = 2500  # 3 blocks of ≤ 1024: rank 0 draws one, rank 1 two
 
 
-def torchrun(args, timeout=120):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _assert_rows_equal(got, want):
-    assert [r["key"] for r in got] == [r["key"] for r in want]
-    for g, w in zip(got, want):
-        for name, value in w["result"].items():
-            if isinstance(value, float):
-                assert g["result"][name] == pytest.approx(value, rel=1e-10, abs=1e-12), (g["key"], name)
-            else:
-                assert g["result"][name] == value, (g["key"], name)
-
-
 @pytest.mark.slow
-def test_torchrun_pft_scaling_distributed(tmp_path, capsys):
+def test_torchrun_pft_scaling_distributed(tmp_path, capsys, torchrun, assert_rows_equal):
     store = tmp_path / "runs.jsonl"
     argv = ["scaling", "--activation", "relu", "--widths", "8", "--depths", "2:3", "--networks", str(NETWORKS),
             "--seed", "3", "--store", str(store), "--json", "--quiet"]
@@ -48,6 +28,6 @@ def test_torchrun_pft_scaling_distributed(tmp_path, capsys):
     rows = json.loads(proc.stdout[proc.stdout.index("{"):])["rows"]
     want = Study({"activation": "relu", "width": 8, "depth": [2, 3]}, networks=NETWORKS, seed=3,
                  progress=False).run().to_dict()["rows"]
-    _assert_rows_equal(rows, want)
-    _assert_rows_equal([json.loads(x) for x in store.read_text().splitlines()], want)
+    assert_rows_equal(rows, want)
+    assert_rows_equal([json.loads(x) for x in store.read_text().splitlines()], want)
     assert np.isfinite([r["result"]["excess_kurtosis"] for r in rows]).all()

@@ -7,9 +7,6 @@ theory in test_scaling_study.py).
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -44,29 +41,12 @@ WORKER = textwrap.dedent(
 )
 
 
-def torchrun(args, timeout=120):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 def _records(store):
     return [json.loads(line) for line in store.read_text().splitlines()]
 
 
-def _assert_rows_equal(got, want):
-    assert [r["key"] for r in got] == [r["key"] for r in want]
-    for g, w in zip(got, want):
-        for name, value in w["result"].items():
-            if isinstance(value, float):
-                assert g["result"][name] == pytest.approx(value, rel=1e-10, abs=1e-12), (g["key"], name)
-            else:
-                assert g["result"][name] == value, (g["key"], name)
-
-
 @pytest.mark.slow
-def test_distributed_study_resumes_a_store_and_equals_one_process(tmp_path):
+def test_distributed_study_resumes_a_store_and_equals_one_process(tmp_path, torchrun, assert_rows_equal):
     store = tmp_path / "runs.jsonl"
     Study({**GRID, "activation": "relu", "depth": 2}, networks=NETWORKS, seed=3, progress=False).run(store=store)
     (tmp_path / "w.py").write_text(WORKER)
@@ -75,14 +55,14 @@ def test_distributed_study_resumes_a_store_and_equals_one_process(tmp_path):
     fresh = Study(GRID, networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"]
     stored = _records(store)
     assert len(stored) == 4  # the cell that was there, then three new ones, each written once (rank 0)
-    _assert_rows_equal(stored, fresh)
+    assert_rows_equal(stored, fresh)
     r0, r1 = [json.loads((tmp_path / f"rank{r}.json").read_text())["rows"] for r in (0, 1)]
     assert r0 == r1  # every rank returns the whole result
-    _assert_rows_equal(r0, fresh)
+    assert_rows_equal(r0, fresh)
 
 
 @pytest.mark.slow
-def test_a_rank_dying_mid_study_fails_the_run_with_its_message_and_the_store_resumes(tmp_path):
+def test_a_rank_dying_mid_study_fails_the_run_with_its_message_and_the_store_resumes(tmp_path, torchrun, assert_rows_equal):
     store = tmp_path / "runs.jsonl"
     (tmp_path / "w.py").write_text(WORKER)
     proc = torchrun([str(tmp_path / "w.py"), str(tmp_path), str(store), json.dumps(GRID), str(NETWORKS), "fail"])
@@ -90,4 +70,4 @@ def test_a_rank_dying_mid_study_fails_the_run_with_its_message_and_the_store_res
     assert "rank 1 failed on purpose" in proc.stderr + proc.stdout
     assert len(_records(store)) == 1  # the first cell, finished on both ranks; nothing half-done
     resumed = Study(GRID, networks=NETWORKS, seed=3, progress=False).run(store=store).to_dict()["rows"]
-    _assert_rows_equal(resumed, Study(GRID, networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"])
+    assert_rows_equal(resumed, Study(GRID, networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"])
