@@ -204,9 +204,13 @@ def score(
     tr_offset = red.offset_and_total(N_local - n_te_local)[0]
     te_offset = red.offset_and_total(n_te_local)[0]
 
+    validated = [False]  # every chunk is checked (shape, dtype, NaN/inf) on the first pass only
+
     def rows(a: Any, lo: int, hi: int, name: str) -> Any:
         where = {"row_offset": offset + lo, "of_rows": _rows_note(lo, hi, N_local)}
-        return as_matrix(a[lo:hi], name, **where) if dev is None else as_device_matrix(a[lo:hi], name, dev, **where)
+        if dev is not None:
+            return as_device_matrix(a[lo:hi], name, dev, **where)
+        return host(a[lo:hi]) if validated[0] else as_matrix(a[lo:hi], name, **where)
 
     def chunks():
         """(x, x̂, held-out mask, global train index of the first train row, same for test):
@@ -243,6 +247,7 @@ def score(
                 nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
                 nz_rows += nz.sum()
                 active |= nz.any(axis=0)
+        validated[0] = True
         if c is not None:
             l0 = float(red.sum(nz_rows)) / N
             dead = float(np.mean(red.sum(active.astype(float)) == 0))
