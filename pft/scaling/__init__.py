@@ -16,12 +16,13 @@ from pft.scaling._ensemble import EnsembleResult, MLPConfig, sample_ensemble
 from pft.scaling._estimators import HeavyTailWarning
 from pft.scaling._exact_law import ScaleInvariantLaw, scale_invariant_law
 from pft.scaling._study import Study, StudyResult, scale_invariant_exact_kurtosis
-from pft.scaling._theory import FiniteWidthTheory, critical_point, finite_width_theory
+from pft.scaling._theory import CriticalPoint, FiniteWidthTheory, critical_point, finite_width_theory
 
 __all__ = [
     "finite_width_theory",
     "FiniteWidthTheory",
     "critical_point",
+    "CriticalPoint",
     "MLPConfig",
     "sample_ensemble",
     "EnsembleResult",
