@@ -386,7 +386,11 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         K1⁽ˡ⁺¹⁾ = C_W (J K1⁽ˡ⁾ + ½ T V⁽ˡ⁾)
 
     For one input ``C_W J = χ∥ = C_W ⟨σ²(z² − K)⟩/(2K²)`` and the excess kurtosis of a
-    preactivation is ``3V/(nK²) + O(1/n²)``. The six-point vertex follows from the law of total
+    preactivation is ``3V/(nK²) + O(1/n²)``; ``chi_perp`` is ``χ⊥ = C_W⟨σ'²⟩_K`` (σ' in closed form,
+    or by differences for a callable). At a K* > 0 critical point (:func:`critical_point`, e.g.
+    GELU) with ``first_kernel = K*`` the kernel stays at ``K*``, ``χ∥ = χ⊥ = 1``, so
+    ``V⁽ˡ⁾ = (ℓ − 1) C_W² Var(σ²)`` grows linearly and ``K1⁽ˡ⁾ = ½ C_W g''(K*) Σ_{m<ℓ} V⁽ᵐ⁾``
+    quadratically (``g = ⟨σ²⟩_K``). The six-point vertex follows from the law of total
     cumulance for ``G⁽ˡ⁾ = C_b + (C_W/n) Σ_j φ(z_j)``, ``φ_(ab) = σ_aσ_b``, given ``G⁽ˡ⁻¹⁾``; for
     one input::
 
@@ -603,7 +607,7 @@ def _positive_roots(act: Activation) -> tuple[list[float], list[float]]:
                                       maxiter=200)))
     if ok.size and vals[ok[-1]] == 0.0:
         roots.append(float(grid[ok[-1]]))
-    return roots, [float(v) for v in vals[ok]]
+    return roots, [(float(grid[i]), float(vals[i])) for i in ok]
 
 
 def critical_point(activation) -> CriticalPoint:
@@ -722,8 +726,10 @@ def critical_point(activation) -> CriticalPoint:
         why = (f"χ∥ = χ⊥ only at K = {', '.join(f'{r:.6g}' for r in roots)} on [{lo:g}, {hi:g}], where the fixed point "
                "would need C_b < 0")
     elif gaps:
-        side = "χ∥ < χ⊥" if gaps[0] < 0 else "χ∥ > χ⊥"
-        why = f"{side} (⟨σσ''⟩_K {'<' if gaps[0] < 0 else '>'} 0) at every K in [{lo:g}, {hi:g}]: no K* > 0 exists there"
+        neg = gaps[0][1] < 0
+        why = (f"{'χ∥ < χ⊥' if neg else 'χ∥ > χ⊥'} (⟨σσ''⟩_K {'<' if neg else '>'} 0) at every K checked in "
+               f"[{gaps[0][0]:.3g}, {gaps[-1][0]:.3g}] ({len(gaps)} of {_GRID_POINTS} log-spaced points on "
+               f"[{lo:g}, {hi:g}]; at the others the quadrature had not converged): no K* > 0 was found")
     else:
         why = f"the quadrature did not converge anywhere on [{lo:g}, {hi:g}]: no K* > 0 could be checked"
     if zero is not None:

@@ -236,6 +236,15 @@ def test_theory_at_a_K_star_positive_point_keeps_K_and_grows_V_linearly_K1_quadr
     np.testing.assert_allclose(th.V, (ell - 1) * cp.C_W**2 * var, rtol=1e-9)
     np.testing.assert_allclose(th.K1_shift, 0.5 * cp.C_W * g2 * cp.C_W**2 * var * (ell - 1) * (ell - 2) / 2,
                                rtol=1e-6, atol=1e-14)
+    # half-stable: K − K* moves by ½ C_W g'' (K − K*)² per layer, toward K* on one side only
+    # (GELU: g'' < 0, from above; SWISH: g'' > 0, from below)
+    toward = 1.0 if g2 < 0 else -1.0
+    assert (name, toward) in (("gelu", 1.0), ("silu", -1.0))
+    near = finite_width_theory(name, 400, C_W=cp.C_W, C_b=cp.C_b, first_kernel=K + 0.3 * toward).K
+    away = finite_width_theory(name, 400, C_W=cp.C_W, C_b=cp.C_b, first_kernel=K - 0.1 * toward).K
+    d_near, d_away = toward * (near - K), toward * (away - K)
+    assert np.all(np.diff(d_near) < 0) and d_near[-1] > 0  # approaches, never crosses
+    assert np.all(np.diff(d_away) < 0)  # leaves
 
 
 def test_chi_perp_per_layer_against_quadrature():
@@ -300,3 +309,21 @@ def test_study_and_cli_default_gelu_and_swish_to_their_critical_points(tmp_path,
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["key"]["activation"] for r in rows] == ["gelu", "silu"]
     assert rows[1]["key"]["C_b"] == critical_point("silu").C_b
+
+
+def test_the_docs_table_is_what_the_library_computes():
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "criticality.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ")]
+    table = {r[0].strip().split(" ")[0]: [c.strip() for c in r[1:]] for r in rows if len(r) == 7}
+    names = [n if n != "leaky_relu" else "leaky_relu:0.01" for n in BUILTIN_ACTIVATIONS]
+    assert set(table) >= set(names)
+    for name in names:
+        cp = critical_point(name)
+        cls, cb, cw, ks, chi_par, chi_perp = table[name]
+        assert cls == ("none" if not cp.exists else cp.universality)
+        if not cp.exists:
+            continue
+        assert (float(cb), float(cw)) == (float(f"{cp.C_b:.10g}"), float(f"{cp.C_W:.10g}"))
+        assert ks == ("any" if cp.K_star is None else f"{cp.K_star:.10g}")
+        assert float(chi_par) == float(f"{cp.chi_parallel:.10g}") and float(chi_perp) == float(f"{cp.chi_perp:.10g}")
