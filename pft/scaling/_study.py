@@ -116,8 +116,8 @@ class StudyResult(JsonResult):
     """One row per grid cell: the measured and predicted excess kurtosis and second moment.
 
     Each row is a dict with the cell's ``key`` (activation, width, depth, C_W, C_b, networks,
-    method, seed) and ``result``: ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised),
-    ``raw_excess_kurtosis`` / ``_se``, ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's
+    method, seed; ``input`` where it is not 1, see :class:`Study`) and ``result``:
+    ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised), ``raw_excess_kurtosis`` / ``_se``, ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's
     tail diagnostic fired), ``theory_K``, ``theory_second_moment`` (``K + K1/n``),
     ``leading_order`` (``3V/(nK²)``), ``exact`` (scale-invariant activations with C_b = 0, else null).
     """
@@ -183,12 +183,15 @@ class Study:
     Notes
     -----
     Every cell feeds one input ``x = 1`` with ``n₀ = 1``, so ``K⁽¹⁾ = C_b + C_W``; the theory
-    columns use the same ``K⁽¹⁾``. At a default critical point of the K* > 0 class (GELU,
-    SWISH) the input is ``x = √((K* − C_b)/C_W)`` instead, so that ``K⁽¹⁾ = K*`` and the kernel
-    stays at its fixed point; the cell's key records it as ``input``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
+    columns use the same ``K⁽¹⁾``. Each finished cell is appended to the store as one JSON line in one ``write`` followed by
     ``fsync``; a run killed at any point loses at most the cell in flight, and a torn last line is
     cut off on resume. Finished cells are never recomputed. ``run(distributed=True)`` splits each
     cell's networks over the ranks of a ``torch.distributed`` group with the same numbers.
+
+    At a default critical point of the K* > 0 class (GELU, SWISH) the input is
+    ``x = √((K* − C_b)/C_W)`` instead of 1, so that ``K⁽¹⁾ = K*`` and the kernel stays at its
+    fixed point (from ``x = 1`` it would drift for hundreds of layers); the cell's key records it
+    as ``input``.
 
     Examples
     --------

@@ -728,8 +728,11 @@ def critical_point(activation) -> CriticalPoint:
     elif gaps:
         neg = gaps[0][1] < 0
         why = (f"{'χ∥ < χ⊥' if neg else 'χ∥ > χ⊥'} (⟨σσ''⟩_K {'<' if neg else '>'} 0) at every K checked in "
-               f"[{gaps[0][0]:.3g}, {gaps[-1][0]:.3g}] ({len(gaps)} of {_GRID_POINTS} log-spaced points on "
-               f"[{lo:g}, {hi:g}]; at the others the quadrature had not converged): no K* > 0 was found")
+               f"[{gaps[0][0]:.3g}, {gaps[-1][0]:.3g}]")
+        if len(gaps) < _GRID_POINTS:
+            why += (f" ({len(gaps)} of {_GRID_POINTS} log-spaced points on [{lo:g}, {hi:g}]; at the others the "
+                    "quadrature had not converged)")
+        why += ": no K* > 0 was found"
     else:
         why = f"the quadrature did not converge anywhere on [{lo:g}, {hi:g}]: no K* > 0 could be checked"
     if zero is not None:
