@@ -119,7 +119,8 @@ class StudyResult(JsonResult):
     method, seed; ``input`` where it is not 1, see :class:`Study`) and ``result``:
     ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised), ``raw_excess_kurtosis`` / ``_se``,
     ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's tail diagnostic fired),
-    ``theory_K``, ``theory_second_moment`` (``K + K1/n``), ``leading_order`` (``3V/(nK²)``), ``exact`` (scale-invariant activations with C_b = 0, else null).
+    ``theory_K``, ``theory_second_moment`` (``K + K1/n``), ``leading_order`` (``3V/(nK²)``),
+    ``exact`` (scale-invariant activations with C_b = 0, else null).
     """
 
     _json_options = {"sort_keys": True}
