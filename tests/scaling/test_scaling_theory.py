@@ -48,7 +48,8 @@ def test_tanh_at_criticality_approaches_the_K_star_zero_asymptotics():
 def test_tanh_critical_point_and_others():
     # (the full check of every activation against quadrature is in test_scaling_criticality.py)
     pts = {name: critical_point(name) for name in ("tanh", "erf", "sin")}
-    assert [(p.C_b, p.C_W, p.K_star) for p in pts.values()] == [(0.0, 1.0, 0.0), (0.0, pytest.approx(math.pi / 4, rel=1e-15), 0.0), (0.0, 1.0, 0.0)]
+    got = [(p.C_b, p.C_W, p.K_star) for p in pts.values()]
+    assert got == [(0.0, 1.0, 0.0), (0.0, pytest.approx(math.pi / 4, rel=1e-15), 0.0), (0.0, 1.0, 0.0)]
     assert not critical_point("sigmoid").exists
     # a callable in the K* = 0 class: σ(z) = 2 tanh(z) needs C_W = 1/4
     cp = critical_point(lambda z: 2 * np.tanh(z))
