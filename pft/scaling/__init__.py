@@ -3,7 +3,8 @@
 At initialisation a wide network's preactivations are nearly Gaussian; the connected four-point
 function ``V/n`` grows with depth, so the expansion parameter is ``L/n`` (Roberts, Yaida & Hanin,
 *The Principles of Deep Learning Theory*, 2022). :func:`finite_width_theory` computes the
-kernel, the four-point vertex and the 1/n kernel shift layer by layer;
+kernel, the four-point vertex and the 1/n kernel shift layer by layer, and
+:func:`critical_point` the critical initialisation ``(C_b, C_W, K*)`` of any activation;
 :func:`sample_ensemble` draws whole ensembles of networks, either weight by weight or from the
 exact conditional Gaussian law of each layer given the previous one; :class:`Study` runs grids of
 (activation, width, depth) cells into a resumable store. Beyond 1/n:
