@@ -581,9 +581,10 @@ def _gap(act: Activation, K: float, n_nodes: int = N_HALF) -> float:
     return g1 - p
 
 
-def _positive_roots(act: Activation) -> tuple[list[float], list[float]]:
-    """Roots of :func:`_gap` on ``K_SEARCH`` (sign changes on a log grid, refined by Brent's
-    method), counting only grid points where two rules agree; and the gap values seen."""
+def _positive_roots(act: Activation) -> tuple[list[float], list[tuple[float, float]]]:
+    """Roots of :func:`_gap` on ``K_SEARCH`` (sign changes between neighbouring points of a log
+    grid, refined by Brent's method), counting only grid points where two rules agree; and the
+    ``(K, gap)`` pairs seen."""
     from scipy.optimize import brentq
 
     grid = np.geomspace(*K_SEARCH, _GRID_POINTS)
@@ -602,7 +603,7 @@ def _positive_roots(act: Activation) -> tuple[list[float], list[float]]:
         a, b = vals[i], vals[j]
         if a == 0.0:
             roots.append(float(grid[i]))
-        elif a * b < 0:
+        elif a * b < 0 and j == i + 1:  # across unconverged points a sign change proves nothing
             roots.append(float(brentq(lambda K: _gap(act, K), grid[i], grid[j], xtol=1e-15, rtol=4 * np.finfo(float).eps,
                                       maxiter=200)))
     if ok.size and vals[ok[-1]] == 0.0:
