@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._device import as_device_matrix, concat, host, like, resolve_device
+from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve_device
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
@@ -72,7 +72,7 @@ def score(
     progress: bool = True,
     distributed: bool = False,
     group: Any = None,
-    chunk_rows: int = 65536,
+    chunk_rows: int | None = None,
 ) -> ResidualReport:
     """Score an interpretation by what its residual ``r = activations − reconstruction`` carries.
 
@@ -106,8 +106,9 @@ def score(
         report, equal to a one-process score of the concatenated tokens. Mardia's skewness
         needs all pairs of held-out tokens, so each rank gathers the held-out whitened rows.
     group : torch.distributed process group, optional
-    chunk_rows : int, default 65536
-        Rows processed at a time. Inputs are read one chunk at a time (pass a ``numpy.memmap``,
+    chunk_rows : int, optional
+        Rows processed at a time (default ``2²³/d``: 64 MiB per float64 copy of a chunk; the
+        report does not depend on it beyond rounding). Inputs are read one chunk at a time (pass a ``numpy.memmap``,
         e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
         O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
         Mardia's (at most ``max(4096, √(N d / 4))`` held-out rows).
@@ -180,6 +181,8 @@ def score(
         n_directions = min(8, d)
     if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
         raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
+    if chunk_rows is None:
+        chunk_rows = max(256, 2**23 // d)  # 64 MiB per float64 copy of a chunk
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
     c = None
@@ -237,11 +240,12 @@ def score(
         for (lo, hi), (xc, xh, te, tr_off, _) in zip(bounds, chunks()):
             anchors.add(xc, xh)
             r = xc - xh
-            tr = ~te
-            val = like(uniforms(tr_off, int(tr.sum()), seed, 7) < 0.2, xc)
-            xt, rt_ = xc[tr], r[tr]
-            for b, (xb, rb) in enumerate(((xt[~val], rt_[~val]), (xt[val], rt_[val]), (xc[te], r[te]))):
-                jm, rm = joint_moments(xb, rb)
+            te_h = te.cpu().numpy() if is_tensor(te) else te
+            block = np.full(len(te_h), 2)  # 0: ridge fit, 1: ridge validation, 2: held out
+            block[~te_h] = uniforms(tr_off, int((~te_h).sum()), seed, 7) < 0.2
+            for b in range(3):
+                m = like(block == b, xc)
+                jm, rm = joint_moments(xc[m], r[m])
                 joint[b], rmom[b] = joint[b].merge(jm), rmom[b].merge(rm)
             if c is not None:
                 nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
