@@ -151,6 +151,8 @@ class BatchData:
 
     def probe_batch(self, generator: torch.Generator):
         """One batch of an epoch, chosen at random (not the first: data may be sorted)."""
+        if self.n_batches == 1:  # the full data, as for a pair sampled full-batch
+            return next(iter(self._epoch()))
         pick = int(torch.randint(self.n_batches, (1,), generator=generator))
         for k, batch in enumerate(self._epoch()):
             if k == pick:

@@ -37,7 +37,7 @@ AUTO_STEP = 0.04
 #: default localization: γ = AUTO_LOCALIZATION · n β h (h from :meth:`TemperedPosterior.max_curvature`)
 AUTO_LOCALIZATION = 0.01
 #: the step-size multiple of the first, fast part of burn_in="auto"
-BURN_IN_STEP = 4.0
+BURN_IN_STEP = 8.0
 #: steps at the sampling step size that end burn_in="auto"
 BURN_IN_SETTLE = 200
 #: random directions probed around w* by :meth:`TemperedPosterior.max_curvature`

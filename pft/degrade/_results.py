@@ -15,9 +15,8 @@ __all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult", "epoch_blo
 
 
 def epoch_block_se(losses, *, steps_per_epoch: int, burn_in: int = 0, thin: int = 1) -> float:
-    """Standard error of the mean of a minibatch loss trace by batch means over blocks of
-    whole epochs (see :meth:`SampleResult.learning_coefficient`); ``nan`` with fewer than 2
-    blocks per chain.
+    """Standard error of the mean of a minibatch loss trace from its epoch means (see
+    :meth:`SampleResult.learning_coefficient`); ``nan`` with fewer than 4 whole epochs per chain.
 
     Parameters
     ----------
@@ -33,25 +32,27 @@ def epoch_block_se(losses, *, steps_per_epoch: int, burn_in: int = 0, thin: int 
     >>> 0.008 < epoch_block_se(x, steps_per_epoch=10) < 0.012
     True
     """
+    from pft.degrade._diagnostics import mcse_mean
+
     x = np.asarray(losses, dtype=np.float64)
     n_chains, n = x.shape
-    epochs = (burn_in + thin * np.arange(n)) // steps_per_epoch
-    epochs = epochs - epochs[0]
-    n_epochs = int(epochs[-1]) + 1
-    per_epoch = n / n_epochs
-    m = max(1, int(round(math.sqrt(n) / per_epoch)))
-    n_blocks = n_epochs // m
-    if n_blocks < 2:
+    steps = burn_in + thin * np.arange(n)
+    epochs = steps // steps_per_epoch
+    # whole epochs only: drop a first epoch that began during burn-in and an unfinished last one
+    first = -(-burn_in // steps_per_epoch)
+    last = (int(steps[-1]) + thin) // steps_per_epoch - 1
+    keep = (epochs >= first) & (epochs <= last)
+    n_epochs = last - first + 1
+    if n_epochs < 4 or not keep.any():
         return float("nan")
-    block = np.minimum(epochs // m, n_blocks - 1)  # the remainder joins the last block
-    counts = np.bincount(block, minlength=n_blocks).astype(np.float64)
-    sums = np.stack([np.bincount(block, weights=row, minlength=n_blocks) for row in x])
-    means = sums / counts
-    total = n_chains * n
-    grand = x.mean()
-    k = n_chains * n_blocks
-    var = k / (k - 1) * float(np.sum((counts / total) ** 2 * (means - grand) ** 2))
-    return math.sqrt(var)
+    idx = epochs[keep] - first
+    counts = np.bincount(idx, minlength=n_epochs).astype(np.float64)
+    if (counts == 0).any():
+        return float("nan")
+    means = np.stack([np.bincount(idx, weights=row[keep], minlength=n_epochs) for row in x]) / counts
+    # The epoch means carry no batch noise correlated across epochs; their remaining
+    # autocorrelation (the weights' own) is taken care of by the ESS of that series.
+    return mcse_mean(means)
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -285,20 +286,16 @@ class SampleResult(JsonResult):
         batches of one epoch partition the data, so their noise cancels over an epoch (it is
         negatively correlated within an epoch, which an autocorrelation-time ESS cannot see:
         it would overstate the error, by about 2× when batch noise dominates). The standard
-        error is then by batch means over blocks of whole epochs: each chain's kept draws are
-        grouped by the epoch they fall in, ``m`` consecutive epochs to a block with ``m`` set
-        so a block holds about ``sqrt(n_draws)`` draws, and
-        ``se² = K/(K-1) Σ_j (n_j/N)² (ȳ_j - ȳ)²`` over the ``K`` blocks of all chains
-        (``n_j`` draws of mean ``ȳ_j`` in block ``j``, ``N`` draws in all, ``ȳ`` their mean).
-        Batch noise is then independent between blocks. With fewer than 2 blocks per chain it
-        falls back to the between-chain ``chain_se``.
+        error is then that of the series of epoch means (the mean of each chain's kept losses
+        over each whole epoch, see :func:`epoch_block_se`): batch noise no longer correlates
+        across them, and their remaining autocorrelation — the weights' own — goes into the
+        multi-chain ESS of that series. With fewer than 4 whole epochs per chain it falls back
+        to the ESS of the raw trace (which errs on the large side).
 
         References
         ----------
         Lau, Furman, Wang, Murfet, Wei (2023), "The local learning coefficient: a
         singularity-aware complexity measure", arXiv:2308.12108, eq. (13).
-        Flegal & Jones (2010), "Batch means and spectral variance estimators in Markov chain
-        Monte Carlo", Ann. Statist. 38.
         """
         from pft.degrade._diagnostics import effective_sample_size, mcse_mean
 
@@ -312,7 +309,7 @@ class SampleResult(JsonResult):
         if self.steps_per_epoch is not None and self.steps_per_epoch > 1:
             se = epoch_block_se(self.losses, steps_per_epoch=self.steps_per_epoch, burn_in=self.burn_in,
                                 thin=self.thin)
-            se = nbeta * se if math.isfinite(se) else chain_se
+            se = nbeta * (se if math.isfinite(se) else mcse_mean(self.losses))
         else:
             se = nbeta * mcse_mean(self.losses)
         return LearningCoefficient(
