@@ -86,23 +86,40 @@ class TemperedPosterior:
     loss_fn : callable
         ``loss_fn(model(inputs), targets) -> scalar tensor``, the *mean* loss over the rows
         of a batch (e.g. ``torch.nn.MSELoss()``), so that the full-data value is ``L_n``.
-    data : tuple (inputs, targets)
-        Tensors (or numpy arrays) with the same first dimension ``n_data``. For an
-        autoencoder pass ``(x, x)``. Floating tensors are moved to ``dtype``.
+    data : tuple (inputs, targets), DataLoader, or re-iterable of (inputs, targets) batches
+        A pair of tensors (or numpy arrays) with the same first dimension ``n_data`` (for an
+        autoencoder pass ``(x, x)``), or anything that can be iterated over more than once
+        and yields ``(inputs, targets)`` batches — a ``torch.utils.data.DataLoader``, a list.
+        Batches are then used in the order they come, one per SGLD step, and the iterable is
+        iterated afresh for every epoch (a shuffling DataLoader reshuffles, with its own
+        random state). Floating tensors are moved to ``dtype`` and the model's device.
     n : float, optional
-        The sample size in ``n β``; default ``n_data``.
+        The sample size in ``n β``; default ``n_data`` (the rows of the pair, or of one pass
+        over the batches).
     beta : float, optional
         Inverse temperature; default ``1 / log n`` (Watanabe's WBIC temperature).
-    localization : float
-        ``γ``, the strength of the pull back to ``w*`` (absolute, not scaled by ``n``).
-    step_size : float
-        ``ε`` of the SGLD step. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``;
-        the stationary variance along an eigen-direction of precision ``p`` is
-        ``1 / (p (1 - ε p / 4))``, so ``ε p_max ≤ 0.04`` keeps the bias at 1 %.
+    n_beta : float, optional
+        ``n β`` itself (devinterp's ``nbeta``), instead of ``beta``; not both.
+    localization : float, optional
+        ``γ``, the strength of the pull back to ``w*`` (absolute). Default
+        ``AUTO_LOCALIZATION · n β · h`` = 1 % of the stiffest tempered curvature near ``w*``
+        (see :meth:`max_curvature` and ``docs/learning_coefficient.md``).
+    step_size : float, optional
+        ``ε`` of the SGLD step. Default ``AUTO_STEP / (n β h' + γ)`` with ``AUTO_STEP = 0.04``
+        and ``h'`` the larger of ``h`` and the median curvature at draws of the diagonal
+        Gaussian approximation of the posterior: the stationary variance along an
+        eigen-direction of precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the bias is 1 %
+        along the stiffest one. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
+        A value given is used as given (checked and warned about in :meth:`sample`).
     batch_size : int, optional
-        Minibatch size for the gradient (rows drawn without replacement, reshuffled every
-        epoch); ``None`` (default) uses the full data every step (Langevin without gradient
-        noise; the recorded losses are then the exact ``L_n``).
+        For a pair: minibatch size for the gradient (rows drawn without replacement,
+        reshuffled every epoch); ``None`` (default) uses the full data every step (Langevin
+        without gradient noise; the recorded losses are then the exact ``L_n``). Must be
+        ``None`` for a DataLoader or list (its batches are used as they are).
+    train : bool or None
+        Mode of the private copy: ``False`` (default) eval mode, so dropout is off and
+        batch-norm uses its running statistics and ``L_n(w)`` is a function of ``w``;
+        ``True`` train mode; ``None`` keeps the mode the model has.
     seed : int
         Seeds every chain (chain ``c`` uses the ``c``-th child of ``SeedSequence(seed)``).
     device, dtype : optional
@@ -115,8 +132,12 @@ class TemperedPosterior:
         Number of sampled parameters.
     init_loss_ : float
         ``L_n(w*)`` on the full data.
+    n_, beta_, nbeta_, localization_, step_size_, batch_size_ : float or None
+        The settings in use (given or chosen).
     samples_ : SampleResult
         The result of the last :meth:`sample` call.
+    max_curvature_, curvature_at_minimum_, probe_curvatures_, draw_curvatures_ :
+        What :meth:`max_curvature` measured (on first use).
 
     Notes
     -----
@@ -145,14 +166,20 @@ class TemperedPosterior:
     >>> net = torch.nn.Linear(2, 1, bias=False).double()
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
-    >>> post = TemperedPosterior(net, torch.nn.MSELoss(), (x, y), localization=1.0,
-    ...                          step_size=2e-3)
-    >>> res = post.sample(1000, n_chains=2, burn_in=100, progress=False)
+    >>> post = TemperedPosterior(net, torch.nn.MSELoss(), (x, y))   # ε, γ from the curvature
+    >>> res = post.sample(1000, n_chains=2, progress=False)
     >>> res.losses.shape, res.draws.shape
     ((2, 1000), torch.Size([2, 1000, 2]))
     >>> lam, se = post.learning_coefficient()
-    >>> abs(lam - 1.0) < 4 * se + 0.1    # d/2 = 1 for a regular model
+    >>> abs(lam - 1.0) < 4 * se + 0.05    # d/2 = 1 for a regular model
     True
+
+    The same from a DataLoader (or a list of ``(inputs, targets)`` batches):
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> loader = DataLoader(TensorDataset(x, y), batch_size=50, shuffle=True)
+    >>> TemperedPosterior(net, torch.nn.MSELoss(), loader, n_beta=40.0).nbeta_
+    40.0
     """
 
     def __init__(
@@ -332,8 +359,10 @@ class TemperedPosterior:
             Draws kept per chain.
         n_chains : int
             Independent chains, all started at ``w*``.
-        burn_in : int
-            SGLD steps discarded at the start of each chain.
+        burn_in : int or "auto"
+            SGLD steps discarded at the start of each chain. ``"auto"`` (default): two
+            relaxation times of the directions only the localization confines, run at a
+            larger step, then 200 steps at ``ε`` (:meth:`auto_burn_in`).
         thin : int
             Keep every ``thin``-th step after burn-in.
         keep_draws : bool
