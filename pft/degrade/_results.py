@@ -156,7 +156,9 @@ class LearningCoefficient(JsonResult):
     se : float
         Monte-Carlo standard error: ``n β`` times the standard error of the mean loss from
         the multi-chain effective sample size (autocorrelation within chains and
-        disagreement between chains both widen it).
+        disagreement between chains both widen it) — of the raw trace for full-batch
+        sampling, of the whole-epoch means with minibatches (see
+        :meth:`SampleResult.learning_coefficient`).
     chain_se : float
         The cruder between-chain standard error ``sd(λ̂_c) / sqrt(n_chains)`` (``nan`` for
         one chain), a cross-check of ``se``.
