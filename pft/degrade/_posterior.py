@@ -41,7 +41,7 @@ BURN_IN_STEP = 8.0
 #: steps at the sampling step size that end burn_in="auto"
 BURN_IN_SETTLE = 200
 #: random directions probed around w* by :meth:`TemperedPosterior.max_curvature`
-PROBES = 4
+PROBES = 8
 #: ε (n β h_max + γ) above which :meth:`TemperedPosterior.sample` warns (variance bias 14 %).
 STEP_WARN = 0.5
 #: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
@@ -393,7 +393,9 @@ class TemperedPosterior:
         Warns
         -----
         StepSizeWarning
-            ``ε (n β h_max + γ) > 0.5``: variances inflated by more than 14 %.
+            ``ε (n β h_max + γ) > 0.5``: variances inflated by more than 14 % — before
+            sampling, from the curvature near ``w*``, or after it, from the curvature at the
+            chains' last draws (with ``check_step_size``).
         MixingWarning
             Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
         """
@@ -431,6 +433,7 @@ class TemperedPosterior:
         scale = max(abs(self.init_loss_), self.d_ / (2 * self.nbeta_), 1e-300)
         limit = self.init_loss_ + DIVERGENCE_FACTOR * scale
         max_increase = 0.0
+        end_curvature = 0.0
         children = np.random.SeedSequence(int(seed)).spawn(n_chains)
         flat = self._flat
         bar = tqdm(total=n_chains * steps, disable=not progress, desc="SGLD", unit="step")
@@ -483,11 +486,26 @@ class TemperedPosterior:
                 burn[c] = values[:burn_in]
                 losses[c] = values[burn_in::thin]
                 max_increase = max(max_increase, float(values.max()) - self.init_loss_)
+                if check_step_size and getattr(self, "_probe", None) is not None:
+                    h_end = self._top_curvature(*self._probe, torch.Generator().manual_seed(c), 20, 1e-2)
+                    if math.isfinite(h_end):
+                        end_curvature = max(end_curvature, h_end)
         finally:
             bar.close()
             flat.set(self._anchor)
             flat.zero_grad()
 
+        x_end = self.step_size_ * (self.nbeta_ * end_curvature + self.localization_)
+        # only news: the chains met notably stiffer loss than the check before sampling saw
+        if x_end > max(STEP_WARN, 1.25 * getattr(self, "_x_checked", 0.0)):
+            warnings.warn(
+                f"the chains ended where the loss is stiffer than near w*: step_size * (n β h + γ) = "
+                f"{x_end:.3g} at their last draws (h = {end_curvature:.4g}), so variances there are "
+                f"inflated by {100 * (1 / (1 - min(x_end, 3.99) / 4) - 1):.0f} %. Try "
+                f"step_size={0.04 / (self.nbeta_ * end_curvature + self.localization_):.2g}.",
+                StepSizeWarning,
+                stacklevel=2,
+            )
         diagnostics = self._diagnose(losses, max_increase)
         self.samples_ = SampleResult(
             losses=losses,
@@ -537,17 +555,24 @@ class TemperedPosterior:
         return fast, fast + BURN_IN_SETTLE, factor
 
     def max_curvature(self, *, n_iter: int = 20, tol: float = 1e-2) -> float:
-        """Largest ``|eigenvalue|`` of the Hessian of the loss near ``w*``: at ``w*`` and at
-        ``PROBES`` points on the posterior's own scale around it, by power iteration with
-        Hessian-vector products (double backward).
+        """The top curvature of the loss near ``w*``: the largest ``|eigenvalue|`` of the
+        Hessian at ``w*``, or, where larger, its median at ``2 PROBES`` points on the
+        posterior's own scale around it (power iteration with Hessian-vector products,
+        double backward).
 
         The loss is the one an SGLD step sees: the full data for full-batch sampling, else
         one batch drawn at random (``batch_size`` random rows, or a random batch of the
         DataLoader — not the first, since data may be sorted). Probe ``k`` sits at
         ``w* + ρ_k v_k`` along a random unit direction ``v_k``, with ``ρ_k`` where the tempered
-        loss has risen by one, ``n β (L(w* + ρ v) - L(w*)) = 1`` (found by bisection): that is
-        where the chains go, and where a singular ``w*`` (whose Hessian vanishes) shows the
-        curvature the sampler will meet. Directions along which the loss stays flat are skipped.
+        loss has risen by one, ``n β (L(w* + ρ v) - L(w*)) = 1`` (found by bisection): at a
+        singular ``w*``, whose Hessian may vanish, that is where the curvature the chains
+        meet shows. Directions along which the loss stays flat are skipped. The median (not
+        the largest) keeps the value stable where it depends on the direction.
+
+        Also measured (for the default step size): the median top curvature
+        ``draw_curvature_`` at ``PROBES`` draws ``w* + ξ / sqrt(n β |diag H| + γ)`` of the
+        diagonal Gaussian approximation of the localized posterior (Hutchinson's diagonal),
+        which at a singular ``w*`` reaches out along the directions only ``γ`` confines.
 
         Parameters
         ----------
@@ -559,9 +584,10 @@ class TemperedPosterior:
         Returns
         -------
         float
-            ``h``, the largest of the estimates; ``nan`` if the model does not support double
-            backward. Cached in ``max_curvature_``; ``curvature_at_minimum_`` keeps the value
-            at ``w*``, ``probe_radii_`` and ``probe_curvatures_`` those of the probes.
+            ``h``; ``nan`` if the model does not support double backward. Cached in
+            ``max_curvature_``; ``curvature_at_minimum_`` keeps the value at ``w*``,
+            ``probe_radii_`` and ``probe_curvatures_`` those of the probes,
+            ``draw_curvatures_`` those at the posterior draws.
 
         Notes
         -----
@@ -574,13 +600,14 @@ class TemperedPosterior:
             return cached
         gen = torch.Generator().manual_seed(int(self.seed) + 7919)
         inputs, targets = self._data.probe_batch(gen)
+        self._probe = (inputs, targets)
         radii, curvatures = [], []
         try:
             at_min = self._top_curvature(inputs, targets, gen, n_iter, tol)
             if math.isfinite(at_min):
                 with torch.no_grad():
                     base = float(self._loss(inputs, targets))
-                for _ in range(PROBES):
+                for _ in range(2 * PROBES):
                     v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
                     v /= v.norm()
                     rho = self._probe_radius(v, inputs, targets, base)
@@ -591,7 +618,7 @@ class TemperedPosterior:
                     if math.isfinite(h):
                         radii.append(rho)
                         curvatures.append(h)
-            scale = max([at_min] + curvatures) if math.isfinite(at_min) else at_min
+            scale = max(at_min, float(np.median(curvatures)) if curvatures else 0.0) if math.isfinite(at_min) else at_min
             draws = []
             if math.isfinite(scale):
                 gamma = getattr(self, "localization_", None)
@@ -600,7 +627,7 @@ class TemperedPosterior:
                 self._flat.set(self._anchor)
                 diag = self._hessian_diagonal(inputs, targets, gen)
                 sd = 1.0 / torch.sqrt(self.nbeta_ * diag.abs() + gamma) if gamma > 0 or bool((diag != 0).all()) else None
-                for _ in range(2 * PROBES if sd is not None else 0):
+                for _ in range(PROBES if sd is not None else 0):
                     xi = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
                     self._flat.set(self._anchor + xi * sd)
                     with torch.no_grad():
@@ -720,6 +747,7 @@ class TemperedPosterior:
         h = max(h, self.draw_curvature_)
         p = self.nbeta_ * h + self.localization_
         x = self.step_size_ * p
+        self._x_checked = x
         good = 0.04 / p
         if x > 4:
             raise SamplerDivergenceError(
