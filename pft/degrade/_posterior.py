@@ -743,8 +743,6 @@ class TemperedPosterior:
         h = self.max_curvature()
         if not math.isfinite(h):
             return
-        # the typical curvature at posterior draws too: at a singular w* it exceeds h
-        h = max(h, self.draw_curvature_)
         p = self.nbeta_ * h + self.localization_
         x = self.step_size_ * p
         self._x_checked = x
