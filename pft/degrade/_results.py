@@ -416,7 +416,8 @@ class SampleResult(JsonResult):
             ("d", str(self.d)),
             ("n, β", f"{_fmt(self.n)}, {_fmt(self.beta)}"),
             ("γ, ε", f"{_fmt(self.localization)}, {_fmt(self.step_size)}"),
-            ("batch", "full" if self.batch_size is None else str(self.batch_size)),
+            ("batch", str(self.batch_size) if self.batch_size is not None
+             else (f"{self.steps_per_epoch} batches an epoch" if (self.steps_per_epoch or 1) > 1 else "full")),
             ("L(w*)", _fmt(self.init_loss, 6)),
             ("λ̂", f"{_fmt(lc.value)} ± {_fmt(lc.se, 2)}   (d/2 = {_fmt(lc.regular_value)})"),
             ("R-hat, ESS", f"{_fmt(self.diagnostics.rhat)}, {_fmt(self.diagnostics.ess)}"),
