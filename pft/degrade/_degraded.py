@@ -67,8 +67,8 @@ def degraded_models(
     temperatures,
     draws_per_temperature: int = 4,
     n=None,
-    localization: float = 100.0,
-    step_size: float = 1e-4,
+    localization=None,
+    step_size=None,
     batch_size=None,
     burn_in: int = 200,
     thin: int = 50,
@@ -84,7 +84,8 @@ def degraded_models(
     Parameters
     ----------
     model, loss_fn, data, n, localization, step_size, batch_size, device, dtype
-        As for :class:`TemperedPosterior`.
+        As for :class:`TemperedPosterior` (``None``: chosen from the curvature at each
+        temperature).
     temperatures : sequence of float
         Values of ``1/β``, each ``>= 0``. ``log n`` is Watanabe's temperature (the default
         of :class:`TemperedPosterior`); larger values degrade more. ``0`` yields one copy at

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from pft._device import tensor_from_numpy
+from pft.degrade._data import as_data
 from pft.degrade._diagnostics import (
     MixingWarning,
     SamplerDivergenceError,
@@ -30,6 +30,18 @@ RHAT_WARN = 1.1
 DRIFT_WARN = 4.0
 #: a chain is declared divergent when ``L - L* > DIVERGENCE_FACTOR * max(|L*|, d / (2 n β))``.
 DIVERGENCE_FACTOR = 1000.0
+#: default step size: ε (n β h + γ) = AUTO_STEP, so the variance along the stiffest direction
+#: is inflated by 1/(1 - AUTO_STEP/4) - 1 = 1 % (the exact bias of the unadjusted Langevin
+#: chain on a Gaussian)
+AUTO_STEP = 0.04
+#: default localization: γ = AUTO_LOCALIZATION · n β h (h from :meth:`TemperedPosterior.max_curvature`)
+AUTO_LOCALIZATION = 0.01
+#: the step-size multiple of the first, fast part of burn_in="auto"
+BURN_IN_STEP = 8.0
+#: steps at the sampling step size that end burn_in="auto"
+BURN_IN_SETTLE = 200
+#: random directions probed around w* by :meth:`TemperedPosterior.max_curvature`
+PROBES = 8
 #: ε (n β h_max + γ) above which :meth:`TemperedPosterior.sample` warns (variance bias 14 %).
 STEP_WARN = 0.5
 #: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
@@ -62,24 +74,6 @@ def _positive_int(name: str, value, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def _as_tensor(name: str, x, *, device, dtype) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = tensor_from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputError(
-            f"`{name}` must be a torch.Tensor or numpy array; got {type(x).__name__}. "
-            "Pass `data=(inputs, targets)`."
-        )
-    if x.is_floating_point():
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).sum())
-            raise InputError(f"`{name}` has {bad} non-finite values; pft does not impute — drop or fix them.")
-        x = x.to(device=device, dtype=dtype)
-    else:
-        x = x.to(device=device)
-    return x
-
-
 class TemperedPosterior:
     """The tempered local posterior ``p_β(w) ∝ exp(-n β L_n(w) - (γ/2)‖w - w*‖²)`` around a
     trained model's weights ``w*``, sampled by SGLD.
@@ -92,23 +86,40 @@ class TemperedPosterior:
     loss_fn : callable
         ``loss_fn(model(inputs), targets) -> scalar tensor``, the *mean* loss over the rows
         of a batch (e.g. ``torch.nn.MSELoss()``), so that the full-data value is ``L_n``.
-    data : tuple (inputs, targets)
-        Tensors (or numpy arrays) with the same first dimension ``n_data``. For an
-        autoencoder pass ``(x, x)``. Floating tensors are moved to ``dtype``.
+    data : tuple (inputs, targets), DataLoader, or re-iterable of (inputs, targets) batches
+        A pair of tensors (or numpy arrays) with the same first dimension ``n_data`` (for an
+        autoencoder pass ``(x, x)``), or anything that can be iterated over more than once
+        and yields ``(inputs, targets)`` batches — a ``torch.utils.data.DataLoader``, a list.
+        Batches are then used in the order they come, one per SGLD step, and the iterable is
+        iterated afresh for every epoch (a shuffling DataLoader reshuffles, with its own
+        random state). Floating tensors are moved to ``dtype`` and the model's device.
     n : float, optional
-        The sample size in ``n β``; default ``n_data``.
+        The sample size in ``n β``; default ``n_data`` (the rows of the pair, or of one pass
+        over the batches).
     beta : float, optional
         Inverse temperature; default ``1 / log n`` (Watanabe's WBIC temperature).
-    localization : float
-        ``γ``, the strength of the pull back to ``w*`` (absolute, not scaled by ``n``).
-    step_size : float
-        ``ε`` of the SGLD step. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``;
-        the stationary variance along an eigen-direction of precision ``p`` is
-        ``1 / (p (1 - ε p / 4))``, so ``ε p_max ≤ 0.04`` keeps the bias at 1 %.
+    n_beta : float, optional
+        ``n β`` itself (devinterp's ``nbeta``), instead of ``beta``; not both.
+    localization : float, optional
+        ``γ``, the strength of the pull back to ``w*`` (absolute). Default
+        ``AUTO_LOCALIZATION · n β · h`` = 1 % of the stiffest tempered curvature near ``w*``
+        (see :meth:`max_curvature` and ``docs/learning_coefficient.md``).
+    step_size : float, optional
+        ``ε`` of the SGLD step. Default ``AUTO_STEP / (n β h' + γ)`` with ``AUTO_STEP = 0.04``
+        and ``h'`` the larger of ``h`` and the median curvature at draws of the diagonal
+        Gaussian approximation of the posterior: the stationary variance along an
+        eigen-direction of precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the bias is 1 %
+        along the stiffest one. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
+        A value given is used as given (checked and warned about in :meth:`sample`).
     batch_size : int, optional
-        Minibatch size for the gradient (rows drawn without replacement, reshuffled every
-        epoch); ``None`` (default) uses the full data every step (Langevin without gradient
-        noise; the recorded losses are then the exact ``L_n``).
+        For a pair: minibatch size for the gradient (rows drawn without replacement,
+        reshuffled every epoch); ``None`` (default) uses the full data every step (Langevin
+        without gradient noise; the recorded losses are then the exact ``L_n``). Must be
+        ``None`` for a DataLoader or list (its batches are used as they are).
+    train : bool or None
+        Mode of the private copy: ``False`` (default) eval mode, so dropout is off and
+        batch-norm uses its running statistics and ``L_n(w)`` is a function of ``w``;
+        ``True`` train mode; ``None`` keeps the mode the model has.
     seed : int
         Seeds every chain (chain ``c`` uses the ``c``-th child of ``SeedSequence(seed)``).
     device, dtype : optional
@@ -121,8 +132,12 @@ class TemperedPosterior:
         Number of sampled parameters.
     init_loss_ : float
         ``L_n(w*)`` on the full data.
+    n_, beta_, nbeta_, localization_, step_size_, batch_size_ : float or None
+        The settings in use (given or chosen).
     samples_ : SampleResult
         The result of the last :meth:`sample` call.
+    max_curvature_, curvature_at_minimum_, probe_curvatures_, draw_curvatures_ :
+        What :meth:`max_curvature` measured (on first use).
 
     Notes
     -----
@@ -151,14 +166,20 @@ class TemperedPosterior:
     >>> net = torch.nn.Linear(2, 1, bias=False).double()
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
-    >>> post = TemperedPosterior(net, torch.nn.MSELoss(), (x, y), localization=1.0,
-    ...                          step_size=2e-3)
-    >>> res = post.sample(1000, n_chains=2, burn_in=100, progress=False)
+    >>> post = TemperedPosterior(net, torch.nn.MSELoss(), (x, y))   # ε, γ from the curvature
+    >>> res = post.sample(1000, n_chains=2, progress=False)
     >>> res.losses.shape, res.draws.shape
     ((2, 1000), torch.Size([2, 1000, 2]))
     >>> lam, se = post.learning_coefficient()
-    >>> abs(lam - 1.0) < 4 * se + 0.1    # d/2 = 1 for a regular model
+    >>> abs(lam - 1.0) < 4 * se + 0.05    # d/2 = 1 for a regular model
     True
+
+    The same from a DataLoader (or a list of ``(inputs, targets)`` batches):
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> loader = DataLoader(TensorDataset(x, y), batch_size=50, shuffle=True)
+    >>> TemperedPosterior(net, torch.nn.MSELoss(), loader, n_beta=40.0).nbeta_
+    40.0
     """
 
     def __init__(
@@ -169,9 +190,11 @@ class TemperedPosterior:
         *,
         n=None,
         beta=None,
-        localization: float = 100.0,
-        step_size: float = 1e-4,
+        n_beta=None,
+        localization=None,
+        step_size=None,
         batch_size=None,
+        train: bool | None = False,
         seed: int = 0,
         device=None,
         dtype=None,
@@ -181,9 +204,11 @@ class TemperedPosterior:
         self.data = data
         self.n = n
         self.beta = beta
+        self.n_beta = n_beta
         self.localization = localization
         self.step_size = step_size
         self.batch_size = batch_size
+        self.train = train
         self.seed = seed
         self.device = device
         self.dtype = dtype
@@ -222,52 +247,64 @@ class TemperedPosterior:
         self.d_ = self._flat.d
         device, dtype = self._flat.device, self._flat.dtype
 
-        if not (isinstance(self.data, (tuple, list)) and len(self.data) == 2):
-            raise InputError(
-                f"`data` must be a pair (inputs, targets); got {type(self.data).__name__}"
-                + (f" of length {len(self.data)}" if isinstance(self.data, (tuple, list)) else "")
-                + ". For an autoencoder pass (x, x)."
-            )
-        self._inputs = _as_tensor("data[0] (inputs)", self.data[0], device=device, dtype=dtype)
-        self._targets = _as_tensor("data[1] (targets)", self.data[1], device=device, dtype=dtype)
-        n_data = int(self._inputs.shape[0]) if self._inputs.ndim else 0
-        if self._targets.ndim == 0 or self._targets.shape[0] != n_data or n_data == 0:
-            raise InputError(
-                f"`data` inputs and targets must share a non-empty first dimension; got shapes "
-                f"{tuple(self._inputs.shape)} and {tuple(self._targets.shape)}."
-            )
+        if self.train is not None and not isinstance(self.train, bool):
+            raise InputError(f"`train` must be True, False or None; got {self.train!r}.")
+        if self.train is not None:
+            work.train(self.train)
+        if self.batch_size is None:
+            self.batch_size_ = None
+        else:
+            self.batch_size_ = _positive_int("batch_size", self.batch_size)
+        self._data = as_data(self.data, batch_size=self.batch_size_, device=device, dtype=dtype)
+        n_data = self._data.n_data
         self._n_data = n_data
 
         n = n_data if self.n is None else _finite_positive("n", self.n)
-        if self.beta is None:
+        if self.beta is not None and self.n_beta is not None:
+            raise InputError(
+                f"pass one of `beta` and `n_beta` (= n β), not both; got beta={self.beta!r}, "
+                f"n_beta={self.n_beta!r}."
+            )
+        if self.n_beta is not None:
+            nbeta = _finite_positive("n_beta", self.n_beta, hint="n_beta is n β, devinterp's `nbeta`.")
+            beta = nbeta / n
+        elif self.beta is None:
             if n <= 1:
                 raise InputError(
-                    f"`beta` defaults to 1/log n, which needs n > 1; got n = {n}. Pass `beta`."
+                    f"`beta` defaults to 1/log n, which needs n > 1; got n = {n}. Pass `beta` or `n_beta`."
                 )
             beta = 1.0 / math.log(n)
         else:
             beta = _finite_positive("beta", self.beta, hint="β is an inverse temperature.")
         self.n_, self.beta_ = float(n), float(beta)
         self.nbeta_ = self.n_ * self.beta_
-        self.localization_ = _finite_positive(
-            "localization", self.localization, allow_zero=True, hint="γ is the pull towards w*."
-        )
-        self.step_size_ = _finite_positive("step_size", self.step_size, hint="ε is the SGLD step size.")
-        if self.batch_size is None:
-            self.batch_size_ = None
-        else:
-            self.batch_size_ = _positive_int("batch_size", self.batch_size)
-            if self.batch_size_ > n_data:
-                raise InputError(
-                    f"`batch_size` must be at most the number of rows {n_data}; got {self.batch_size_}. "
-                    "Use batch_size=None for full-batch gradients."
-                )
         self.init_loss_ = self._full_loss()
         if not math.isfinite(self.init_loss_):
             raise InputError(
                 f"the loss at the trained weights w* is {self.init_loss_}; the posterior around "
                 "w* needs a finite L(w*). Check `model`, `loss_fn` and `data`."
             )
+        if self.localization is not None:
+            self.localization_ = _finite_positive(
+                "localization", self.localization, allow_zero=True, hint="γ is the pull towards w*."
+            )
+        if self.step_size is not None:
+            self.step_size_ = _finite_positive("step_size", self.step_size, hint="ε is the SGLD step size.")
+        if self.localization is None or self.step_size is None:
+            h = self.max_curvature()
+            h = max(h, self.draw_curvature_) if math.isfinite(h) else h
+            if not (math.isfinite(h) and h > 0):
+                raise InputError(
+                    "the default `step_size` and `localization` come from the curvature of the loss near "
+                    f"w*, which could not be measured (top Hessian eigenvalue {h}: "
+                    + ("the model does not support double backward" if not math.isfinite(h) else
+                       "the loss is flat at w* and along every probe direction")
+                    + "). Pass `step_size` and `localization` explicitly."
+                )
+            if self.localization is None:
+                self.localization_ = AUTO_LOCALIZATION * self.nbeta_ * self.scale_curvature_
+            if self.step_size is None:
+                self.step_size_ = AUTO_STEP / (self.nbeta_ * h + self.localization_)
 
     # ------------------------------------------------------------------ losses
     def _loss(self, inputs, targets) -> torch.Tensor:
@@ -282,15 +319,9 @@ class TemperedPosterior:
         return loss.reshape(())
 
     def _full_loss(self) -> float:
-        """``L_n`` at the working copy's current weights, in chunks, float64."""
-        chunk = self.batch_size_ or self._n_data
-        total = 0.0
+        """``L_n`` at the working copy's current weights, one pass in batches, float64."""
         with torch.no_grad():
-            for start in range(0, self._n_data, chunk):
-                stop = min(start + chunk, self._n_data)
-                loss = self._loss(self._inputs[start:stop], self._targets[start:stop])
-                total += float(loss) * (stop - start)
-        return total / self._n_data
+            return self._data.full_loss(self._loss)
 
     def loss_at(self, flat_params) -> float:
         """Full-data ``L_n`` at a flat parameter vector (shape ``(d,)``).
@@ -313,7 +344,7 @@ class TemperedPosterior:
         n_draws: int,
         *,
         n_chains: int = 4,
-        burn_in: int = 200,
+        burn_in="auto",
         thin: int = 1,
         keep_draws: bool = True,
         check_step_size: bool = True,
@@ -328,8 +359,10 @@ class TemperedPosterior:
             Draws kept per chain.
         n_chains : int
             Independent chains, all started at ``w*``.
-        burn_in : int
-            SGLD steps discarded at the start of each chain.
+        burn_in : int or "auto"
+            SGLD steps discarded at the start of each chain. ``"auto"`` (default): two
+            relaxation times of the directions only the localization confines, run at a
+            larger step, then 200 steps at ``ε`` (:meth:`auto_burn_in`).
         thin : int
             Keep every ``thin``-th step after burn-in.
         keep_draws : bool
@@ -360,13 +393,19 @@ class TemperedPosterior:
         Warns
         -----
         StepSizeWarning
-            ``ε (n β h_max + γ) > 0.5``: variances inflated by more than 14 %.
+            ``ε (n β h_max + γ) > 0.5``: variances inflated by more than 14 % — before
+            sampling, from the curvature near ``w*``, or after it, from the curvature at the
+            chains' last draws (with ``check_step_size``).
         MixingWarning
             Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
         """
         n_draws = _positive_int("n_draws", n_draws)
         n_chains = _positive_int("n_chains", n_chains)
-        burn_in = _positive_int("burn_in", burn_in, minimum=0)
+        if isinstance(burn_in, str) and burn_in == "auto":
+            fast, burn_in, factor = self.auto_burn_in()
+        else:
+            burn_in = _positive_int("burn_in", burn_in, minimum=0)
+            fast, factor = 0, 1.0
         thin = _positive_int("thin", thin)
         seed = self.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -394,6 +433,7 @@ class TemperedPosterior:
         scale = max(abs(self.init_loss_), self.d_ / (2 * self.nbeta_), 1e-300)
         limit = self.init_loss_ + DIVERGENCE_FACTOR * scale
         max_increase = 0.0
+        end_curvature = 0.0
         children = np.random.SeedSequence(int(seed)).spawn(n_chains)
         flat = self._flat
         bar = tqdm(total=n_chains * steps, disable=not progress, desc="SGLD", unit="step")
@@ -403,7 +443,7 @@ class TemperedPosterior:
                 gen = torch.Generator(device=flat.device)
                 gen.manual_seed(int(s_noise))
                 batch_gen = torch.Generator().manual_seed(int(s_batch))
-                batches = self._batches(batch_gen)
+                batches = self._data.stream(batch_gen)
                 flat.set(self._anchor)
                 # The losses stay on the parameters' device and are read back (and checked for
                 # divergence) every `every` steps: on a GPU a read-back per step would stall it.
@@ -434,7 +474,7 @@ class TemperedPosterior:
                             gs,
                             self._anchor,
                             self._noise,
-                            step_size=self.step_size_,
+                            step_size=self.step_size_ * (factor if s < fast else 1.0),
                             nbeta=self.nbeta_,
                             localization=self.localization_,
                             generator=gen,
@@ -446,11 +486,26 @@ class TemperedPosterior:
                 burn[c] = values[:burn_in]
                 losses[c] = values[burn_in::thin]
                 max_increase = max(max_increase, float(values.max()) - self.init_loss_)
+                if check_step_size and getattr(self, "_probe", None) is not None:
+                    h_end = self._top_curvature(*self._probe, torch.Generator().manual_seed(c), 20, 1e-2)
+                    if math.isfinite(h_end):
+                        end_curvature = max(end_curvature, h_end)
         finally:
             bar.close()
             flat.set(self._anchor)
             flat.zero_grad()
 
+        x_end = self.step_size_ * (self.nbeta_ * end_curvature + self.localization_)
+        # only news: the chains met notably stiffer loss than the check before sampling saw
+        if x_end > max(STEP_WARN, 1.25 * getattr(self, "_x_checked", 0.0)):
+            warnings.warn(
+                f"the chains ended where the loss is stiffer than near w*: step_size * (n β h + γ) = "
+                f"{x_end:.3g} at their last draws (h = {end_curvature:.4g}), so variances there are "
+                f"inflated by {100 * (1 / (1 - min(x_end, 3.99) / 4) - 1):.0f} %. Try "
+                f"step_size={0.04 / (self.nbeta_ * end_curvature + self.localization_):.2g}.",
+                StepSizeWarning,
+                stacklevel=2,
+            )
         diagnostics = self._diagnose(losses, max_increase)
         self.samples_ = SampleResult(
             losses=losses,
@@ -462,6 +517,7 @@ class TemperedPosterior:
             localization=self.localization_,
             step_size=self.step_size_,
             batch_size=self.batch_size_,
+            steps_per_epoch=self._data.steps_per_epoch,
             burn_in=burn_in,
             thin=thin,
             seed=int(seed),
@@ -471,26 +527,67 @@ class TemperedPosterior:
         )
         return self.samples_
 
-    def max_curvature(self, *, n_iter: int = 20, tol: float = 1e-2) -> float:
-        """Largest ``|eigenvalue|`` of the Hessian of the loss at ``w*``, by power iteration
-        with Hessian-vector products (double backward).
+    def auto_burn_in(self) -> tuple[int, int, float]:
+        """``(fast, total, factor)``: the SGLD steps of ``burn_in="auto"`` and the step-size
+        multiple of its fast part.
 
-        The loss is taken on the full data when sampling is full-batch, else on the first
-        ``batch_size`` rows (one minibatch, what each SGLD step sees), so the check costs
-        about ``3 n_iter`` forward+backward passes of one step.
+        Directions the loss does not constrain feel only the pull ``γ`` and relax at the rate
+        ``εγ`` per step (the variance of the Ornstein–Uhlenbeck process
+        ``dw = -(γ/2) w dt + dW`` sampled every ``ε``), and at a singular ``w*`` how far the
+        chains spread along them sets ``λ̂``. The burn-in runs ``fast = ⌈2 / (BURN_IN_STEP ε γ)⌉``
+        steps at ``factor × ε`` (two relaxation times of those directions: 86 % of their
+        variance), then ``BURN_IN_SETTLE`` steps at ``ε`` for the stiff directions, whose
+        variance depends on the step, to settle (they relax in ``1/(ε p) ≤ 25`` steps at the
+        default step). ``factor = BURN_IN_STEP``, lowered so that ``factor ε (n β h + γ)`` stays
+        at most ``STEP_WARN`` (never below 1); ``h`` is the curvature the step size was set from
+        and ``γ`` below ``AUTO_LOCALIZATION n β h`` counts as that value.
+        """
+        h = self.max_curvature()
+        if math.isfinite(h):
+            h = max(h, self.draw_curvature_)
+        floor = AUTO_LOCALIZATION * self.nbeta_ * self.scale_curvature_ if math.isfinite(h) else 0.0
+        gamma = max(self.localization_, floor)
+        if gamma <= 0:
+            return 0, BURN_IN_SETTLE, 1.0
+        p = self.nbeta_ * h + self.localization_ if math.isfinite(h) else float("inf")
+        factor = max(1.0, min(BURN_IN_STEP, STEP_WARN / (self.step_size_ * p)))
+        fast = int(math.ceil(2.0 / (factor * self.step_size_ * gamma)))
+        return fast, fast + BURN_IN_SETTLE, factor
+
+    def max_curvature(self, *, n_iter: int = 20, tol: float = 1e-2) -> float:
+        """The top curvature of the loss near ``w*``: the largest ``|eigenvalue|`` of the
+        Hessian at ``w*``, or, where larger, its median at ``2 PROBES`` points on the
+        posterior's own scale around it (power iteration with Hessian-vector products,
+        double backward).
+
+        The loss is the one an SGLD step sees: the full data for full-batch sampling, else
+        one batch drawn at random (``batch_size`` random rows, or a random batch of the
+        DataLoader — not the first, since data may be sorted). Probe ``k`` sits at
+        ``w* + ρ_k v_k`` along a random unit direction ``v_k``, with ``ρ_k`` where the tempered
+        loss has risen by one, ``n β (L(w* + ρ v) - L(w*)) = 1`` (found by bisection): at a
+        singular ``w*``, whose Hessian may vanish, that is where the curvature the chains
+        meet shows. Directions along which the loss stays flat are skipped. The median (not
+        the largest) keeps the value stable where it depends on the direction.
+
+        Also measured (for the default step size): the median top curvature
+        ``draw_curvature_`` at ``PROBES`` draws ``w* + ξ / sqrt(n β |diag H| + γ)`` of the
+        diagonal Gaussian approximation of the localized posterior (Hutchinson's diagonal),
+        which at a singular ``w*`` reaches out along the directions only ``γ`` confines.
 
         Parameters
         ----------
         n_iter : int
-            Most iterations.
+            Most power iterations per point.
         tol : float
             Stop when the estimate changes by less than this fraction.
 
         Returns
         -------
         float
-            ``h_max``; ``nan`` if the model does not support double backward. Cached in
-            ``max_curvature_``.
+            ``h``; ``nan`` if the model does not support double backward. Cached in
+            ``max_curvature_``; ``curvature_at_minimum_`` keeps the value at ``w*``,
+            ``probe_radii_`` and ``probe_curvatures_`` those of the probes,
+            ``draw_curvatures_`` those at the posterior draws.
 
         Notes
         -----
@@ -501,24 +598,135 @@ class TemperedPosterior:
         cached = getattr(self, "max_curvature_", None)
         if cached is not None:
             return cached
-        params = list(self._flat.params)
         gen = torch.Generator().manual_seed(int(self.seed) + 7919)
+        inputs, targets = self._data.probe_batch(gen)
+        self._probe = (inputs, targets)
+        radii, curvatures = [], []
+        try:
+            at_min = self._top_curvature(inputs, targets, gen, n_iter, tol)
+            if math.isfinite(at_min):
+                with torch.no_grad():
+                    base = float(self._loss(inputs, targets))
+                for _ in range(2 * PROBES):
+                    v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
+                    v /= v.norm()
+                    rho = self._probe_radius(v, inputs, targets, base)
+                    if rho is None:
+                        continue
+                    self._flat.set(self._anchor + rho * v)
+                    h = self._top_curvature(inputs, targets, gen, n_iter, tol)
+                    if math.isfinite(h):
+                        radii.append(rho)
+                        curvatures.append(h)
+            scale = max(at_min, float(np.median(curvatures)) if curvatures else 0.0) if math.isfinite(at_min) else at_min
+            draws = []
+            if math.isfinite(scale):
+                gamma = getattr(self, "localization_", None)
+                if gamma is None:
+                    gamma = AUTO_LOCALIZATION * self.nbeta_ * scale
+                self._flat.set(self._anchor)
+                diag = self._hessian_diagonal(inputs, targets, gen)
+                sd = 1.0 / torch.sqrt(self.nbeta_ * diag.abs() + gamma) if gamma > 0 or bool((diag != 0).all()) else None
+                for _ in range(PROBES if sd is not None else 0):
+                    xi = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
+                    self._flat.set(self._anchor + xi * sd)
+                    with torch.no_grad():
+                        ok = math.isfinite(float(self._loss(inputs, targets)))
+                    h = self._top_curvature(inputs, targets, gen, n_iter, tol) if ok else float("nan")
+                    if math.isfinite(h):
+                        draws.append(h)
+        finally:
+            self._flat.set(self._anchor)
+            self._flat.zero_grad()
+        self.curvature_at_minimum_ = at_min
+        self.probe_radii_ = tuple(radii)
+        self.probe_curvatures_ = tuple(curvatures)
+        self.scale_curvature_ = scale
+        self.draw_curvatures_ = tuple(draws)
+        self.draw_curvature_ = float(np.median(draws)) if draws else 0.0
+        self.max_curvature_ = scale
+        return self.max_curvature_
+
+    def _hessian_diagonal(self, inputs, targets, gen, n_samples: int = 8) -> torch.Tensor:
+        """Hutchinson's estimate ``mean_z z ⊙ (H z)`` (Rademacher ``z``) of the Hessian's
+        diagonal at the working copy's current weights."""
+        params = list(self._flat.params)
+        total = torch.zeros_like(self._anchor)
+
+        def flat(parts, like):
+            return torch.cat(
+                [torch.zeros(p.numel()).to(like) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
+            )
+
+        for _ in range(n_samples):
+            z = (torch.randint(0, 2, (self.d_,), generator=gen) * 2 - 1).to(self._anchor)
+            loss = self._loss(inputs, targets)
+            g = flat(torch.autograd.grad(loss, params, create_graph=True, allow_unused=True), z)
+            if not g.requires_grad:
+                return total
+            hz = flat(torch.autograd.grad(g @ z, params, allow_unused=True), z)
+            total += z * hz.detach()
+        return total / n_samples
+
+    def _probe_radius(self, v, inputs, targets, base):
+        """``ρ`` with ``n β (L_b(w* + ρ v) - L_b(w*)) = 1`` on the probe batch (geometric
+        bisection after bracketing by doubling/halving from 1); ``None`` if the loss stays
+        within ``1/(nβ)`` of ``L_b(w*)`` out to ``ρ = 2⁴⁰`` (a flat direction)."""
+
+        def above(rho: float) -> bool:
+            self._flat.set(self._anchor + rho * v)
+            with torch.no_grad():
+                value = float(self._loss(inputs, targets))
+            return not math.isfinite(value) or self.nbeta_ * (value - base) >= 1.0
+
+        rho = 1.0
+        if above(rho):
+            hi = rho
+            for _ in range(80):
+                rho /= 2
+                if not above(rho):
+                    break
+            else:
+                return rho
+            lo = rho
+        else:
+            lo = rho
+            for _ in range(40):
+                rho *= 2
+                if above(rho):
+                    break
+            else:
+                return None
+            hi = rho
+        for _ in range(8):  # hi / lo = 2 → 2^(1/256): 0.3 %
+            mid = math.sqrt(lo * hi)
+            if above(mid):
+                hi = mid
+            else:
+                lo = mid
+        return math.sqrt(lo * hi)
+
+    def _top_curvature(self, inputs, targets, gen, n_iter: int, tol: float) -> float:
+        """Power iteration for the top ``|eigenvalue|`` of the batch-loss Hessian at the
+        working copy's current weights; ``nan`` without double backward."""
+        params = list(self._flat.params)
         v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
         v /= v.norm()
-        rows = self.batch_size_ or self._n_data
-        inputs, targets = self._inputs[:rows], self._targets[:rows]
         estimate = float("nan")
+
+        def flat(parts):
+            return torch.cat(
+                [torch.zeros(p.numel()).to(v) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
+            )
+
         try:
             for _ in range(n_iter):
                 loss = self._loss(inputs, targets)
                 grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-                flat_g = torch.cat(
-                    [torch.zeros(p.numel()).to(v) if g is None else g.reshape(-1) for p, g in zip(params, grads)]
-                )
-                parts = torch.autograd.grad(flat_g @ v, params, allow_unused=True)
-                hv = torch.cat(
-                    [torch.zeros(p.numel()).to(v) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
-                )
+                flat_g = flat(grads)
+                if not flat_g.requires_grad:  # the gradient does not depend on w: zero Hessian
+                    return 0.0
+                hv = flat(torch.autograd.grad(flat_g @ v, params, allow_unused=True))
                 new = float(hv.norm())
                 if not math.isfinite(new):
                     break
@@ -527,9 +735,8 @@ class TemperedPosterior:
                 if new == 0.0 or done:
                     break
                 v = hv / new
-        except RuntimeError:  # no double backward for some op: skip the check
-            estimate = float("nan")
-        self.max_curvature_ = estimate
+        except RuntimeError:  # no double backward for some op
+            return float("nan")
         return estimate
 
     def _check_step_size(self) -> None:
@@ -538,6 +745,7 @@ class TemperedPosterior:
             return
         p = self.nbeta_ * h + self.localization_
         x = self.step_size_ * p
+        self._x_checked = x
         good = 0.04 / p
         if x > 4:
             raise SamplerDivergenceError(
@@ -553,17 +761,6 @@ class TemperedPosterior:
                 StepSizeWarning,
                 stacklevel=3,
             )
-
-    def _batches(self, generator: torch.Generator):
-        if self.batch_size_ is None:
-            while True:
-                yield self._inputs, self._targets
-        b = self.batch_size_
-        while True:
-            perm = torch.randperm(self._n_data, generator=generator).to(self._inputs.device)
-            for start in range(0, self._n_data - b + 1, b):
-                idx = perm[start : start + b]
-                yield self._inputs[idx], self._targets[idx]
 
     def _diverged(self, chain: int, step: int, value: float, limit: float):
         what = (

@@ -11,7 +11,48 @@ import numpy as np
 
 from pft._results import JsonResult
 
-__all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult"]
+__all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult", "epoch_block_se"]
+
+
+def epoch_block_se(losses, *, steps_per_epoch: int, burn_in: int = 0, thin: int = 1) -> float:
+    """Standard error of the mean of a minibatch loss trace from its epoch means (see
+    :meth:`SampleResult.learning_coefficient`); ``nan`` with fewer than 4 whole epochs per chain.
+
+    Parameters
+    ----------
+    losses : array_like, shape (n_chains, n_draws)
+        Kept losses; draw ``k`` of a chain was taken at SGLD step ``burn_in + k thin``, and
+        step ``s`` lies in epoch ``s // steps_per_epoch``.
+    steps_per_epoch, burn_in, thin : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(4, 2500))
+    >>> 0.008 < epoch_block_se(x, steps_per_epoch=10) < 0.012
+    True
+    """
+    from pft.degrade._diagnostics import mcse_mean
+
+    x = np.asarray(losses, dtype=np.float64)
+    n_chains, n = x.shape
+    steps = burn_in + thin * np.arange(n)
+    epochs = steps // steps_per_epoch
+    # whole epochs only: drop a first epoch that began during burn-in and an unfinished last one
+    first = -(-burn_in // steps_per_epoch)
+    last = (int(steps[-1]) + thin) // steps_per_epoch - 1
+    keep = (epochs >= first) & (epochs <= last)
+    n_epochs = last - first + 1
+    if n_epochs < 4 or not keep.any():
+        return float("nan")
+    idx = epochs[keep] - first
+    counts = np.bincount(idx, minlength=n_epochs).astype(np.float64)
+    if (counts == 0).any():
+        return float("nan")
+    means = np.stack([np.bincount(idx, weights=row[keep], minlength=n_epochs) for row in x]) / counts
+    # The epoch means carry no batch noise correlated across epochs; their remaining
+    # autocorrelation (the weights' own) is taken care of by the ESS of that series.
+    return mcse_mean(means)
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -115,7 +156,9 @@ class LearningCoefficient(JsonResult):
     se : float
         Monte-Carlo standard error: ``n β`` times the standard error of the mean loss from
         the multi-chain effective sample size (autocorrelation within chains and
-        disagreement between chains both widen it).
+        disagreement between chains both widen it) — of the raw trace for full-batch
+        sampling, of the whole-epoch means with minibatches (see
+        :meth:`SampleResult.learning_coefficient`).
     chain_se : float
         The cruder between-chain standard error ``sd(λ̂_c) / sqrt(n_chains)`` (``nan`` for
         one chain), a cross-check of ``se``.
@@ -192,6 +235,9 @@ class SampleResult(JsonResult):
     param_names : tuple of str
     param_shapes : tuple of tuple of int
     diagnostics : ChainDiagnostics
+    steps_per_epoch : int or None
+        SGLD steps per pass over the data (batches per epoch); ``None`` or 1 for full-batch
+        sampling. Sets the blocks of the standard error of :meth:`learning_coefficient`.
     """
 
     losses: np.ndarray
@@ -209,6 +255,7 @@ class SampleResult(JsonResult):
     param_names: tuple
     param_shapes: tuple
     diagnostics: ChainDiagnostics = field(repr=False)
+    steps_per_epoch: object = None
 
     @property
     def d(self) -> int:
@@ -231,9 +278,21 @@ class SampleResult(JsonResult):
 
         Notes
         -----
-        ``E_β[L]`` is the mean of all kept losses; its standard error is
-        ``sqrt(var(L) / ESS)`` with the multi-chain ESS of :func:`effective_sample_size`,
-        and ``se(λ̂) = n β se(E_β[L])``. ``L(w*)`` is exact (no error).
+        ``E_β[L]`` is the mean of all kept losses and ``se(λ̂) = n β se(E_β[L])``; ``L(w*)``
+        is exact (no error).
+
+        Full-batch sampling: ``se(E_β[L]) = sqrt(var(L) / ESS)`` with the multi-chain ESS of
+        :func:`effective_sample_size`.
+
+        Minibatches (``steps_per_epoch > 1``): each kept loss is a minibatch loss, and the
+        batches of one epoch partition the data, so their noise cancels over an epoch (it is
+        negatively correlated within an epoch, which an autocorrelation-time ESS cannot see:
+        it would overstate the error, by about 2× when batch noise dominates). The standard
+        error is then that of the series of epoch means (the mean of each chain's kept losses
+        over each whole epoch, see :func:`epoch_block_se`): batch noise no longer correlates
+        across them, and their remaining autocorrelation — the weights' own — goes into the
+        multi-chain ESS of that series. With fewer than 4 whole epochs per chain it falls back
+        to the ESS of the raw trace (which errs on the large side).
 
         References
         ----------
@@ -245,11 +304,16 @@ class SampleResult(JsonResult):
         nbeta = self.n * self.beta
         mean = float(self.losses.mean())
         value = nbeta * (mean - self.init_loss)
-        se = nbeta * mcse_mean(self.losses)
         per_chain = nbeta * (self.losses.mean(axis=1) - self.init_loss)
         chain_se = (
             float(per_chain.std(ddof=1) / math.sqrt(len(per_chain))) if len(per_chain) > 1 else float("nan")
         )
+        if self.steps_per_epoch is not None and self.steps_per_epoch > 1:
+            se = epoch_block_se(self.losses, steps_per_epoch=self.steps_per_epoch, burn_in=self.burn_in,
+                                thin=self.thin)
+            se = nbeta * (se if math.isfinite(se) else mcse_mean(self.losses))
+        else:
+            se = nbeta * mcse_mean(self.losses)
         return LearningCoefficient(
             value=float(value),
             se=float(se),
@@ -352,7 +416,8 @@ class SampleResult(JsonResult):
             ("d", str(self.d)),
             ("n, β", f"{_fmt(self.n)}, {_fmt(self.beta)}"),
             ("γ, ε", f"{_fmt(self.localization)}, {_fmt(self.step_size)}"),
-            ("batch", "full" if self.batch_size is None else str(self.batch_size)),
+            ("batch", str(self.batch_size) if self.batch_size is not None
+             else (f"{self.steps_per_epoch} batches an epoch" if (self.steps_per_epoch or 1) > 1 else "full")),
             ("L(w*)", _fmt(self.init_loss, 6)),
             ("λ̂", f"{_fmt(lc.value)} ± {_fmt(lc.se, 2)}   (d/2 = {_fmt(lc.regular_value)})"),
             ("R-hat, ESS", f"{_fmt(self.diagnostics.rhat)}, {_fmt(self.diagnostics.ess)}"),
