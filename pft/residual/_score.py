@@ -12,7 +12,7 @@ from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric._reduce import reducer, uniforms
-from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
+from pft.residual._metrics import AnchorSums, RidgeSums, check_residual_scale, mardia, participation_ratio
 from pft.residual._report import ResidualReport
 
 __all__ = ["score"]
@@ -176,7 +176,8 @@ def score(
     if codes is not None:
         c = _as_rows(codes, "codes")
         if len(c.shape) != 2 or c.shape[0] != N_local:
-            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
+            what = f"is {len(c.shape)}-D; it must be 2-D (tokens x codes)" if len(c.shape) != 2 else f"has {c.shape[0]} rows"
+            raise InputError(f"`codes` {what} and match `activations`' {N_local} rows ({describe(codes)}).")
     dev = resolve_device(device)
     red = reducer(distributed, group)
     offset, N = red.offset_and_total(N_local)
@@ -228,16 +229,10 @@ def score(
             dead = float(np.mean(red.sum(active.astype(float)) == 0))
         anchors.set_mean(red)
         m_tr = red.moments(m_tr)
-        if not np.any(m_tr.comoment):
-            raise InputError(
-                "the residual `activations − reconstruction` has zero variance on the training split "
-                "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
-            )
-        gauss = GaussianBackground(shrinkage="ledoit-wolf", device=dev).fit(m_tr)
-        # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
-        s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
-        spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
         var = float(np.trace(m_tr.covariance())) / d
+        check_residual_scale(var, anchors.mean_square / d, (x, xhat))  # rounding noise, under/overflow
+        gauss = GaussianBackground(shrinkage="ledoit-wolf", device=dev).fit(m_tr)
+        spectrum = gauss.sample_eigenvalues_
         stages("metrics")
 
         # pass 2: legacy ratio, held-out NLL, ridge means
