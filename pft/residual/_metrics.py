@@ -58,7 +58,12 @@ def check_residual_scale(residual_variance: float, mean_square: float, inputs: t
     pft.errors.InputError: the residual ... is at the rounding level of the float32 inputs ...
     """
     eps = max(input_resolution(a) for a in inputs)
-    if residual_variance <= 0.0 or residual_variance <= (eps**2) * mean_square:
+    if residual_variance <= 0.0:
+        raise InputError(
+            "the residual `activations − reconstruction` has zero variance on the training split "
+            "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
+        )
+    if residual_variance <= (eps**2) * mean_square:
         dtypes = "/".join(sorted({str(getattr(a, "dtype", "float64")).replace("torch.", "") for a in inputs}))
         raise InputError(
             f"the residual `activations − reconstruction` has variance {residual_variance:.3g} per dimension, "
