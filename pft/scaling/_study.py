@@ -160,7 +160,8 @@ def _read_store(path: Path, config: dict | None = None) -> dict[str, dict]:
         raise InputError(f"`store` {str(path)!r} is a folder; pass a .jsonl file name.")
     with open(path, "rb") as fh:
         head = fh.read(len(_PREFIX))
-    if head and not (head.startswith(_LEGACY) or head == _PREFIX or (b"\n" not in head and _PREFIX.startswith(head))):
+    family = _PREFIX[: _PREFIX.index(b"/") + 1]  # any version: a newer one is named below
+    if head and not (head.startswith((_LEGACY, family)) or (b"\n" not in head and _PREFIX.startswith(head))):
         raise _not_a_store(path, "its first bytes are not a study record")
     fd = os.open(path, os.O_RDWR)
     try:
