@@ -90,6 +90,8 @@ class AnchorSums:
         self.n = 0.0
         self.sx = np.zeros(d)
         self.sums = np.zeros(3)  # Σ‖r‖², Σ‖x‖², Σ cos
+        self.lo = np.full(d, np.inf)  # per-column range: constant activations are caught exactly
+        self.hi = np.full(d, -np.inf)
         self.legacy = np.zeros(3)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄, Σ ‖x − x̄‖²
 
     def add(self, x: Any, xhat: Any) -> None:
@@ -101,6 +103,9 @@ class AnchorSums:
                     "overflow float64. Divide activations and reconstruction by one large factor (every score but "
                     "`mse` is scale-invariant)."
                 )
+        if x.shape[0]:
+            self.lo = np.minimum(self.lo, host(x.amin(0) if is_tensor(x) else x.min(axis=0)))
+            self.hi = np.maximum(self.hi, host(x.amax(0) if is_tensor(x) else x.max(axis=0)))
         nx2 = host(rowsq(x))
         denom = np.sqrt(nx2) * np.sqrt(host(rowsq(xhat)))
         cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
@@ -113,8 +118,14 @@ class AnchorSums:
         self.n = float(red.sum(self.n))
         self.mu = red.sum(self.sx) / self.n
         self.mean_square = float(red.sum(np.array([self.sums[1]]))[0]) / self.n  # mean ‖x‖²
-        spread = self.mean_square - float(self.mu @ self.mu)
-        if spread <= 64 * np.finfo(float).eps * self.mean_square:
+        has_rows = bool(np.isfinite(self.lo).all())
+        varies_here = has_rows and bool(np.any(self.hi > self.lo))
+        if float(red.sum(np.array([float(varies_here)]))[0]) > 0:
+            return
+        # every rank's rows are one vector each: are those vectors the same on all ranks?
+        c = self.lo if has_rows else self.mu
+        apart = float(red.sum(np.array([float(np.sum((c - self.mu) ** 2))]))[0])
+        if apart <= (64 * np.finfo(float).eps) ** 2 * max(float(self.mu @ self.mu), np.finfo(float).tiny):
             raise InputError(
                 "`activations` are the same vector for every token (zero variance to rounding): FVU and "
                 "explained variance are undefined (0/0). Check that the right array was passed."
