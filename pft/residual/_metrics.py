@@ -95,17 +95,20 @@ class AnchorSums:
         self.legacy = np.zeros(3)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄, Σ ‖x − x̄‖²
 
     def add(self, x: Any, xhat: Any) -> None:
+        if not x.shape[0]:
+            return
         for a, name in ((x, "activations"), (xhat, "reconstruction")):
-            big = float(host(abs(a).max())) if a.shape[0] else 0.0
+            lo = host(a.amin(0) if is_tensor(a) else a.min(axis=0))
+            hi = host(a.amax(0) if is_tensor(a) else a.max(axis=0))
+            big = max(float(-lo.min()), float(hi.max()))
             if big > _MAX_ABS:
                 raise InputError(
                     f"`{name}` has values as large as {big:.3g}; beyond {_MAX_ABS:g} the residual's fourth moments "
                     "overflow float64. Divide activations and reconstruction by one large factor (every score but "
                     "`mse` is scale-invariant)."
                 )
-        if x.shape[0]:
-            self.lo = np.minimum(self.lo, host(x.amin(0) if is_tensor(x) else x.min(axis=0)))
-            self.hi = np.maximum(self.hi, host(x.amax(0) if is_tensor(x) else x.max(axis=0)))
+            if a is x:
+                self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
         nx2 = host(rowsq(x))
         denom = np.sqrt(nx2) * np.sqrt(host(rowsq(xhat)))
         cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
