@@ -163,14 +163,20 @@ def _read_store(path: Path, config: dict | None = None) -> dict[str, dict]:
     family = _PREFIX[: _PREFIX.index(b"/") + 1]  # any version: a newer one is named below
     if head and not (head.startswith((_LEGACY, family)) or (b"\n" not in head and _PREFIX.startswith(head))):
         raise _not_a_store(path, "its first bytes are not a study record")
-    fd = os.open(path, os.O_RDWR)
-    try:
-        with _locked(fd):
-            _repair_tail(fd, path)
-            with open(path, "rb") as fh:
-                data = fh.read()
-    finally:
-        os.close(fd)
+    if os.access(path, os.W_OK):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with _locked(fd):
+                _repair_tail(fd, path)
+                with open(path, "rb") as fh:
+                    data = fh.read()
+        finally:
+            os.close(fd)
+    else:  # a read-only store is read as it is; a torn last line is skipped, not cut
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data) and _parse_record(data[cut:]) is None:
+            data = data[:cut]
     records: dict[str, dict] = {}
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():

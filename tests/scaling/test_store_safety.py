@@ -68,3 +68,17 @@ def test_append_after_a_killed_writer_does_not_glue_onto_its_torn_line(tmp_path)
     lines = store.read_bytes().split(b"\n")
     assert store.read_bytes().startswith(whole) and len(lines) == 4 and lines[-1] == b""
     assert json.loads(lines[2])["key"]["depth"] == 7
+
+
+def test_a_read_only_store_with_every_cell_is_read_without_writing(tmp_path, monkeypatch):
+    import pft.scaling._study as study_mod
+
+    store = tmp_path / "s.jsonl"
+    first = Study(GRID, networks=200, progress=False).run(store=store)
+    with open(store, "ab") as fh:
+        fh.write(b'{"format": "pft.scaling.Study/1", "ke')  # torn
+    before = store.read_bytes()
+    # the store is not writable for this user (patched: tests may run as root, whom modes do not bind)
+    monkeypatch.setattr(study_mod.os, "access", lambda path, mode: False)
+    again = Study(GRID, networks=200, progress=False).run(store=store)
+    assert again.to_json() == first.to_json() and store.read_bytes() == before
