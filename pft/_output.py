@@ -67,11 +67,11 @@ def check_output(
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, pathlib, tempfile
     >>> d = tempfile.mkdtemp()
     >>> check_output(os.path.join(d, "r.json"), name="--json") == os.path.join(d, "r.json")
     True
-    >>> open(os.path.join(d, "a.npy"), "w").close()
+    >>> _ = pathlib.Path(d, "a.npy").write_bytes(b"")
     >>> check_output(os.path.join(d, "a.npy"), name="--json", inputs=[os.path.join(d, "a.npy")])
     Traceback (most recent call last):
     ...
@@ -125,11 +125,11 @@ def atomic_path(path: Any) -> Iterator[str]:
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, pathlib, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "out.txt")
     >>> with atomic_path(p) as tmp:
-    ...     _ = open(tmp, "w").write("hello")
-    >>> open(p).read(), sorted(os.listdir(os.path.dirname(p)))
+    ...     _ = pathlib.Path(tmp).write_text("hello")
+    >>> pathlib.Path(p).read_text(), sorted(os.listdir(os.path.dirname(p)))
     ('hello', ['out.txt'])
     """
     p = os.path.abspath(os.fspath(path))
@@ -160,10 +160,10 @@ def atomic_write(path: Any, data: str | bytes) -> None:
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, pathlib, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "r.json")
     >>> atomic_write(p, '{"a": 1}')
-    >>> open(p).read()
+    >>> pathlib.Path(p).read_text()
     '{"a": 1}'
     """
     with atomic_path(path) as tmp:
