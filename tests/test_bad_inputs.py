@@ -687,6 +687,11 @@ def diagrams_many_legs(t):
     return ["diagrams", "--valences", "3,4", "--loops", "3", "--external", "6"]
 
 
+@case(r"1000000 loops with 0 external legs needs diagrams of up to 1999998 positions")
+def diagrams_a_million_loops(t):
+    return ["diagrams", "--valences", "3,4", "--loops", "1000000"]
+
+
 @case(r"this vertex content with 0 external legs needs diagrams of up to 40 positions")
 def diagrams_many_valence_two_vertices(t):
     return ["diagrams", "--valences", "2", "--vertices", "2:40"]

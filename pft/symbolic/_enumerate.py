@@ -172,6 +172,8 @@ def _select(valences, loops, vertices, n_ext):
             f"diagrams at a fixed loop number); got valences {vals}. Use `vertices=` instead."
         )
     # each component with vertices has sum(k - 2) = 2 L_c - 2 + (legs on it)
+    most = max(0, 2 * L - 2 + n_ext) // (vals[0] - 2)  # vertices, all of the smallest valence
+    _check_reach([{vals[0]: most}], n_ext, L)  # before the multisets are even listed
     return _multisets(vals, 2 * L - 2 + n_ext, n_ext) + ([{}] if n_ext or L == 0 else []), L
 
 
