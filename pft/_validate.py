@@ -11,7 +11,7 @@ import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["as_matrix", "check_finite", "check_seed", "check_int", "check_fraction", "describe"]
+__all__ = ["as_matrix", "check_finite", "check_seed", "describe"]
 
 
 def describe(x: Any) -> str:
@@ -136,36 +136,3 @@ def check_seed(seed: Any, name: str = "seed") -> int:
         raise InputError(f"`{name}` must be a non-negative integer (below 2**63); got {seed!r}.")
     return int(seed)
 
-
-def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    """An integer in ``[low, high]`` (numpy integers too; not bool, float or str).
-
-    Examples
-    --------
-    >>> check_int(4, "k", low=1)
-    4
-    >>> check_int(2.0, "k", low=1)
-    Traceback (most recent call last):
-    ...
-    pft.errors.InputError: `k` must be an integer >= 1; got 2.0.
-    """
-    bounds = " in [%s, %s]" % (low, high) if low is not None and high is not None else (
-        f" >= {low}" if low is not None else (f" <= {high}" if high is not None else ""))
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"`{name}` must be an integer{bounds}; got {value!r}.")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InputError(f"`{name}` must be an integer{bounds}; got {value!r}.")
-    return int(value)
-
-
-def check_fraction(value: Any, name: str) -> float:
-    """A real number strictly between 0 and 1 (not bool, not NaN).
-
-    Examples
-    --------
-    >>> check_fraction(0.2, "holdout")
-    0.2
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
-        raise InputError(f"`{name}` must be a fraction in (0, 1); got {value!r}.")
-    return float(value)
