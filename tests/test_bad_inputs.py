@@ -577,6 +577,22 @@ def seed_bool_api(t):
     return lambda: superposition(100, d=4, n_features=8, seed=True)
 
 
+@case(r"`seed` must be a non-negative integer")
+def seed_negative_background(t):
+    from pft.numeric import PerturbativeBackground
+
+    x = np.random.default_rng(0).standard_normal((400, 3))
+    return lambda: PerturbativeBackground(n_directions=1, seed=-2).fit(x)
+
+
+@case(r"`seed` must be a non-negative integer")
+def seed_float_kurtosis_directions(t):
+    from pft.numeric import kurtosis_directions
+
+    w = np.random.default_rng(0).standard_normal((400, 3))
+    return lambda: kurtosis_directions(w, 1, seed=0.5)
+
+
 @case(r"`device` is 'meta'")
 def device_meta_api(t):
     from pft.residual import score
