@@ -90,6 +90,8 @@ def resolve_device(device: Any, name: str = "device") -> Any:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"`{name}` must be a torch device such as 'cpu' or 'cuda:0'; got {device!r}.") from exc
+    if dev.type == "meta":
+        raise InputError(f"`{name}` is 'meta', which holds shapes without data; pass device=None, 'cpu' or 'cuda'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"`{name}` is {device!r} but torch sees no CUDA device; pass device=None or 'cpu'.")
     return dev
@@ -109,6 +111,8 @@ def as_device_matrix(
 
     if is_tensor(x):
         t = x.detach()
+        if t.is_meta:
+            raise InputError(f"`{name}` is a meta tensor (a shape without data); pass a tensor that holds values.")
     else:
         try:
             arr = np.asarray(x)

@@ -38,9 +38,11 @@ class JsonResult:
         return cls.from_dict(json.loads(text))
 
     def to_json(self, path: str | None = None, **kwargs: Any) -> str:
-        """JSON text (NaN written as ``NaN``); also written to ``path`` when given."""
+        """JSON text (NaN written as ``NaN``); also written to ``path`` when given, atomically
+        (a temporary file renamed into place: an interrupted write never leaves half a file)."""
         text = json.dumps(self.to_dict(), **{**self._json_options, **kwargs})
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text)
+            from pft._output import atomic_write, check_output
+
+            atomic_write(check_output(path, name="path"), text)
         return text

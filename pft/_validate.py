@@ -11,7 +11,7 @@ import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["as_matrix", "check_finite", "describe"]
+__all__ = ["as_matrix", "check_finite", "check_seed", "describe"]
 
 
 def describe(x: Any) -> str:
@@ -28,6 +28,8 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
     mod = type(x).__module__
     if mod.startswith("torch"):
         t = x.detach()
+        if t.is_meta:
+            raise InputError(f"`{name}` is a meta tensor (a shape without data); pass a tensor that holds values.")
         if t.is_complex():
             raise InputError(f"`{name}` is a complex tensor; pft works with real activations.")
         if not t.is_floating_point() or t.dtype in _low_precision_torch():
@@ -116,3 +118,21 @@ def as_matrix(
         out = out.copy()
     check_finite(out, name, row_offset=row_offset, of_rows=of_rows)
     return out
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed: a non-negative integer below 2**63 (numpy integers too; not bool, float or str).
+
+    Examples
+    --------
+    >>> check_seed(3)
+    3
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: `seed` must be a non-negative integer (below 2**63); got -1.
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise InputError(f"`{name}` must be a non-negative integer (below 2**63); got {seed!r}.")
+    return int(seed)
+

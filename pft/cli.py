@@ -15,10 +15,45 @@ from pft.errors import PftError
 __all__ = ["main"]
 
 
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}") from None
+    if value < 0 or value >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer below 2**63; got {text!r}")
+    return value
+
+
+def _require_torchrun() -> None:
+    """``--distributed`` needs the environment torchrun sets up; refuse before any work."""
+    from pft.errors import InputError
+
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return
+        raise InputError(
+            f"`--distributed` runs under torchrun (e.g. torchrun --nproc-per-node 2 -m pft ...), "
+            f"which sets {', '.join(missing)}; none of that is set here. Drop --distributed to run in one process."
+        )
+
+
+def _save_plot(report, path: str) -> None:
+    """``report.plot`` into a temporary file renamed over ``path`` (checked beforehand)."""
+    from pft._output import atomic_path
+
+    with atomic_path(path) as tmp:
+        report.plot(tmp)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the toy main job end to end and print what pft finds")
     p.add_argument("--out", default="pft-demo", help="folder for the plot and JSON (default: pft-demo)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--tokens", type=int, default=20000, help="number of toy tokens (default 20000)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -54,6 +89,9 @@ def _run_demo(args) -> int:
     from pft.residual import compare, score
     from pft.toy import interpretations, superposition
 
+    from pft._output import check_output
+
+    check_output(args.out, name="--out", folder=True)
     t0 = time.perf_counter()
     data = superposition(args.tokens, d=64, n_features=256, seed=args.seed)
     interps = interpretations(data, fvu=0.15, n_missing=4, n_spurious=4, seed=args.seed)
@@ -78,7 +116,7 @@ def _run_demo(args) -> int:
         print(f"  feature {f:>4}: best |cos| = {cos[i, j]:.3f} (direction {i}, held-out kurtosis z = {rep.nongaussian_z[i]:.0f})")
     os.makedirs(args.out, exist_ok=True)
     plot = os.path.join(args.out, "missing.png")
-    rep.plot(plot)
+    _save_plot(rep, plot)
     for name, r in reports.items():
         r.to_json(os.path.join(args.out, f"{name.replace('+', '_')}.json"))
     print()
@@ -91,8 +129,10 @@ def _run_demo(args) -> int:
 def _run_model_demo(args) -> int:
     """``pft demo --model minilm|smollm2``: the main job on a real model (see pft.models)."""
 
+    from pft._output import check_output
     from pft.models import run_model_demo
 
+    check_output(args.out, name="--out", folder=True)
     if args.threads is not None:
         import torch
 
@@ -125,7 +165,7 @@ def _run_model_demo(args) -> int:
     paths = {}
     for what, rep in (("residual", res.residual), ("patch", res.patch)):
         paths[what] = os.path.join(args.out, f"{args.model}_{what}.png")
-        rep.plot(paths[what])
+        _save_plot(rep, paths[what])
         rep.to_json(os.path.join(args.out, f"{args.model}_{what}.json"))
     print()
     g = res.patch.gaussian_recovered
@@ -149,7 +189,7 @@ def _add_score(sub) -> None:
     p.add_argument("--plot", metavar="OUT.png", help="save the plot")
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--directions", type=int, default=None, help="non-Gaussian directions to find (default min(8, d))")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument(
         "--device",
         default=None,
@@ -164,8 +204,20 @@ def _add_score(sub) -> None:
 
 
 def _run_score(args) -> int:
+    from pft._output import check_output, plot_formats
+    from pft.errors import InputError
     from pft.io import RowReader, load_array
     from pft.residual import score
+
+    inputs = [args.acts, args.recon, args.codes]
+    if args.json_out:
+        check_output(args.json_out, name="--json", inputs=inputs)
+    if args.plot:
+        check_output(args.plot, name="--plot", inputs=inputs, formats=plot_formats())
+        if args.json_out and os.path.realpath(args.plot) == os.path.realpath(args.json_out):
+            raise InputError(f"`--json` and `--plot` are the same file {args.plot!r}; give two names.")
+    if args.distributed:
+        _require_torchrun()
 
     def open_rows(path, name):
         # .npy / .safetensors are read a chunk at a time, so files larger than memory work
@@ -218,7 +270,7 @@ def _run_score(args) -> int:
         rep.to_json(args.json_out)
         print(f"json: {args.json_out}")
     if args.plot:
-        rep.plot(args.plot)
+        _save_plot(rep, args.plot)
         print(f"plot: {args.plot}")
     return 0
 
@@ -263,6 +315,9 @@ def _run_diagrams(args) -> int:
 
         if not args.out:
             raise InputError("`pft diagrams catalog` needs `--out DIR` (e.g. --out diagrams/).")
+        from pft._output import check_output
+
+        check_output(args.out, name="--out", folder=True)
         paths = write_catalog(args.out)
         print(f"wrote {len(paths)} files under {args.out}")
         return 0
@@ -333,7 +388,7 @@ def _add_degrade(sub) -> None:
     p.add_argument("--tokens", type=int, default=2000, help="toy tokens, the n of nβ (default 2000)")
     p.add_argument("--burn-in", type=int, default=2000, help="SGLD steps before the first draw (default 2000)")
     p.add_argument("--out", default="pft-degrade", help="folder for the plot and JSON (default: pft-degrade)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -350,6 +405,9 @@ def _run_degrade(args) -> int:
     from pft.errors import InputError
     from pft.residual._across import score_across
 
+    from pft._output import atomic_write, check_output
+
+    check_output(args.out, name="--out", folder=True)
     try:
         multiples = [float(t) for t in args.temperatures.split(",")]
     except ValueError:
@@ -412,14 +470,11 @@ def _run_degrade(args) -> int:
         cells = [f"1/β={t:.3g}: {m:+.3f}±{s:.3f}" for t, m, s, _ in report.advantage("nongaussian_bits", "dictionary", other)]
         print(f"  vs {other}: " + ", ".join(cells))
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "learning_coefficient.json"), "w") as fh:
-        fh.write(lc.to_json())
-    with open(os.path.join(args.out, "samples.json"), "w") as fh:
-        fh.write(samples.to_json())
-    with open(os.path.join(args.out, "across.json"), "w") as fh:
-        fh.write(report.to_json())
-    samples.plot(os.path.join(args.out, "chains.png"))
-    report.plot(os.path.join(args.out, "across.png"))
+    atomic_write(os.path.join(args.out, "learning_coefficient.json"), lc.to_json())
+    atomic_write(os.path.join(args.out, "samples.json"), samples.to_json())
+    atomic_write(os.path.join(args.out, "across.json"), report.to_json())
+    _save_plot(samples, os.path.join(args.out, "chains.png"))
+    _save_plot(report, os.path.join(args.out, "across.png"))
     print(f"\nfiles: {args.out}/learning_coefficient.json, samples.json, across.json, chains.png, across.png")
     return 0
 
@@ -498,8 +553,21 @@ def _run_edgeworth(args) -> int:
 
     cumulants = _numbers("cumulants", args.cumulants)
     xs = _numbers("x", args.x) if args.x else [-2.0, -1.0, 0.0, 1.0, 2.0]
-    pdf = edgeworth_pdf(xs, cumulants, order=order)
-    logpdf = edgeworth_logpdf(xs, cumulants, order=order)
+    import numpy as np
+
+    from pft.errors import InputError
+
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            pdf = edgeworth_pdf(xs, cumulants, order=order)
+            logpdf = edgeworth_logpdf(xs, cumulants, order=order)
+    except FloatingPointError:
+        far = max(xs, key=abs)
+        raise InputError(
+            f"`--x` {far:g} is too far out: the order-{order} Edgeworth polynomial overflows float64 there. "
+            "Use points within a few hundred standard deviations (the density is 0 to double precision "
+            "beyond about 40)."
+        ) from None
     print(f"Edgeworth density, order {order}, cumulants {cumulants}")
     print(f"{'x':>12}  {'pdf':>14}  {'logpdf':>14}")
     for x, f, lf in zip(xs, pdf, logpdf):
@@ -526,6 +594,8 @@ def _nonnegative_int(name, text) -> int:
 
 def _numbers(name, text) -> list[float]:
     """Comma-separated numbers or constant formulas, through the whitelist parser."""
+    import math
+
     from pft.errors import InputError
     from pft.symbolic import parse_expression
 
@@ -534,7 +604,10 @@ def _numbers(name, text) -> list[float]:
         expr = parse_expression(item.strip())
         if expr.free_symbols or not expr.is_real:
             raise InputError(f"`--{name}` items must be real numbers; got {item.strip()!r}")
-        out.append(float(expr))
+        value = float(expr)
+        if not math.isfinite(value):
+            raise InputError(f"`--{name}` items must be finite numbers; got {item.strip()!r}")
+        out.append(value)
     return out
 
 
@@ -590,7 +663,7 @@ def _add_scaling(sub) -> None:
     p.add_argument("--method", choices=["exact", "weights"], default="exact")
     p.add_argument("--C-W", dest="C_W", type=float, default=None, help="weight variance (default: critical)")
     p.add_argument("--C-b", dest="C_b", type=float, default=None, help="bias variance (default: critical)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--store", default=None, help="JSON-lines store; finished cells are kept and a rerun resumes")
     p.add_argument("--plot", default=None, help="write the figure here (png, pdf, svg)")
@@ -604,7 +677,15 @@ def _add_scaling(sub) -> None:
 
 
 def _run_scaling(args) -> int:
+    from pft._output import check_output, plot_formats
     from pft.scaling import Study
+
+    if args.store:
+        check_output(args.store, name="--store")
+    if args.plot:
+        check_output(args.plot, name="--plot", inputs=[args.store], formats=plot_formats())
+    if args.distributed:
+        _require_torchrun()
 
     grid = {
         "activation": [a for a in args.activation.split(",") if a.strip()],
@@ -641,9 +722,9 @@ def _run_scaling(args) -> int:
         return 0
     print(result.to_json() if args.json else result.table())
     if args.plot:
-        path = result.plot(args.plot)
+        _save_plot(result, args.plot)
         if not args.json:
-            print(f"figure: {path}")
+            print(f"figure: {args.plot}")
     return 0
 
 
@@ -661,6 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pft`` console script; returns the exit status."""
     parser = build_parser()
@@ -668,8 +753,13 @@ def main(argv: list[str] | None = None) -> int:
     runner = globals()[f"_run_{args.command.replace('-', '_')}"]
     try:
         return int(runner(args) or 0)
-    except (PftError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"pft {args.command}: error: {exc}", file=sys.stderr)
+    except PftError as exc:
+        print(f"pft {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # missing file, permission, disk full, path under a file, ...
+        what = exc.strerror or type(exc).__name__
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"pft {args.command}: error: {_one_line(what + where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pft {args.command}: interrupted", file=sys.stderr)

@@ -19,20 +19,24 @@ __all__ = ["load_array", "iter_chunks", "RowReader", "SUFFIXES"]
 SUFFIXES = (".npy", ".safetensors", ".pt", ".pth")
 
 
-def _split_key(path: str) -> tuple[str, str | None]:
+def _split_key(path: str, name: str) -> tuple[str, str | None]:
     # "file.safetensors:name" selects one tensor of several.
+    low = path.lower()
     for suf in SUFFIXES:
         marker = suf + ":"
-        if marker in path:
-            head, key = path.split(marker, 1)
-            return head + suf, key
+        i = low.rfind(marker)
+        if i >= 0 and not os.path.exists(path):
+            head, key = path[: i + len(suf)], path[i + len(marker) :]
+            if not key:
+                raise InputError(f"`{name}`: {path!r} ends in ':' but names no tensor; write FILE:NAME or just FILE.")
+            return head, key
     return path, None
 
 
 def _pick(tensors: dict, key: str | None, path: str, name: str):
     if key is not None:
         if key not in tensors:
-            raise InputError(f"`{name}`: {path} has no tensor {key!r}; it has {sorted(tensors)}.")
+            raise InputError(f"`{name}`: {path} has no tensor {key!r}; it has {sorted(tensors)[:8]}.")
         return tensors[key]
     if len(tensors) != 1:
         raise InputError(
@@ -42,21 +46,43 @@ def _pick(tensors: dict, key: str | None, path: str, name: str):
     return next(iter(tensors.values()))
 
 
+def _check_file(path: str, name: str) -> int:
+    """The file's size; a missing path or a directory is an InputError."""
+    if not os.path.exists(path):
+        raise InputError(f"`{name}`: no such file {path!r}.")
+    if os.path.isdir(path):
+        raise InputError(f"`{name}`: {path!r} is a directory; pass a .npy, .safetensors or .pt file.")
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise InputError(f"`{name}`: cannot read {path!r} ({exc.strerror or exc}).") from exc
+
+
 def load_array(path: str | os.PathLike, *, name: str = "path") -> Any:
     """Load a 2-D array of activations from disk without unpickling anything.
 
     Parameters
     ----------
     path : str or PathLike
-        ``.npy`` (memory-mapped, read-only), ``.safetensors`` or ``.pt``/``.pth`` (a tensor, or
-        a dict of tensors read with ``weights_only=True``). Append ``:NAME`` to choose one
-        tensor from a file that holds several (``acts.safetensors:resid_post``).
+        ``.npy`` (memory-mapped, read-only), ``.safetensors`` (memory-mapped; bfloat16 comes back
+        as a torch tensor) or ``.pt``/``.pth`` (a tensor, or a dict of tensors read with
+        ``weights_only=True``). Append ``:NAME`` to choose one tensor from a file that holds
+        several (``acts.safetensors:resid_post``); a ``:NAME`` that names nothing is an error.
     name : str
         The argument name used in error messages.
 
     Returns
     -------
     numpy.ndarray or numpy.memmap or torch.Tensor
+
+    Raises
+    ------
+    pft.errors.InputError
+        Before anything is allocated, when what a header declares does not fit the file: a
+        ``.npy`` whose shape × dtype is not its size, a datetime, string, void, structured,
+        complex or object dtype; a ``.safetensors`` header that is not JSON, runs past the end of
+        the file, lacks a dtype/shape/offsets, has negative, overlapping or past-the-end
+        offsets or a span that is not shape × dtype; a ``.pt`` meta tensor.
 
     Examples
     --------
@@ -66,31 +92,29 @@ def load_array(path: str | os.PathLike, *, name: str = "path") -> Any:
     >>> load_array(p).shape
     (3, 2)
     """
-    path, key = _split_key(os.fspath(path))
-    if not os.path.exists(path):
-        raise InputError(f"`{name}`: no such file {path!r}.")
-    if os.path.isdir(path):
-        raise InputError(f"`{name}`: {path!r} is a directory; pass a .npy, .safetensors or .pt file.")
+    path, key = _split_key(os.fspath(path), name)
+    size = _check_file(path, name)
     lower = path.lower()
     if lower.endswith(".npy"):
+        if key is not None:
+            raise InputError(f"`{name}`: {path} is a .npy file, which holds one array; ':{key}' names nothing in it.")
+        offset, shape, dtype, fortran = _npy_layout(path, name, size)
+        if int(np.prod(shape, dtype=object)) == 0:
+            return np.zeros(shape, dtype=dtype)
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"`{name}`: {path} is not a plain numeric .npy file ({exc}).") from exc
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+        except (ValueError, OSError) as exc:
+            raise InputError(f"`{name}`: could not map {path} ({exc}).") from exc
     if lower.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+        offset, shape, dtype, key = _safetensors_layout(path, key, name, size)
+        if dtype == "bf16":  # no numpy dtype: torch reads that one tensor
+            from safetensors import safe_open
 
-        try:
-            tensors = load_file(path)
-        except Exception as exc:
-            # bfloat16 has no numpy dtype: fall back to torch.
-            try:
-                from safetensors.torch import load_file as load_torch
-
-                tensors = load_torch(path)
-            except Exception:
-                raise InputError(f"`{name}`: could not read {path} as safetensors ({exc}).") from exc
-        return _pick(tensors, key, path, name)
+            with safe_open(path, framework="pt") as fh:
+                return fh.get_tensor(key)
+        if int(np.prod(shape, dtype=object)) == 0:
+            return np.zeros(shape, dtype=dtype)
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     if lower.endswith((".pt", ".pth")):
         import torch
 
@@ -103,8 +127,12 @@ def load_array(path: str | os.PathLike, *, name: str = "path") -> Any:
             ) from exc
         if isinstance(obj, dict):
             obj = _pick(obj, key, path, name)
+        elif key is not None:
+            raise InputError(f"`{name}`: {path} holds one {type(obj).__name__}, not a dict; ':{key}' names nothing in it.")
         if not isinstance(obj, torch.Tensor):
             raise InputError(f"`{name}`: {path} holds a {type(obj).__name__}, not a tensor.")
+        if obj.is_meta:
+            raise InputError(f"`{name}`: {path} holds a meta tensor (a shape without data); save the real tensor.")
         return obj
     raise InputError(
         f"`{name}`: unsupported file type {os.path.splitext(path)[1] or '(none)'!r} for {path}; "
@@ -112,36 +140,130 @@ def load_array(path: str | os.PathLike, *, name: str = "path") -> Any:
     )
 
 
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bf16",
-              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8}
+# safetensors dtype -> numpy dtype (little-endian, as the format stores); bf16 has none.
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "bf16", "I64": "<i8", "I32": "<i4",
+              "I16": "<i2", "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+_ST_MAX_HEADER = 100_000_000  # the format's own limit
 
 
-def _npy_layout(path: str, name: str) -> tuple[int, tuple, np.dtype, bool]:
+def _npy_layout(path: str, name: str, size: int | None = None) -> tuple[int, tuple, np.dtype, bool]:
+    """Offset of the data, shape, dtype and Fortran flag of a .npy file, after checking that the
+    header is a plain numeric array's and that shape × itemsize is exactly what the file holds."""
+    if size is None:
+        size = _check_file(path, name)
     with open(path, "rb") as fh:
         try:
             major, _ = np.lib.format.read_magic(fh)
+            if major not in (1, 2):
+                raise ValueError(f"format version {major}.x (pft reads 1.0 and 2.0)")
             read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read(fh)
-        except ValueError as exc:
+        except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError, ... on bad headers
             raise InputError(f"`{name}`: {path} is not a plain .npy file ({exc}).") from exc
-        return fh.tell(), shape, dtype, fortran
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise InputError(f"`{name}`: {path} holds Python objects; pft never unpickles.")
+    if dtype.names is not None or dtype.subdtype is not None or dtype.kind not in "biuf":
+        what = {"M": "datetimes", "m": "time deltas", "U": "unicode strings", "S": "byte strings",
+                "V": "raw (void) records", "c": "complex numbers"}.get(dtype.kind, f"dtype {dtype}")
+        if dtype.names is not None:
+            what = f"structured records {dtype.names[:6]}"
+        raise InputError(
+            f"`{name}`: {path} holds {what} (dtype {dtype.str!r}); pft reads real numbers only "
+            "(float, int, bool). Convert to a float array first."
+        )
+    if any(not isinstance(s, int) or s < 0 for s in shape):
+        raise InputError(f"`{name}`: {path} declares an impossible shape {shape}.")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if offset + need != size:
+        raise InputError(
+            f"`{name}`: {path} declares shape {shape} of {dtype} ({need} bytes after its {offset}-byte header) "
+            f"but the file holds {size - offset}: it is {'truncated' if offset + need > size else 'not a plain .npy file'}."
+        )
+    return offset, tuple(shape), dtype, fortran
 
 
-def _safetensors_layout(path: str, key: str | None, name: str) -> tuple[int, tuple, Any]:
+def _safetensors_header(path: str, name: str, size: int) -> tuple[int, dict]:
+    """The parsed, checked header of a .safetensors file and the offset of its data."""
+    if size < 8:
+        raise InputError(f"`{name}`: {path} is {size} bytes, too short to be a .safetensors file.")
     with open(path, "rb") as fh:
         (n,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(n))
+        if n > min(_ST_MAX_HEADER, size - 8):
+            raise InputError(
+                f"`{name}`: {path} declares a {n}-byte header but holds {size - 8} bytes after the length; "
+                "not a .safetensors file (or truncated)."
+            )
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"`{name}`: {path} has a header that is not JSON ({exc}); not a .safetensors file.") from None
+    if not isinstance(header, dict):
+        raise InputError(f"`{name}`: {path} has a header that is not a JSON object; not a .safetensors file.")
+    data = size - 8 - n
+    spans = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise InputError(f"`{name}`: {path}: tensor {key!r} lacks dtype, shape or data_offsets in the header.")
+        dt, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dt, str) or dt not in _ST_DTYPES:
+            raise InputError(
+                f"`{name}`: {path}: tensor {key!r} has dtype {dt!r}, which pft does not read "
+                f"(it reads {', '.join(_ST_DTYPES)})."
+            )
+        if not isinstance(shape, list) or any(type(s) is not int or s < 0 for s in shape):
+            raise InputError(f"`{name}`: {path}: tensor {key!r} has an impossible shape {shape!r}.")
+        if (not isinstance(offs, list) or len(offs) != 2 or any(type(o) is not int for o in offs)
+                or not 0 <= offs[0] <= offs[1] <= data):
+            raise InputError(
+                f"`{name}`: {path}: tensor {key!r} has data_offsets {offs!r} outside the {data} data bytes "
+                "(negative, reversed or past the end of the file)."
+            )
+        itemsize = 2 if dt == "BF16" else np.dtype(_ST_DTYPES[dt]).itemsize
+        need = int(np.prod(shape, dtype=object)) * itemsize
+        if offs[1] - offs[0] != need:
+            raise InputError(
+                f"`{name}`: {path}: tensor {key!r} of shape {shape} and dtype {dt} needs {need} bytes "
+                f"but its data_offsets span {offs[1] - offs[0]}."
+            )
+        spans.append((offs[0], offs[1], key))
+    spans.sort()
+    for (a0, a1, ka), (b0, b1, kb) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise InputError(f"`{name}`: {path}: tensors {ka!r} and {kb!r} overlap in the file (bytes {b0}–{a1}).")
+    return 8 + n, header
+
+
+def _safetensors_layout(path: str, key: str | None, name: str, size: int | None = None) -> tuple[int, tuple, Any, str]:
+    if size is None:
+        size = _check_file(path, name)
+    base, header = _safetensors_header(path, name, size)
     header.pop("__metadata__", None)
+    if not header:
+        raise InputError(f"`{name}`: {path} holds no tensors.")
     entry = _pick(header, key, path, name)
-    dt = _ST_DTYPES.get(entry["dtype"])
-    if dt is None:
-        raise InputError(f"`{name}`: {path} stores dtype {entry['dtype']}, which pft does not read.")
-    return 8 + n + entry["data_offsets"][0], tuple(entry["shape"]), dt
+    if key is None:
+        key = next(iter(header))
+    return base + entry["data_offsets"][0], tuple(entry["shape"]), _st_dtype(entry["dtype"]), key
+
+
+def _st_dtype(dt: str) -> Any:
+    v = _ST_DTYPES[dt]
+    return v if v == "bf16" else np.dtype(v)
 
 
 def _read_rows(fh, offset: int, row_bytes: int, start: int, stop: int, dtype, d: int) -> np.ndarray:
     fh.seek(offset + start * row_bytes)
-    raw = fh.read((stop - start) * row_bytes)
+    want = (stop - start) * row_bytes
+    raw = fh.read(want)
+    if len(raw) != want:
+        raise InputError(
+            f"{getattr(fh, 'name', 'the file')} ended after {len(raw)} of the {want} bytes of rows {start}–{stop - 1}: "
+            "it was truncated while being read."
+        )
     if isinstance(dtype, str):  # bfloat16: the top half of a float32
         u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
         return u.view(np.float32).reshape(stop - start, d)
@@ -166,7 +288,7 @@ def iter_chunks(path: str | os.PathLike, *, chunk_rows: int = 65536, name: str =
     """
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
-    path, key = _split_key(os.fspath(path))
+    path, key = _split_key(os.fspath(path), name)
     if os.path.isdir(path):
         shards = sorted(f for f in os.listdir(path) if f.lower().endswith((".npy", ".safetensors")))
         if not shards:
@@ -203,24 +325,25 @@ class RowReader:
     """
 
     def __init__(self, path: str | os.PathLike, *, name: str = "path") -> None:
-        path, key = _split_key(os.fspath(path))
-        if not os.path.exists(path):
-            raise InputError(f"`{name}`: no such file {path!r}.")
+        path, key = _split_key(os.fspath(path), name)
+        size = _check_file(path, name)
         lower = path.lower()
         if lower.endswith(".npy"):
-            offset, shape, dtype, fortran = _npy_layout(path, name)
-            if fortran:
+            if key is not None:
+                raise InputError(f"`{name}`: {path} is a .npy file, which holds one array; ':{key}' names nothing in it.")
+            offset, shape, dtype, fortran = _npy_layout(path, name, size)
+            if fortran and len(shape) == 2 and min(shape) > 1:
                 raise InputError(
                     f"`{name}`: {path} is stored in Fortran order; rows cannot be streamed. Re-save it C-contiguous."
                 )
-            if dtype.hasobject:
-                raise InputError(f"`{name}`: {path} holds Python objects; pft never unpickles.")
         elif lower.endswith(".safetensors"):
-            offset, shape, dtype = _safetensors_layout(path, key, name)
+            offset, shape, dtype, _ = _safetensors_layout(path, key, name, size)
         else:
             raise InputError(f"`{name}`: streaming reads .npy, .safetensors or a directory of them; got {path}.")
         if len(shape) != 2:
             raise InputError(f"`{name}`: {path} holds an array of shape {shape}; streaming needs 2-D (tokens x features).")
+        if shape[0] == 0 or shape[1] == 0:
+            raise InputError(f"`{name}`: {path} holds an empty array of shape {shape}; pass at least one token and one feature.")
         self.path, self.shape, self.dtype, self._offset = path, tuple(shape), dtype, offset
         self._itemsize = 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
 

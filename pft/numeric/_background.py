@@ -116,6 +116,10 @@ class GaussianBackground:
         Number of eigenvalues above the cutoff ``λ_max · d · eps`` (eps of the input dtype).
     eigenvalues_ : (d,) ndarray
         Descending.
+    sample_eigenvalues_ : (d,) ndarray
+        Eigenvalues of the unshrunk sample covariance, descending (the spectrum of the data
+        itself, whatever the shrinkage; at ``shrinkage_ = 1`` it cannot be read off
+        ``eigenvalues_``, which are then all equal).
     eigenvectors_ : (d, d) ndarray
         Columns, matching ``eigenvalues_``.
     cutoff_ : float
@@ -254,6 +258,13 @@ class GaussianBackground:
                 f"or singular='project' to keep the Gaussian on the {rank}-dimensional support."
             )
         Vs, ls = V[:, :rank], lam[:rank]
+        if shrink == 0.0:
+            sample = lam.copy()
+        elif 1.0 - shrink > 1e-6:  # same eigenvectors: undo (1 − s)λ + sμ
+            sample = (lam - shrink * mu) / (1.0 - shrink)
+        else:  # the shrunk spectrum is flat: decompose the sample covariance itself
+            sample = np.sort(np.linalg.eigvalsh(0.5 * (S + S.T)))[::-1]
+        self.sample_eigenvalues_ = np.clip(sample, 0.0, None)
         self.moments_ = moments
         self.n_samples_seen_ = n
         self.n_features_in_ = d

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device
+from pft._validate import check_seed
 from pft.errors import InputError
 from pft.numeric._reduce import LocalReducer, Reducer
 
@@ -106,7 +107,7 @@ def kurtosis_directions(
         raise InputError(f"`k` must be an integer in [1, {r}] (the whitened dimension); got {k!r}.")
     m = min(r, n_components if n_components is not None else 2 * k + 4)
     m = max(m, k)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     W = _sym_decorrelate(rng.standard_normal((m, r)))
     for _ in range(max_iter):
         u = w @ like(W.T, w)  # (N, m)

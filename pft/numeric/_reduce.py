@@ -25,6 +25,9 @@ def uniforms(offset: int, n: int, seed: int, stream: int) -> np.ndarray:
     Row ``i`` gets element ``i mod 65536`` of the block ``i // 65536`` drawn from
     ``default_rng([seed, stream, block])``, so any rank can draw its own rows' numbers.
     """
+    from pft._validate import check_seed
+
+    seed = check_seed(seed)
     out = np.empty(n)
     pos = 0
     while pos < n:

@@ -12,7 +12,72 @@ from pft.errors import InputError
 from pft.numeric._moments import Moments
 from pft.numeric._reduce import LocalReducer, Reducer, uniforms
 
-__all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio", "joint_moments", "Ridge"]
+__all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio", "check_residual_scale", "joint_moments", "Ridge"]
+
+# Magnitudes pft's float64 sums resolve: fourth powers of the residual (Ledoit–Wolf, kurtosis)
+# neither overflow nor underflow between these, for any realistic N and d.
+_MAX_ABS = 1e60
+_MIN_RMS = 1e-60
+
+
+def input_resolution(a: Any) -> float:
+    """Relative rounding step of an input's dtype (0 for integers and bools, which are exact)."""
+    dt = getattr(a, "dtype", None)
+    if isinstance(dt, str):  # RowReader's bfloat16
+        return 2.0**-7
+    if dt is not None and "torch" in type(dt).__module__:
+        import torch
+
+        return float(torch.finfo(dt).eps) if dt.is_floating_point else 0.0
+    try:
+        dt = np.dtype(dt) if dt is not None else np.dtype(np.float64)
+    except TypeError:
+        return float(np.finfo(np.float64).eps)
+    if np.issubdtype(dt, np.floating):
+        return float(np.finfo(dt).eps)
+    return 0.0 if np.issubdtype(dt, np.integer) or dt == np.bool_ else float(np.finfo(np.float64).eps)
+
+
+def check_residual_scale(residual_variance: float, mean_square: float, inputs: tuple) -> None:
+    """Refuse a residual that carries nothing measurable, with a message that says why.
+
+    ``residual_variance`` is the residual's variance per dimension, ``mean_square`` the
+    activations' mean square per dimension, ``inputs`` the arrays the residual came from. A
+    residual whose variance is at most ``(eps · rms(x))²`` — ``eps`` the rounding step of the
+    coarser input dtype — is rounding noise (a constant offset such as ``x̂ = x − 0.5`` in
+    float32, or an exact reconstruction): its "structure" would be the rounding pattern. One
+    below ``1e-60`` RMS would underflow the fourth moments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones((4, 2), dtype=np.float32)
+    >>> check_residual_scale(1e-3, 1.0, (x, x))   # fine: well above float32 rounding
+    >>> check_residual_scale(1e-16, 1.0, (x, x))
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: the residual ... is at the rounding level of the float32 inputs ...
+    """
+    eps = max(input_resolution(a) for a in inputs)
+    if residual_variance <= 0.0:
+        raise InputError(
+            "the residual `activations − reconstruction` has zero variance on the training split "
+            "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
+        )
+    if residual_variance <= (eps**2) * mean_square:
+        dtypes = "/".join(sorted({str(getattr(a, "dtype", "float64")).replace("torch.", "") for a in inputs}))
+        raise InputError(
+            f"the residual `activations − reconstruction` has variance {residual_variance:.3g} per dimension, "
+            f"which is at the rounding level of the {dtypes} inputs (activations' mean square {mean_square:.3g}, "
+            f"rounding step {eps:.2g}): a constant offset or an exact reconstruction; there is nothing to "
+            "score beyond `mse`."
+        )
+    if residual_variance < _MIN_RMS**2:
+        raise InputError(
+            f"the residual `activations − reconstruction` has RMS {math.sqrt(residual_variance):.3g}, below "
+            f"{_MIN_RMS:g}, where its fourth moments underflow float64; multiply activations and reconstruction "
+            "by one large factor (every score but `mse` is scale-invariant)."
+        )
 
 
 class AnchorSums:
@@ -26,28 +91,58 @@ class AnchorSums:
         self.n = 0.0
         self.sx = np.zeros(d)
         self.sums = np.zeros(3)  # Σ‖r‖², Σ‖x‖², Σ cos
-        self.legacy = np.zeros(2)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄
+        self.lo = np.full(d, np.inf)  # per-column range: constant activations are caught exactly
+        self.hi = np.full(d, -np.inf)
+        self.legacy = np.zeros(3)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄, Σ ‖x − x̄‖²
 
     def add(self, x: Any, xhat: Any) -> None:
+        if not x.shape[0]:
+            return
+        for a, name in ((x, "activations"), (xhat, "reconstruction")):
+            lo = host(a.amin(0) if is_tensor(a) else a.min(axis=0))
+            hi = host(a.amax(0) if is_tensor(a) else a.max(axis=0))
+            big = max(float(-lo.min()), float(hi.max()))
+            if big > _MAX_ABS:
+                raise InputError(
+                    f"`{name}` has values as large as {big:.3g}; beyond {_MAX_ABS:g} the residual's fourth moments "
+                    "overflow float64. Divide activations and reconstruction by one large factor (every score but "
+                    "`mse` is scale-invariant)."
+                )
+            if a is x:
+                self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
         nx2 = host(rowsq(x))
-        denom = np.sqrt(nx2 * host(rowsq(xhat)))
+        denom = np.sqrt(nx2) * np.sqrt(host(rowsq(xhat)))
         cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
         self.n += x.shape[0]
         self.sx += host(x.sum(axis=0))
         self.sums += [float(rowsq(x - xhat).sum()), nx2.sum(), cos.sum()]
 
     def set_mean(self, red: Reducer) -> None:
+        """Pool the means; constant activations (no variance to explain) raise here, after one pass."""
         self.n = float(red.sum(self.n))
         self.mu = red.sum(self.sx) / self.n
+        self.mean_square = float(red.sum(np.array([self.sums[1]]))[0]) / self.n  # mean ‖x‖²
+        has_rows = bool(np.isfinite(self.lo).all())
+        varies_here = has_rows and bool(np.any(self.hi > self.lo))
+        if float(red.sum(np.array([float(varies_here)]))[0]) > 0:
+            return
+        # every rank's rows are one vector each: are those vectors the same on all ranks?
+        c = self.lo if has_rows else self.mu
+        apart = float(red.sum(np.array([float(np.sum((c - self.mu) ** 2))]))[0])
+        if apart <= (64 * np.finfo(float).eps) ** 2 * max(float(self.mu @ self.mu), np.finfo(float).tiny):
+            raise InputError(
+                "`activations` are the same vector for every token (zero variance to rounding): FVU and "
+                "explained variance are undefined (0/0). Check that the right array was passed."
+            )
 
     def add2(self, x: Any, xhat: Any) -> None:
         dev = host(rowsq(x - like(self.mu, x)))
         ok = dev > 0
-        self.legacy += [np.sum(1.0 - host(rowsq(x - xhat))[ok] / dev[ok]), ok.sum()]
+        self.legacy += [np.sum(1.0 - host(rowsq(x - xhat))[ok] / dev[ok]), ok.sum(), dev.sum()]
 
     def result(self, red: Reducer) -> dict[str, float]:
         sums, legacy, n = red.sum(self.sums), red.sum(self.legacy), self.n
-        total = float(sums[1] / n - self.mu @ self.mu)
+        total = float(legacy[2] / n)  # two-pass: exact for data far from the origin
         mse = float(sums[0] / n)
         fvu = mse / total if total > 0 else math.inf
         return {
@@ -82,10 +177,22 @@ def anchor_metrics(x: np.ndarray, xhat: np.ndarray, *, reduce: Reducer | None = 
 
 
 def participation_ratio(eigenvalues: np.ndarray) -> float:
-    """``(Σλ)² / Σλ²``: between 1 (one direction) and d (isotropic)."""
+    """``(Σλ)² / Σλ²``: between 1 (one direction) and d (isotropic); 0 only for no variance.
+
+    Computed on ``λ / max λ``, so neither tiny (``1e-170``) nor huge eigenvalues under- or
+    overflow the squares.
+
+    Examples
+    --------
+    >>> participation_ratio([1e-170, 1e-170, 1e-170])
+    3.0
+    """
     lam = np.clip(np.asarray(eigenvalues, dtype=float), 0.0, None)
-    s2 = float(np.sum(lam**2))
-    return float(np.sum(lam)) ** 2 / s2 if s2 > 0 else 0.0
+    top = float(lam.max()) if lam.size else 0.0
+    if not top > 0 or not math.isfinite(top):
+        return 0.0
+    u = lam / top
+    return float(np.sum(u)) ** 2 / float(np.sum(u * u))
 
 
 def mardia(

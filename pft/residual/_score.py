@@ -12,7 +12,9 @@ from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric._reduce import reducer, uniforms
-from pft.residual._metrics import AnchorSums, Ridge, joint_moments, mardia, on_reconstruction, participation_ratio
+from pft.residual._metrics import (
+    AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
+)
 from pft.residual._report import ResidualReport
 
 __all__ = ["score"]
@@ -189,7 +191,8 @@ def score(
     if codes is not None:
         c = _as_rows(codes, "codes")
         if len(c.shape) != 2 or c.shape[0] != N_local:
-            raise InputError(f"`codes` has {c.shape[0]} rows but `activations` has {N_local} ({describe(codes)}).")
+            what = f"is {len(c.shape)}-D; it must be 2-D (tokens x codes)" if len(c.shape) != 2 else f"has {c.shape[0]} rows"
+            raise InputError(f"`codes` {what} and match `activations`' {N_local} rows ({describe(codes)}).")
     dev = resolve_device(device)
     red = reducer(distributed, group)
     offset, N = red.offset_and_total(N_local)
@@ -259,18 +262,12 @@ def score(
         joint = [red.moments(m) for m in joint]
         rmom = [red.moments(m) for m in rmom]
         m_tr = rmom[0].merge(rmom[1])
-        if not np.any(m_tr.comoment):
-            raise InputError(
-                "the residual `activations − reconstruction` has zero variance on the training split "
-                "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
-            )
+        var = float(np.trace(m_tr.covariance())) / d
+        check_residual_scale(var, anchors.mean_square / d, (x, xhat))  # rounding noise, under/overflow
         stages("moments")
 
         gauss = GaussianBackground(shrinkage="ledoit-wolf", device=dev).fit(m_tr)
-        # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
-        s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
-        spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
-        var = float(np.trace(m_tr.covariance())) / d
+        spectrum = gauss.sample_eigenvalues_
         # held-out NLL from the held-out block's sums about the training mean:
         # Σ_t (r_t − μ)ᵀ P (r_t − μ) = tr(P S) and Σ_t ‖r_t − μ‖² = tr S, S = C_te + n δδᵀ
         S_te = rmom[2].comoment + n_test * np.outer(rmom[2].mean - gauss.mean_, rmom[2].mean - gauss.mean_)

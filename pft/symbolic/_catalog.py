@@ -131,6 +131,8 @@ def write_catalog(out) -> list[Path]:
 
     Files under ``out`` that the catalog does not produce are left alone.
     """
+    from pft._output import atomic_write
+
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise InputError(f"`out` must be a folder; {str(root)!r} is a file.")
@@ -138,6 +140,6 @@ def write_catalog(out) -> list[Path]:
     for rel, text in catalog_files().items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write(path, text)  # a temporary file renamed into place: never half a file
         written.append(path)
     return written

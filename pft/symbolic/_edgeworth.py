@@ -41,6 +41,15 @@ __all__ = ["edgeworth", "EdgeworthExpansion", "EdgeworthTerm", "edgeworth_terms"
 
 _MAX_SYMBOLIC_COMBOS = 200_000
 
+#: Highest symbolic ``order`` per dimension (measured on a 2-core CPU: each limit takes at most
+#: about 20 s, one order more takes from half a minute to many minutes). Dimensions 5 to 16
+#: allow order 1, higher ones order 0 only.
+MAX_SYMBOLIC_ORDER = {1: 4, 2: 4, 3: 3, 4: 2}
+
+
+def _max_order(dim: int) -> int:
+    return MAX_SYMBOLIC_ORDER.get(dim, 1 if dim <= 16 else 0)
+
 
 @dataclass(frozen=True)
 class EdgeworthTerm:
@@ -223,6 +232,12 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
     -------
     EdgeworthExpansion
 
+    Raises
+    ------
+    pft.errors.OutOfReachError
+        At once, beyond :data:`MAX_SYMBOLIC_ORDER`: order 4 in 1 and 2 dimensions, 3 in 3, 2 in
+        4, 1 up to 16, 0 up to 64 (each limit takes at most about 20 s on a 2-core CPU).
+
     Notes
     -----
     ``f(x) = φ(x) [1 + Σ_k Σ_{Σ(r_i-2)=k} (∏ κ_{r_i}/r_i!)/(∏ m_r!) He_{Σ r_i}(x)]``; in d
@@ -241,6 +256,13 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
     if isinstance(dim, bool) or not isinstance(dim, Integral) or dim < 1:
         raise InputError(f"`dim` must be a positive integer, got {dim!r}")
     dim = int(dim)
+    if order > _max_order(dim) or dim > 64:
+        raise OutOfReachError(
+            f"the symbolic Edgeworth series at order {order}, dim {dim} is out of reach (limit: order "
+            f"{_max_order(dim)} in {dim} dimension{'s' if dim > 1 else ''}, dim at most 64; one order more takes "
+            "minutes). Lower `order` (CLI --order) or `dim` (--dim), or evaluate numbers with "
+            "pft.numeric.edgeworth_pdf (CLI: --cumulants)."
+        )
     terms = _terms(order)
     if dim == 1:
         x = sympy.Symbol("x", real=True)

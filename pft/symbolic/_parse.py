@@ -77,11 +77,17 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
         raise InputError(f"`text` must be a str formula, got {type(text).__name__}")
     if len(text) > _MAX_LENGTH:
         raise InputError(f"`text` is {len(text)} characters long; formulas are limited to {_MAX_LENGTH}")
+    shown = text if len(text) <= 80 else text[:77] + "..."
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise InputError(f"cannot parse formula {text!r}: {exc.msg} (use ** for powers)") from None
-    return _Builder(text, dict(symbols or {})).build(tree.body, 0)
+        raise InputError(f"cannot parse formula {shown!r}: {exc.msg} (use ** for powers)") from None
+    except (RecursionError, MemoryError):
+        raise InputError(f"formula {shown!r} is nested too deeply to parse (at most {_MAX_DEPTH} levels)") from None
+    try:
+        return _Builder(shown, dict(symbols or {})).build(tree.body, 0)
+    except (RecursionError, MemoryError):
+        raise InputError(f"formula {shown!r} is too large to build (nesting, or a huge exact number)") from None
 
 
 class _Builder:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pft._results import JsonResult
+from pft._validate import check_seed
 from pft.errors import InputError
 
 __all__ = ["ToyData", "Interpretation", "superposition", "interpretations"]
@@ -137,7 +138,7 @@ def superposition(
         raise InputError(f"`background_fraction` must be in [0, 1); got {background_fraction!r}.")
     if tail < 0:
         raise InputError(f"`tail` must be ≥ 0; got {tail!r}.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     feats = rng.standard_normal((n_features, d))
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)
     active = rng.random((n_tokens, n_features)) < density
