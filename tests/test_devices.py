@@ -151,7 +151,7 @@ def test_tempered_posterior_on_device_samples_the_exact_gaussian(device):
     eps = 0.2 / np.linalg.eigvalsh(prec).max()
     post = TemperedPosterior(model, torch.nn.MSELoss(), (x, y), localization=gamma, step_size=eps, seed=5,
                              device=device)
-    assert post._flat.flat.device.type == _kind(device) and post._inputs.device.type == _kind(device)
+    assert post._flat.flat.device.type == _kind(device) and post._data.inputs.device.type == _kind(device)
     assert post.init_loss_ == pytest.approx(_mse(x, y, w_star), rel=1e-12)
     # power iteration with Hessian-vector products on the device: ‖Hv‖ ≤ h_max for a unit v, and it
     # stops once an iteration changes it by < 1 % (eigenvalues 1.6, 2, 2.4: a slow ratio of 5/6)
