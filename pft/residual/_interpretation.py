@@ -107,6 +107,23 @@ class Interpretation:
         return f"Interpretation(kind={self.kind!r}{extra})"
 
 
+def trailing_axes(shape: tuple, width: int | None) -> int | None:
+    """How many trailing axes of ``shape`` make up one row of ``width`` entries: 1 when the last
+    axis has ``width`` entries (or no width is declared), k when the last k axes multiply to it
+    (a SAELens ``hook_z`` SAE reads ``(..., n_heads, d_head)`` as rows of ``n_heads·d_head``),
+    None when no trailing axes do."""
+    if width is None or (len(shape) and shape[-1] == width):
+        return 1
+    prod = 1
+    for k in range(1, len(shape)):
+        prod *= int(shape[-k])
+        if prod == width and k > 1:
+            return k
+        if prod > width:
+            break
+    return None
+
+
 def _declared_width(obj: Any) -> int | None:
     cfg = getattr(obj, "cfg", None)
     d = getattr(cfg, "d_in", None)

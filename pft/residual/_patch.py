@@ -15,7 +15,7 @@ from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError, PftError
 from pft.numeric import GaussianBackground, PerturbativeBackground
-from pft.residual._interpretation import as_interpretation
+from pft.residual._interpretation import as_interpretation, trailing_axes
 from pft.residual._patch_report import RUNGS, PatchReport
 from pft.residual._sampling import sample_perturbative
 
@@ -103,23 +103,6 @@ def _primary(output: Any):
     raise InputError(
         f"the hooked module returned {describe(output)}; pft patches a tensor or the first tensor of a tuple."
     )
-
-
-def trailing_axes(shape: tuple, width: int | None) -> int | None:
-    """How many trailing axes of ``shape`` make up one row of ``width`` entries: 1 when the last
-    axis has ``width`` entries (or no width is declared), k when the last k axes multiply to it
-    (a SAELens ``hook_z`` SAE reads ``(..., n_heads, d_head)`` as rows of ``n_heads·d_head``),
-    None when no trailing axes do."""
-    if width is None or (len(shape) and shape[-1] == width):
-        return 1
-    prod = 1
-    for k in range(1, len(shape)):
-        prod *= int(shape[-k])
-        if prod == width and k > 1:
-            return k
-        if prod > width:
-            break
-    return None
 
 
 class hooked:
@@ -571,6 +554,26 @@ def patch_scores(
         Positions along the sequence axis (the second axis of a ``(B, L, ..., d)`` output;
         negative ones count from the end) that never count, e.g. ``(0,)`` for a causal LM's
         attention-sink/BOS position. Combined with ``mask`` (a token counts when both allow it).
+    rungs : list of str, optional
+        Run only these rungs (default: all; ``recon+perturbative`` only with a perturbative
+        background). ``clean`` is always run: it is the pass that captures the module's output.
+        SAELens' ``run_evals`` rungs are ``["clean", "zero_ablation", "recon"]``. Scores whose
+        rungs were not run are NaN and say so in :attr:`PatchReport.nan_reasons`. Without
+        ``recon+residual`` the sanity check runs on the first batch only.
+    batch_size : int, optional
+        Cut ``batches``, then one tensor or array of inputs (or a Mapping or tuple of them that
+        share their first axis, e.g. ``{"input_ids": ids, "attention_mask": am}``), into batches
+        of this many rows.
+    convention : "pft" or "saelens", default "pft"
+        ``"saelens"``: the ablation rungs replace every token, masked ones included, as
+        SAELens' ``run_evals`` zero-ablates all of them; everything else is unchanged. With no
+        mask the two conventions are the same.
+    batch_resamples : bool, default True
+        Run the ``n_resamples`` draws of a noise rung as one forward on the batch repeated
+        ``n_resamples`` times along its first axis (each copy spliced with its own draws; the
+        same draws as one forward per draw). Falls back to one forward per draw when the batch
+        holds a tensor with another first axis, or the hooked output or the loss does not keep
+        the copies along the first axis.
 
     Returns
     -------
@@ -578,6 +581,12 @@ def patch_scores(
 
     Notes
     -----
+    Forward passes per batch: the clean one (it also captures the module's output), then
+    ``zero_ablation``, ``recon`` and ``recon+residual`` right away; once every batch has been
+    seen (means and the background need all tokens), ``mean_ablation``, ``recon+mean`` and the
+    noise rungs (one forward each with ``batch_resamples``). The clean logits are kept for the
+    second group's KL up to 1 GiB; past that the clean forward is run again for it.
+
     Rungs, with ``x`` the module's output and ``r = x − x̂``:
 
     ======================  =====================================================
@@ -600,6 +609,15 @@ def patch_scores(
     the ratios' errors come from the paired per-row differences by the delta method,
     ``SE(Ā/B̄) = std(a_i − R b_i) / (√n |B̄|)``. Tokens within a row are correlated and are
     never treated as independent. KL is ``KL(p_clean ‖ p_rung)`` per position, averaged.
+
+    **SAELens.** With nothing masked, ``ce_loss_recovered`` and ``kl_score`` are SAELens'
+    ``ce_loss_score`` and ``kl_div_score`` (with a next-token loss, see
+    :func:`pft.interop.next_token_loss`), and the clean / recon / zero_ablation losses and KLs its
+    ``ce_loss_without_sae`` / ``ce_loss_with_sae`` / ``ce_loss_with_ablation`` /
+    ``kl_div_with_sae`` / ``kl_div_with_ablation`` (aliases on the report). With masked tokens
+    (SAELens masks special tokens by default) they differ in one place: SAELens zero-ablates
+    masked tokens too, pft keeps them clean in every rung. ``convention="saelens"`` reproduces
+    SAELens exactly; the default keeps the rungs comparable token for token.
 
     Losses and KLs with trailing axes are averaged over all their entries, pooled across rows
     (token-weighted, like a language model's mean cross-entropy): a row contributes the sum of

@@ -218,11 +218,11 @@ class PatchReport(JsonResult):
             L.append(line)
         why = self.nan_reasons or {}
         if not has_kl:
-            L.append(f"  KL to clean: n/a: {why.get('kl', 'not computed')}")
+            L.append(f"  KL to clean: n/a, why: {why.get('kl', 'not computed')}")
 
         def row(label, v, se, note):
             if isinstance(v, float) and math.isnan(v):
-                note = f"n/a: {why.get(label, 'not computed')}"
+                note = f"why: {why.get(label, 'not computed')}"
                 L.append(f"  {label:<26}{'n/a':>10}  {'':<10}  {note}")
                 return
             L.append(f"  {label:<26}{_f(v):>10}  ± {_f(se, '.2g'):<8}  {note}")
@@ -235,7 +235,7 @@ class PatchReport(JsonResult):
         if not math.isnan(self.kl_score):
             L.append(f"  {'kl_score':<26}{self.kl_score:>10.4f}  {'':<10}  (KL_zero − KL_recon)/KL_zero, SAELens kl_div_score")
         else:
-            L.append(f"  {'kl_score':<26}{'n/a':>10}  {'':<10}  n/a: {why.get('kl_score', 'not computed')}")
+            L.append(f"  {'kl_score':<26}{'n/a':>10}  {'':<10}  why: {why.get('kl_score', 'not computed')}")
         L.append(f"  {'sanity: L_true − L_clean':<26}{self.sanity_delta:>10.2e}"
                  + ("  (first batch; recon+residual not in rungs)" if "recon+residual" not in self.rungs else ""))
         if self.convention != "pft":
