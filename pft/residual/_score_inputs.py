@@ -115,8 +115,8 @@ def prepare(
     elif not (hasattr(x, "shape") and hasattr(x, "__getitem__")):
         try:
             x = np.asarray(x)
-        except Exception as exc:
-            raise InputError(f"`activations` could not be read as an array ({describe(activations)}): {exc}") from exc
+        except Exception:
+            x = np.empty(0, dtype=object)
         if x.dtype == object:
             raise InputError(
                 f"`activations` is a ragged or nested sequence ({describe(activations)}); pass an (N, d) array "

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install 'pft[interop]')")
-pytest.importorskip("transformer_lens", reason="transformer-lens is not installed (pip install 'pft[interop]')")
 
 BOS, EOS = 0, 1
 N_SEQ, CTX, BATCH = 24, 16, 8

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install 'pft[interop]')")
+pytest.importorskip("transformer_lens", reason="transformer-lens is not installed (pip install 'pft[interop]')")
+
 from pft.interop import evaluate, next_token_loss
 from pft.residual import patch_scores, score
 
