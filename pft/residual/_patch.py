@@ -762,16 +762,18 @@ def patch_scores(
 
     tiling = {"ok": bool(batch_resamples) and n_resamples > 1}
 
-    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what):
+    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng):
         """``n_resamples`` draws of a noise rung, averaged per row: in one forward on the batch
         repeated along its first axis when the model allows, else one forward per draw."""
         n = int(n_resamples)
         if tiling["ok"]:
+            state = rng.bit_generator.state  # a failed try must not use up the draws
             res = _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what)
             if res is not None:
                 tick(n)
                 return res
             tiling["ok"] = False  # the model or loss does not keep copies apart: one forward per draw
+            rng.bit_generator.state = state
         acc_l = acc_k = None
         for _ in range(n):
             lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what)
@@ -916,7 +918,7 @@ def patch_scores(
                     }
                     for rung in global_rungs:
                         if rung in ("recon+gaussian", "recon+perturbative"):
-                            lr, kr = run_resampled(b, leads[i], makers[rung], tm, lp_clean, rung)
+                            lr, kr = run_resampled(b, leads[i], makers[rung], tm, lp_clean, rung, rng)
                         else:
                             lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung)
                         per_loss[rung][i], per_kl[rung][i] = lr, kr
