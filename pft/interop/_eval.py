@@ -51,8 +51,9 @@ def next_token_loss(output: Any, batch: Any):
             "next_token_loss needs (B, L, V) logits and (B, L) token ids; got "
             f"{type(lg).__name__}{tuple(getattr(lg, 'shape', ()))} and {type(ids).__name__}{tuple(getattr(ids, 'shape', ()))}."
         )
-    logp = torch.log_softmax(lg[:, :-1].to(torch.float64), dim=-1)
-    return -logp.gather(-1, ids[:, 1:, None].long().to(logp.device)).squeeze(-1)
+    lgd = lg[:, :-1].to(torch.float64)
+    target = lgd.gather(-1, ids[:, 1:, None].long().to(lgd.device)).squeeze(-1)
+    return torch.logsumexp(lgd, dim=-1) - target
 
 
 @dataclass(frozen=True)

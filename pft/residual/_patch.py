@@ -452,11 +452,25 @@ def _kl_rows(logp_clean, out, logits, what: str, keep: Any = None, vocab: int | 
     return _kl_rows_of(logp_clean, lg, what, keep)
 
 
-def _kl_rows_of(logp_clean, lg, what: str, keep: Any = None):
+class _Clean:
+    """The clean distribution, for ``KL(p_clean ‖ p)`` against any rung's logits: ``p_clean``
+    and ``Σ_v p_clean log p_clean`` (float64), computed once per batch."""
+
+    def __init__(self, lg) -> None:
+        import torch
+
+        logp = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
+        self.p = logp.exp()
+        self.negent = torch.linalg.vecdot(self.p, logp)
+
+
+def _kl_rows_of(clean: _Clean, lg, what: str, keep: Any = None):
+    """``KL = Σ p_c log p_c − Σ p_c ℓ + logsumexp ℓ`` per position, with ``ℓ`` the rung's logits
+    (float64; ``Σ p_c = 1``), without forming the rung's log-probabilities."""
     import torch
 
-    logp = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
-    kl = (logp_clean.exp() * (logp_clean - logp)).sum(dim=-1)
+    lgd = lg.detach().to(torch.float64)
+    kl = clean.negent - torch.linalg.vecdot(clean.p, lgd) + torch.logsumexp(lgd, dim=-1)
     return _rows(kl, what, keep, label="KL", check=False)
 
 
@@ -826,7 +840,7 @@ def patch_scores(
                 else:
                     if not torch.all(torch.isfinite(lg)):
                         raise PatchError("the clean model's logits contain NaN/inf; check the inputs.")
-                    lp_clean = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
+                    lp_clean = _Clean(lg)
                     per_kl["clean"][i] = _kl_rows_of(lp_clean, lg, "clean", tm)
                     if global_rungs:
                         nbytes = lg.numel() * lg.element_size()
@@ -907,7 +921,7 @@ def patch_scores(
                             out = hook.run(model, b)
                             lg = _logits_of(out, logits, vocab)
                             del out
-                        lp_clean = torch.log_softmax(lg.to(torch.float64), dim=-1)
+                        lp_clean = _Clean(lg)
                         clean_logits[i] = None
                     makers = {
                         "mean_ablation": lambda: const(mean_x, keep),
