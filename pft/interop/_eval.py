@@ -20,7 +20,10 @@ __all__ = ["evaluate", "EvalResult", "next_token_loss"]
 
 
 def next_token_loss(output: Any, batch: Any):
-    """(B, L − 1) next-token cross-entropy (nats, float64) of a language model's output.
+    """(B, L − 1) next-token cross-entropy (nats) of a language model's output, as float64.
+
+    Evaluated per position in the logits' dtype (float32 at least; ``logsumexp − ℓ_target``, as
+    TransformerLens and SAELens do), returned as float64 for the averages.
 
     ``output``: logits ``(B, L, V)`` (a TransformerLens ``HookedTransformer``), or an object or
     Mapping with ``logits`` (transformers). ``batch``: the ``(B, L)`` token ids, a Mapping with
@@ -51,9 +54,11 @@ def next_token_loss(output: Any, batch: Any):
             "next_token_loss needs (B, L, V) logits and (B, L) token ids; got "
             f"{type(lg).__name__}{tuple(getattr(lg, 'shape', ()))} and {type(ids).__name__}{tuple(getattr(ids, 'shape', ()))}."
         )
-    lgd = lg[:, :-1].to(torch.float64)
+    lgd = lg[:, :-1]
+    if lgd.dtype not in (torch.float32, torch.float64):
+        lgd = lgd.float()
     target = lgd.gather(-1, ids[:, 1:, None].long().to(lgd.device)).squeeze(-1)
-    return torch.logsumexp(lgd, dim=-1) - target
+    return (torch.logsumexp(lgd, dim=-1) - target).to(torch.float64)
 
 
 @dataclass(frozen=True)

@@ -453,24 +453,38 @@ def _kl_rows(logp_clean, out, logits, what: str, keep: Any = None, vocab: int | 
 
 
 class _Clean:
-    """The clean distribution, for ``KL(p_clean ‖ p)`` against any rung's logits: ``p_clean``
-    and ``Σ_v p_clean log p_clean`` (float64), computed once per batch."""
+    """The clean distribution of one batch, for ``KL(p_clean ‖ p)`` against any rung: the clean
+    logits ``ℓ_c``, ``p_c = softmax ℓ_c`` and ``log Σ_v p_c`` (≈ 0), in the logits' dtype
+    (float32 at least), computed once per batch."""
 
     def __init__(self, lg) -> None:
         import torch
 
-        logp = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
-        self.p = logp.exp()
-        self.negent = torch.linalg.vecdot(self.p, logp)
+        self.dtype = torch.float64 if lg.dtype == torch.float64 else torch.float32
+        self.l = lg.detach().to(self.dtype)
+        self.p = torch.softmax(self.l, dim=-1)
+        self.logz = torch.log(self.p.sum(dim=-1))
 
 
 def _kl_rows_of(clean: _Clean, lg, what: str, keep: Any = None):
-    """``KL = Σ p_c log p_c − Σ p_c ℓ + logsumexp ℓ`` per position, with ``ℓ`` the rung's logits
-    (float64; ``Σ p_c = 1``), without forming the rung's log-probabilities."""
+    """Per-row ``(sums, counts)`` of ``KL(p_c ‖ p)`` per position, with ``Δ = ℓ_c − ℓ``:
+    ``KL = Σ_v p_c Δ + log Σ_v p_c e^{−Δ}`` (``log Σ p_c`` subtracted). Each term is small when
+    the rung is close to clean, so there is no cancellation of large numbers and the per-position
+    values can be evaluated in float32 (float64 logits stay float64); positions are summed in
+    float64. Where an exponent underflows, the batch is redone in float64."""
     import torch
 
-    lgd = lg.detach().to(torch.float64)
-    kl = clean.negent - torch.linalg.vecdot(clean.p, lgd) + torch.logsumexp(lgd, dim=-1)
+    delta = clean.l - lg.detach().to(clean.dtype)
+    lin = torch.linalg.vecdot(clean.p, delta)
+    delta.neg_()
+    m = delta.amax(dim=-1, keepdim=True)
+    delta.sub_(m).exp_()
+    kl = lin + m.squeeze(-1) + torch.log(torch.linalg.vecdot(clean.p, delta)) - clean.logz
+    if not bool(torch.isfinite(kl).all()) and clean.dtype != torch.float64:
+        lc = clean.l.double()
+        logp_c = torch.log_softmax(lc, dim=-1)
+        logp = torch.log_softmax(lg.detach().double(), dim=-1)
+        kl = (logp_c.exp() * (logp_c - logp)).sum(dim=-1)
     return _rows(kl, what, keep, label="KL", check=False)
 
 
