@@ -109,12 +109,14 @@ def load_model(path: Any, *, tl_name: str | None = None, device: Any = None) -> 
             f"(a Hugging Face model directory). {_OFFLINE}"
         )
     tr = _need("transformers", "a Hugging Face model directory")
-    hf = tr.AutoModelForCausalLM.from_pretrained(p, local_files_only=True, torch_dtype=torch.float32)
+    major, minor = (int(v) for v in tr.__version__.split(".")[:2])
+    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
+    hf = tr.AutoModelForCausalLM.from_pretrained(p, local_files_only=True, **{dtype_kw: torch.float32})
     tok = None
-    try:
+    tok_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
+    if any(os.path.exists(os.path.join(p, f)) for f in tok_files):
         tok = tr.AutoTokenizer.from_pretrained(p, local_files_only=True)
-    except Exception:  # a directory without tokenizer files: tokens must then be given as ids
-        tok = None
+    # else: no tokenizer files: tokens must then be given as ids
     if tl_name is None:
         hf = hf.to(dev).eval()
         hf._pft_tokenizer = tok
