@@ -78,9 +78,9 @@ def load_model(path: Any, *, tl_name: str | None = None, device: Any = None) -> 
         - a Hugging Face model directory (``config.json`` and weights): a transformers causal LM,
           or, with ``tl_name``, that model loaded into TransformerLens under its name.
     tl_name : str, optional
-        TransformerLens model name (e.g. ``"gpt2"``) whose weights are in ``path`` (a
-        Hugging Face directory): ``HookedTransformer.from_pretrained_no_processing(tl_name,
-        hf_model=..., tokenizer=...)`` with everything read from ``path``.
+        Load the Hugging Face directory into a TransformerLens ``HookedTransformer`` (named
+        ``tl_name``, e.g. ``"gpt2"``) with TransformerLens' own config and weight conversion
+        read from ``path`` (no weight processing: the same function as the transformers model).
     device : str or torch.device, optional
 
     Returns
@@ -121,10 +121,23 @@ def load_model(path: Any, *, tl_name: str | None = None, device: Any = None) -> 
         hf = hf.to(dev).eval()
         hf._pft_tokenizer = tok
         return hf
-    tl = _need("transformer_lens", "`tl_name`")
-    model = _quiet(lambda: tl.HookedTransformer.from_pretrained_no_processing(
-        tl_name, hf_model=hf, tokenizer=tok, device=str(dev), hf_config=hf.config))
-    return model.eval()
+    _need("transformer_lens", "`tl_name`")
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as tl_loading
+
+    def build():
+        # TransformerLens' own conversion, pointed at the directory (its from_pretrained would
+        # look the name up on the hub first)
+        cfg = tl_loading.get_pretrained_model_config(p, hf_cfg=hf.config.to_dict(), fold_ln=False, device=str(dev),
+                                                     n_devices=1, dtype=torch.float32)
+        cfg.model_name = str(tl_name)
+        state = tl_loading.get_pretrained_state_dict(p, cfg, hf)
+        model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+        model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False,
+                                          fold_value_biases=False, refactor_factored_attn_matrices=False)
+        return model
+
+    return _quiet(build).to(dev).eval()
 
 
 def _quiet(fn):

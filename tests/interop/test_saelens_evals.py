@@ -136,3 +136,19 @@ def test_hook_z_sae_in_patch_scores_and_score(world):
                       loss_fn=next_token_loss, progress=False, n_resamples=2)
     assert pr.d == 32 and pr.n_tokens == z.shape[0] * z.shape[1]
     assert abs(pr.sanity_delta) < 1e-6 and not math.isnan(pr.gaussian_recovered) and not math.isnan(pr.kl_score)
+
+
+def test_a_hf_directory_loads_into_transformer_lens_offline(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from pft.interop import load_model
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=40, n_positions=12, n_ctx=12, n_embd=16, n_layer=2, n_head=2)
+    hf = GPT2LMHeadModel(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    tl = load_model(tmp_path, tl_name="gpt2-tiny")
+    assert type(tl).__name__ == "HookedTransformer" and tl.cfg.model_name == "gpt2-tiny"
+    ids = torch.randint(0, 40, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(tl(ids), hf(ids).logits, rtol=1e-5, atol=1e-5)
