@@ -815,7 +815,7 @@ def patch_scores(
             # Pass 1, per batch: the clean forward (capturing the module's output), then the rungs
             # that need nothing from other batches, while the clean log-probabilities are at hand.
             leads, keeps, token_masks, counts, starts = [], [], [], [], [0]
-            X_parts, R_parts = [], []
+            X_parts, R_parts, xh_store = [], [], []
             clean_logits: list = []
             cache_bytes = 0
             d = None
@@ -866,6 +866,7 @@ def patch_scores(
                 if global_rungs:
                     X_parts.append(xk.double().cpu().numpy())
                     R_parts.append((xk.double() - xh.double()).cpu().numpy())
+                    xh_store.append(xh)  # reused by every pass-2 rung of this batch (x is the same)
                 local = {
                     "zero_ablation": lambda: const(np.zeros(d), keep),
                     "recon": lambda: recon_plus(keep, start, cached=xh),
@@ -937,12 +938,14 @@ def patch_scores(
                             del out
                         lp_clean = _Clean(lg)
                         clean_logits[i] = None
+                    xh = xh_store[i]
                     makers = {
                         "mean_ablation": lambda: const(mean_x, keep),
-                        "recon+mean": lambda: recon_plus(keep, start, extra=mean_r),
-                        "recon+gaussian": lambda: recon_plus(keep, start, sampler=lambda k: gauss.sample(k, seed=rng)),
+                        "recon+mean": lambda: recon_plus(keep, start, extra=mean_r, cached=xh),
+                        "recon+gaussian": lambda: recon_plus(
+                            keep, start, sampler=lambda k: gauss.sample(k, seed=rng), cached=xh),
                         "recon+perturbative": lambda: recon_plus(
-                            keep, start, sampler=lambda k: sample_perturbative(pert, k, seed=rng)),
+                            keep, start, sampler=lambda k: sample_perturbative(pert, k, seed=rng), cached=xh),
                     }
                     for rung in global_rungs:
                         if rung in ("recon+gaussian", "recon+perturbative"):
@@ -951,6 +954,7 @@ def patch_scores(
                             lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung)
                         per_loss[rung][i], per_kl[rung][i] = lr, kr
                     del lp_clean
+                    xh_store[i] = None
     finally:
         if bar is not None:
             bar.close()
