@@ -31,7 +31,8 @@ def uniforms(offset: int, n: int, seed: int, stream: int) -> np.ndarray:
         g = offset + pos
         b, start = divmod(g, _BLOCK)
         take = min(_BLOCK - start, n - pos)
-        out[pos : pos + take] = np.random.default_rng([seed, stream, b]).random(_BLOCK)[start : start + take]
+        # the first start + take numbers of the block's stream (the same as drawing all of them)
+        out[pos : pos + take] = np.random.default_rng([seed, stream, b]).random(start + take)[start:]
         pos += take
     return out
 

@@ -9,9 +9,10 @@ import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowdot, rowsq
 from pft.errors import InputError
+from pft.numeric._moments import Moments
 from pft.numeric._reduce import LocalReducer, Reducer, uniforms
 
-__all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio"]
+__all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio", "joint_moments", "Ridge"]
 
 
 class AnchorSums:
@@ -153,89 +154,111 @@ def mardia(
     }
 
 
-class RidgeSums:
-    """Passes over training and test chunks that add up to :func:`ridge_r2`: means, centred
-    cross-products (from which every penalty's validation error follows in closed form), test
-    errors."""
+def joint_moments(x: Any, r: Any, *, block: int = 8192) -> tuple[Moments, Moments]:
+    """Statistics of the joint rows ``[x | r]`` and of ``r`` alone, from one Gram product.
 
-    def __init__(self, p: int, q: int, alphas: np.ndarray | None = None) -> None:
-        self.alphas = alphas
-        self.n = np.zeros(2)  # fit, validation
-        self.sx = np.zeros((2, p))
-        self.sy = np.zeros((2, q))
-        self.XtX = np.zeros((2, p, p))
-        self.XtY = np.zeros((2, p, q))
-        self.YtY = np.zeros(2)  # Σ‖y − ȳ‖² of each block
+    Returns ``(joint, rm)``: ``joint`` holds the count, mean and centred co-moment of the
+    (n, d + q) rows ``[x | r]`` (its fourth-order terms are left at zero: nothing needs them);
+    ``rm`` is the full :class:`~pft.numeric.Moments` of ``r`` (its co-moment is the joint one's
+    lower-right block, plus ``Σ‖z‖²z`` and ``Σ‖z‖⁴`` for Ledoit–Wolf). The joint co-moment is
+    the one O(n d²) product a residual score needs: every ridge regression of ``r`` on ``x``
+    or on ``x̂ = x − r`` and every Gaussian held-out likelihood follows from it in closed form.
+    Rows are taken ``block`` at a time and merged (Chan et al.), so memory stays O(block·d).
+    Numpy arrays or float64 tensors on one device (reduced there; d-vectors and d × d sums
+    come back).
+    """
+    d, q = int(x.shape[1]), int(r.shape[1])
+    joint, rm = Moments(d=d + q), Moments(d=q)
+    for a in range(0, int(x.shape[0]), block):
+        xb, rb = x[a : a + block], r[a : a + block]
+        if is_tensor(xb):
+            import torch
 
-    # pass 1: means of the two training blocks (val: a host boolean mask)
-    def add_train(self, X: Any, Y: Any, val: np.ndarray) -> None:
-        for k, m in enumerate((~val, val)):
-            m_ = like(m, X)
-            self.n[k] += m.sum()
-            self.sx[k] += host(X[m_].sum(axis=0))
-            self.sy[k] += host(Y[m_].sum(axis=0))
+            w = torch.cat([xb, rb], dim=1)
+        else:
+            w = np.concatenate([xb, rb], axis=1)
+        mean = w.mean(axis=0)
+        z = w - mean
+        com = z.T @ z
+        zr = z[:, d:]
+        sq = rowsq(zr)
+        n = int(w.shape[0])
+        mean, com = host(mean), host(com)
+        joint = joint.merge(Moments(d=d + q, count=n, mean=mean, comoment=com))
+        rm = rm.merge(
+            Moments(
+                d=q, count=n, mean=mean[d:], comoment=com[d:, d:].copy(),
+                norm2_z=host(zr.T @ sq), norm4=float(sq @ sq),
+            )
+        )
+    return joint, rm
 
-    def set_means(self, red: Reducer) -> None:
-        self.n = red.sum(self.n)
-        if self.n[0] < 2 or self.n[1] < 1:
-            raise InputError(f"too few training rows ({int(self.n.sum())}) for the ridge regression's validation split.")
-        self.mx = red.sum(self.sx) / self.n[:, None]
-        self.my = red.sum(self.sy) / self.n[:, None]
 
-    # pass 2: centred cross-products
-    def add_central(self, X: Any, Y: Any, val: np.ndarray) -> None:
-        for k, m in enumerate((~val, val)):
-            m_ = like(m, X)
-            Xc, Yc = X[m_] - like(self.mx[k], X), Y[m_] - like(self.my[k], X)
-            self.XtX[k] += host(Xc.T @ Xc)
-            self.XtY[k] += host(Xc.T @ Yc)
-            self.YtY[k] += float((Yc * Yc).sum())
+def on_reconstruction(joint: Moments) -> Moments:
+    """The joint statistics of ``[x̂ | r]`` from those of ``[x | r]`` (``x̂ = x − r``): a linear
+    map of the rows, so the mean and co-moment map exactly (``A m``, ``A C Aᵀ``)."""
+    d = joint.d // 2
+    C, m = joint.comoment, joint.mean
+    Cxx, Cxr, Crr = C[:d, :d], C[:d, d:], C[d:, d:]
+    Chh = Cxx - Cxr - Cxr.T + Crr
+    Chr = Cxr - Crr
+    com = np.block([[Chh, Chr], [Chr.T, Crr]])
+    return Moments(d=2 * d, count=joint.count, mean=np.concatenate([m[:d] - m[d:], m[d:]]), comoment=com)
 
-    def set_cross(self, red: Reducer) -> None:
-        self.XtX, self.XtY, self.YtY = red.sum(self.XtX), red.sum(self.XtY), red.sum(self.YtY)
-        XtX_f = self.XtX[0]
-        if self.alphas is None:
-            self.alphas = float(np.trace(XtX_f)) / XtX_f.shape[0] * np.logspace(-6, 2, 9)
-        self.alphas = np.maximum(np.asarray(self.alphas, dtype=float), 1e-300)
+
+def _about(m: Moments, ref: np.ndarray) -> np.ndarray:
+    """A block's co-moment about ``ref`` instead of its own mean: ``C + n δδᵀ``."""
+    delta = m.mean - ref
+    return m.comoment + m.count * np.outer(delta, delta)
+
+
+class Ridge:
+    """A ridge regression of ``y`` on ``x`` (both with intercept) from block statistics alone.
+
+    ``fit`` and ``val`` are :class:`~pft.numeric.Moments` of the joint rows ``[x | y]`` (the
+    first ``p`` columns are ``x``) of the two training blocks. Each penalty's validation error
+    comes from the blocks' sums in closed form (no pass over the rows):
+    ``Σ‖y − ȳ_f − (x − x̄_f) B‖² = S_yy − 2 tr(Bᵀ S_xy) + tr(Bᵀ S_xx B)`` with the validation
+    block's sums taken about the fit block's means. The best penalty is refitted on both
+    blocks (merged exactly), and :meth:`r2` scores a test block the same way.
+    """
+
+    def __init__(self, fit: Moments, val: Moments, p: int, alphas: np.ndarray | None = None) -> None:
+        if fit.count < 2 or val.count < 1:
+            raise InputError(
+                f"too few training rows ({fit.count + val.count}) for the ridge regression's validation split."
+            )
+        self.p = p
+        C = fit.comoment
+        XtX_f, XtY_f = C[:p, :p], C[:p, p:]
+        if alphas is None:
+            alphas = float(np.trace(XtX_f)) / p * np.logspace(-6, 2, 9)
+        self.alphas = np.maximum(np.asarray(alphas, dtype=float), 1e-300)
         s, V = np.linalg.eigh(XtX_f)
-        VtXtY = V.T @ self.XtY[0]
-        # Validation error of the fit-block model B_α = V diag(1/(s+α)) Vᵀ XᵀY at each α, from
-        # the validation block's sums about the *fit* block's means (a shift of its own):
-        # Σ‖y − ȳ_f − (x − x̄_f) B‖² = S_yy − 2 tr(Bᵀ S_xy) + tr(Bᵀ S_xx B). No pass over the rows.
-        nv = self.n[1]
-        dx, dy = self.mx[1] - self.mx[0], self.my[1] - self.my[0]
-        Sxx = V.T @ (self.XtX[1] + nv * np.outer(dx, dx)) @ V
-        Sxy = V.T @ (self.XtY[1] + nv * np.outer(dx, dy))
-        Syy = self.YtY[1] + nv * float(dy @ dy)
+        VtXtY = V.T @ XtY_f
+        S = _about(val, fit.mean)
+        Sxx = V.T @ S[:p, :p] @ V
+        Sxy = V.T @ S[:p, p:]
+        Syy = float(np.trace(S[p:, p:]))
         self.val_err = np.empty(len(self.alphas))
         for i, a in enumerate(self.alphas):
-            C = VtXtY / (s + a)[:, None]
-            self.val_err[i] = Syy - 2.0 * float(np.sum(C * Sxy)) + float(np.sum(C * (Sxx @ C)))
+            Cf = VtXtY / (s + a)[:, None]
+            self.val_err[i] = Syy - 2.0 * float(np.sum(Cf * Sxy)) + float(np.sum(Cf * (Sxx @ Cf)))
+        self.alpha = float(self.alphas[int(np.argmin(self.val_err))])
+        self.train = fit.merge(val)
+        XtX = self.train.comoment[:p, :p].copy()
+        XtX[np.diag_indices_from(XtX)] += self.alpha
+        self.B = np.linalg.solve(XtX, self.train.comoment[:p, p:])
 
-    def set_fit(self) -> None:
-        best = float(self.alphas[int(np.argmin(self.val_err))])
-        # all training rows: merge the two blocks' centred cross-products (Chan et al.)
-        nf, nv = self.n
-        n = nf + nv
-        dx, dy = self.mx[1] - self.mx[0], self.my[1] - self.my[0]
-        w = nf * nv / n
-        XtX = self.XtX[0] + self.XtX[1] + w * np.outer(dx, dx)
-        XtY = self.XtY[0] + self.XtY[1] + w * np.outer(dx, dy)
-        self.mx_all = self.mx[0] + dx * (nv / n)
-        self.my_all = self.my[0] + dy * (nv / n)
-        XtX[np.diag_indices_from(XtX)] += best
-        self.B = np.linalg.solve(XtX, XtY)
-        self.test = np.zeros(2)
-
-    # pass 3: held-out error and total
-    def add_test(self, X: Any, Y: Any) -> None:
-        Yc = Y - like(self.my_all, Y)
-        E = Yc - (X - like(self.mx_all, X)) @ like(self.B, X)
-        self.test += [float((E * E).sum()), float((Yc * Yc).sum())]
-
-    def r2(self, red: Reducer) -> float:
-        sse, total = red.sum(self.test)
-        return 1.0 - float(sse) / float(total) if total > 0 else math.nan
+    def r2(self, test: Moments) -> float:
+        """Held-out R² on a test block, pooled over outputs: ``1 − Σ‖y − ŷ‖² / Σ‖y − ȳ_train‖²``."""
+        if test.count == 0:
+            return math.nan
+        p, B = self.p, self.B
+        S = _about(test, self.train.mean)
+        total = float(np.trace(S[p:, p:]))
+        sse = total - 2.0 * float(np.sum(B * S[:p, p:])) + float(np.sum(B * (S[:p, :p] @ B)))
+        return 1.0 - sse / total if total > 0 else math.nan
 
 
 def ridge_r2(
@@ -261,11 +284,10 @@ def ridge_r2(
     """
     red = reduce or LocalReducer()
     val = uniforms(offset, X_train.shape[0], seed, 7) < 0.2
-    acc = RidgeSums(X_train.shape[1], Y_train.shape[1], alphas)
-    acc.add_train(X_train, Y_train, val)
-    acc.set_means(red)
-    acc.add_central(X_train, Y_train, val)
-    acc.set_cross(red)
-    acc.set_fit()
-    acc.add_test(X_test, Y_test)
-    return acc.r2(red)
+    blocks = []
+    for Xb, Yb in ((X_train[~val], Y_train[~val]), (X_train[val], Y_train[val]), (X_test, Y_test)):
+        Xb, Yb = np.asarray(Xb, dtype=float), np.asarray(Yb, dtype=float)
+        w = np.concatenate([Xb, Yb], axis=1)
+        m = Moments(d=w.shape[1]) if len(w) == 0 else Moments.from_array(w)
+        blocks.append(red.moments(m))
+    return Ridge(blocks[0], blocks[1], X_train.shape[1], alphas).r2(blocks[2])

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from pft._device import as_device_matrix, concat, host, like, resolve_device, rowsq
+from pft._device import as_device_matrix, concat, host, like, resolve_device
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric._reduce import reducer, uniforms
-from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
+from pft.residual._metrics import AnchorSums, Ridge, joint_moments, mardia, on_reconstruction, participation_ratio
 from pft.residual._report import ResidualReport
 from pft.residual._score_inputs import prepare
 
@@ -41,9 +41,10 @@ class _Stages:
             self.bar.close()
 
 
-# Mardia's skewness sums over all pairs of held-out tokens: at most this many flops (rows² · d);
-# beyond it a random subset of the held-out tokens is used.
-_MARDIA_FLOPS = 2e11
+# Mardia's skewness sums over all pairs of its rows (O(S² d)): it runs on a random subset of
+# S = max(4096, √(N d / 4)) held-out tokens (all of them when fewer), so that it costs at most
+# about a quarter of the one O(N d²) pass, and its null is that of S rows.
+_MARDIA_MIN_ROWS = 4096
 
 
 def _as_rows(a: Any, name: str) -> Any:
@@ -119,7 +120,7 @@ def score(
         Rows processed at a time. Inputs are read one chunk at a time (pass a ``numpy.memmap``,
         e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
         O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
-        Mardia's (at most ``√(2·10¹¹/d)`` held-out rows).
+        Mardia's (at most ``max(4096, √(N d / 4))`` held-out rows).
     mask : bool array of the activations' leading shape, optional
         Which tokens count (True); the others are left out of everything (SAELens leaves out
         special tokens). Integer 0/1 masks (an ``attention_mask``) are read as booleans.
@@ -154,10 +155,19 @@ def score(
        the gains strongly skewed, and the sample variance includes exactly that; nothing is
        tuned. Tokens are assumed exchangeable: for strongly correlated tokens (long documents)
        the SE is optimistic — hold out whole documents instead.
-    4. Mardia's statistics on the held-out residual, whitened with its own covariance (on a
-       random subset of at most ``√(2·10¹¹/d)`` held-out tokens: ``b₁`` costs O(N²d)).
+    4. Mardia's statistics on the held-out residual, whitened with its own covariance, on a
+       random subset of ``S = max(4096, √(N d / 4))`` held-out tokens (all of them when fewer):
+       ``b₁`` costs O(S² d), at most about a quarter of the one O(N d²) pass, and the null
+       means and z-scores are those of ``S`` rows.
     5. The directions' held-out excess kurtosis and its null z-score ``κ/√(24/N_test)``.
     6. Ridge regressions of ``r`` on ``x`` and on ``x̂`` (held-out R²).
+
+    Cost: one O(N d²) pass (the centred co-moment of ``[x | r]`` on each block of tokens: ridge
+    fit, ridge validation, held out), from which the Gaussian background, both ridge
+    regressions (every penalty) and the held-out Gaussian likelihoods follow in closed form;
+    the perturbative fit's passes (the direction search on a bounded sample, then projections
+    on ``n_directions`` filters); one O(N d k) pass over the held-out tokens; and Mardia's
+    bounded sample.
 
     Examples
     --------
@@ -217,9 +227,13 @@ def score(
     tr_offset = red.offset_and_total(N_local - n_te_local)[0]
     te_offset = red.offset_and_total(n_te_local)[0]
 
+    validated = [False]  # every chunk is checked (shape, dtype, NaN/inf) on the first pass only
+
     def rows(a: Any, lo: int, hi: int, name: str) -> Any:
         where = {"row_offset": offset + lo, "of_rows": _rows_note(lo, hi, N_local)}
-        return as_matrix(a[lo:hi], name, **where) if dev is None else as_device_matrix(a[lo:hi], name, dev, **where)
+        if dev is not None:
+            return as_device_matrix(a[lo:hi], name, dev, **where)
+        return host(a[lo:hi]) if validated[0] else as_matrix(a[lo:hi], name, **where)
 
     def chunks():
         """(x, x̂, held-out mask, global train index of the first train row, same for test):
@@ -231,56 +245,57 @@ def score(
             tr_seen += int((~te).sum())
             te_seen += int(te.sum())
 
-    stages = _Stages(["metrics", "gaussian", "perturbative", "held-out", "mardia", "predictability"], progress)
+    stages = _Stages(["moments", "gaussian", "perturbative", "held-out", "mardia", "predictability"], progress)
     try:
-        # pass 1: reconstruction sums, training moments, codes
+        # pass 1, the one O(N d²) pass: reconstruction sums, codes, and for each block of tokens
+        # (ridge fit / ridge validation / held out) the joint statistics of [x | r], from which
+        # the Gaussian background, both ridge regressions and the held-out Gaussian likelihoods
+        # all follow in closed form.
         anchors = AnchorSums(d)
-        m_tr = Moments(d=d)
+        joint = [Moments(d=2 * d) for _ in range(3)]
+        rmom = [Moments(d=d) for _ in range(3)]
         l0 = dead = math.nan
         nz_rows = 0.0
         active = np.zeros(c.shape[1], dtype=bool) if c is not None else None
-        for (lo, hi), (xc, xh, te, _, _) in zip(bounds, chunks()):
+        for (lo, hi), (xc, xh, te, tr_off, _) in zip(bounds, chunks()):
             anchors.add(xc, xh)
-            m_tr = m_tr.merge(Moments.from_data_or_empty((xc - xh)[~te], d))
+            r = xc - xh
+            tr = ~te
+            val = like(uniforms(tr_off, int(tr.sum()), seed, 7) < 0.2, xc)
+            xt, rt_ = xc[tr], r[tr]
+            for b, (xb, rb) in enumerate(((xt[~val], rt_[~val]), (xt[val], rt_[val]), (xc[te], r[te]))):
+                jm, rm = joint_moments(xb, rb)
+                joint[b], rmom[b] = joint[b].merge(jm), rmom[b].merge(rm)
             if c is not None:
                 nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
                 nz_rows += nz.sum()
                 active |= nz.any(axis=0)
+        validated[0] = True
         if c is not None:
             l0 = float(red.sum(nz_rows)) / N
             dead = float(np.mean(red.sum(active.astype(float)) == 0))
         anchors.set_mean(red)
-        m_tr = red.moments(m_tr)
+        joint = [red.moments(m) for m in joint]
+        rmom = [red.moments(m) for m in rmom]
+        m_tr = rmom[0].merge(rmom[1])
         if not np.any(m_tr.comoment):
             raise InputError(
                 "the residual `activations − reconstruction` has zero variance on the training split "
                 "(a constant offset or an exact reconstruction): there is nothing to score beyond `mse`."
             )
+        stages("moments")
+
         gauss = GaussianBackground(shrinkage="ledoit-wolf", device=dev).fit(m_tr)
         # shrinkage only moves eigenvalues: (1 − s)λ + sμ, so the sample spectrum is recovered exactly
         s_, mu_ = gauss.shrinkage_, float(np.trace(gauss.covariance_)) / d
         spectrum = np.clip((gauss.eigenvalues_ - s_ * mu_) / (1.0 - s_), 0.0, None) if s_ < 1 else np.zeros(d)
         var = float(np.trace(m_tr.covariance())) / d
-        stages("metrics")
-
-        # pass 2: legacy ratio, held-out NLL, ridge means
-        ridges = [RidgeSums(d, d), RidgeSums(d, d)]  # r on x, r on x̂
-        nll = np.zeros(2)
-        for xc, xh, te, tr_off, _ in chunks():
-            anchors.add2(xc, xh)
-            r = xc - xh
-            rt = r[te]
-            if len(rt):
-                nll += [float(gauss._logpdf(rt).sum()), float(rowsq(rt - like(m_tr.mean, rt)).sum())]
-            val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
-            for acc, reg in zip(ridges, (xc, xh)):
-                acc.add_train(reg[~te], r[~te], val)
-        anchors_out = anchors.result(red)
-        nll = red.sum(nll)
-        nll_g = -float(nll[0]) / n_test / _LN2
-        nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(nll[1]) / n_test / var) / _LN2
-        for acc in ridges:
-            acc.set_means(red)
+        # held-out NLL from the held-out block's sums about the training mean:
+        # Σ_t (r_t − μ)ᵀ P (r_t − μ) = tr(P S) and Σ_t ‖r_t − μ‖² = tr S, S = C_te + n δδᵀ
+        S_te = rmom[2].comoment + n_test * np.outer(rmom[2].mean - gauss.mean_, rmom[2].mean - gauss.mean_)
+        quad = float(np.sum(gauss.precision_ * S_te))
+        nll_g = 0.5 * (gauss.rank_ * math.log(2 * math.pi) + gauss.logdet_ + quad / n_test) / _LN2
+        nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(np.trace(S_te)) / n_test / var) / _LN2
         stages("gaussian")
 
         def train_chunks():
@@ -293,27 +308,28 @@ def score(
         pert._fit_chunks(train_chunks, red, d)
         stages("perturbative")
 
-        # pass 3: held-out gain and direction kurtosis, ridge cross-products, Mardia's sample
+        # pass 2, O(N d k): the legacy ratio on every token; on held-out tokens the gain and the
+        # directions' kurtosis (projections on k filters: no whitening of the rows) and
+        # Mardia's sample
+        r_ = gauss.rank_
+        filters = (gauss.eigenvectors_[:, :r_] / np.sqrt(gauss.eigenvalues_[:r_])) @ pert.basis_.T
         k = pert.basis_.shape[0]
         gsum = np.zeros(2)
         ypow = np.zeros((4, k))
-        cap = max(1000, int(math.sqrt(_MARDIA_FLOPS / d)))
+        cap = min(n_test, max(_MARDIA_MIN_ROWS, int(math.sqrt(N * d / 4.0))))
         keep = min(1.0, cap / n_test)
         sample = []
-        for xc, xh, te, tr_off, te_off in chunks():
-            r = xc - xh
-            rt = r[te]
+        for xc, xh, te, _, te_off in chunks():
+            anchors.add2(xc, xh)
+            rt = (xc - xh)[te]
             if len(rt):
-                w = gauss._whiten(rt)
-                y = host(w @ like(pert.basis_.T, w))
+                y = host((rt - like(gauss.mean_, rt)) @ like(filters, rt))
                 g = pert._gain_of_projection(y) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
                 y2 = y * y
                 ypow += [y.sum(axis=0), y2.sum(axis=0), (y2 * y).sum(axis=0), (y2 * y2).sum(axis=0)]
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
-            val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
-            for acc, reg in zip(ridges, (xc, xh)):
-                acc.add_central(reg[~te], r[~te], val)
+        anchors_out = anchors.result(red)
         gsum, ypow = red.sum(gsum), red.sum(ypow) / n_test
         ng_bits = float(gsum[0]) / n_test
         ng_se = math.sqrt(max(float(gsum[1]) - n_test * ng_bits**2, 0.0) / (n_test - 1) / n_test)
@@ -323,21 +339,14 @@ def score(
         kurt = c4 / np.maximum(c2, np.finfo(float).tiny) ** 2 - 3.0
         z = kurt / math.sqrt(24.0 / n_test)
         order = np.argsort(-np.abs(z))
-        for acc in ridges:
-            acc.set_cross(red)
         stages("held-out")
 
         mar = mardia(concat(sample, d), device=dev, progress=progress, reduce=red)
         stages("mardia")
 
-        # pass 4: ridge held-out errors (each penalty's validation error came from the sums)
-        for acc in ridges:
-            acc.set_fit()
-        for xc, xh, te, _, _ in chunks():
-            r = xc - xh
-            for acc, reg in zip(ridges, (xc, xh)):
-                acc.add_test(reg[te], r[te])
-        lp_x, lp_xhat = (acc.r2(red) for acc in ridges)
+        # ridge regressions of r on x and on x̂, from the blocks' sums alone
+        lp_x = Ridge(joint[0], joint[1], d).r2(joint[2])
+        lp_xhat = Ridge(on_reconstruction(joint[0]), on_reconstruction(joint[1]), d).r2(on_reconstruction(joint[2]))
         stages("predictability")
     finally:
         stages.close()

@@ -55,6 +55,11 @@ def _as_list(name, value):
     return vals
 
 
+def _theory_key(cell: dict) -> tuple:
+    """What a cell's theory depends on: activation, C_W, C_b and the input x (1 unless recorded)."""
+    return cell["activation"], cell["C_W"], cell["C_b"], cell.get("input", 1.0)
+
+
 def _cell_seed(key: dict) -> int:
     text = json.dumps(key, sort_keys=True)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
@@ -111,10 +116,11 @@ class StudyResult(JsonResult):
     """One row per grid cell: the measured and predicted excess kurtosis and second moment.
 
     Each row is a dict with the cell's ``key`` (activation, width, depth, C_W, C_b, networks,
-    method, seed) and ``result``: ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised),
-    ``raw_excess_kurtosis`` / ``_se``, ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's
-    tail diagnostic fired), ``theory_K``, ``theory_second_moment`` (``K + K1/n``),
-    ``leading_order`` (``3V/(nK²)``), ``exact`` (scale-invariant activations with C_b = 0, else null).
+    method, seed; ``input`` where it is not 1, see :class:`Study`) and ``result``:
+    ``excess_kurtosis`` / ``_se`` (Rao–Blackwellised), ``raw_excess_kurtosis`` / ``_se``,
+    ``second_moment`` / ``_se``, ``heavy_tail`` (the estimate's tail diagnostic fired),
+    ``theory_K``, ``theory_second_moment`` (``K + K1/n``), ``leading_order`` (``3V/(nK²)``),
+    ``exact`` (scale-invariant activations with C_b = 0, else null).
     """
 
     _json_options = {"sort_keys": True}
@@ -183,6 +189,11 @@ class Study:
     cut off on resume. Finished cells are never recomputed. ``run(distributed=True)`` splits each
     cell's networks over the ranks of a ``torch.distributed`` group with the same numbers.
 
+    At a default critical point of the K* > 0 class (GELU, SWISH) the input is
+    ``x = √((K* − C_b)/C_W)`` instead of 1, so that ``K⁽¹⁾ = K*`` and the kernel stays at its
+    fixed point (from ``x = 1`` it would drift for hundreds of layers); the cell's key records it
+    as ``input``.
+
     Examples
     --------
     >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, networks=500,
@@ -218,16 +229,22 @@ class Study:
         C_Ws, C_bs = self.grid.get("C_W", [None]), self.grid.get("C_b", [None])
         for act, cw, cb in itertools.product(self.grid["activation"], C_Ws, C_bs):
             name = resolve_activation(act).name
+            x = None  # the input; None: x = 1
             if cw is None or cb is None:
                 crit = critical_point(name)
-                if crit is None:
-                    raise InputError(f"activation {name!r} has no critical point; give `C_W` and `C_b` in the grid.")
-                cb = crit[0] if cb is None else cb
-                cw = crit[1] if cw is None else cw
+                if not crit.exists:
+                    raise InputError(f"activation {name!r} has no critical point ({crit.reason}); "
+                                     "give `C_W` and `C_b` in the grid.")
+                if cw is None and cb is None and crit.universality == "K*>0":
+                    x = ((crit.K_star - crit.C_b) / crit.C_W) ** 0.5  # K⁽¹⁾ = K*: the kernel stays there
+                cb = crit.C_b if cb is None else cb
+                cw = crit.C_W if cw is None else cw
             for n, L in itertools.product(self.grid["width"], self.grid["depth"]):
                 MLPConfig(name, n, L, C_W=cw, C_b=cb)  # validates
                 cells.append({"activation": name, "width": int(n), "depth": int(L), "C_W": float(cw),
                               "C_b": float(cb), "networks": self.networks, "method": self.method, "seed": self.seed})
+                if x is not None:
+                    cells[-1]["input"] = float(x)
         return cells
 
     @property
@@ -236,7 +253,7 @@ class Study:
 
     def _run_cell(self, key: dict, theory, distributed=False, group=None) -> dict:
         cfg = MLPConfig(key["activation"], key["width"], key["depth"], C_W=key["C_W"], C_b=key["C_b"])
-        ens = sample_ensemble(cfg, key["networks"], [1.0], method=key["method"], seed=_cell_seed(key),
+        ens = sample_ensemble(cfg, key["networks"], [key.get("input", 1.0)], method=key["method"], seed=_cell_seed(key),
                               device=self.device, progress=False, distributed=distributed, group=group)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", HeavyTailWarning)
@@ -303,11 +320,11 @@ class Study:
                 if skey in done:
                     rows.append(done[skey])
                     continue
-                tkey = (key["activation"], key["C_W"], key["C_b"])
+                tkey = _theory_key(key)
                 if tkey not in theories:
-                    depth = max(c["depth"] for c in self._cells if (c["activation"], c["C_W"], c["C_b"]) == tkey)
+                    depth = max(c["depth"] for c in self._cells if _theory_key(c) == tkey)
                     theories[tkey] = finite_width_theory(key["activation"], depth, C_W=key["C_W"], C_b=key["C_b"],
-                                                         first_kernel=key["C_b"] + key["C_W"])
+                                                         first_kernel=key["C_b"] + key["C_W"] * tkey[3] ** 2)
                 record = {"key": key, "result": self._run_cell(key, theories[tkey], distributed, group)}
                 if path is not None and red.rank == 0:
                     _append(path, record)

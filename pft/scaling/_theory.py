@@ -11,9 +11,9 @@ import numpy as np
 from pft._results import JsonResult
 from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
 from pft.scaling._activations import Activation, resolve_activation
-from pft.scaling._quadrature import _rule_1d, gaussian_expect, gaussian_rule
+from pft.scaling._quadrature import N_HALF, _rule_1d, gaussian_expect, gaussian_rule, half_line_rule
 
-__all__ = ["FiniteWidthTheory", "finite_width_theory", "critical_point"]
+__all__ = ["FiniteWidthTheory", "finite_width_theory", "critical_point", "CriticalPoint"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -39,7 +39,8 @@ class FiniteWidthTheory(JsonResult):
     K1_shift : ndarray, shape (L,) or (L, k, k)
         NLO kernel: ``E z_a z_b = K_ab + K1_ab / n + O(1/n²)``.
     chi_parallel : ndarray, shape (L,) or (L, k)
-        Parallel susceptibility ``χ∥⁽ˡ⁾ = C_W ∂⟨σ²⟩_K/∂K`` at ``K⁽ˡ⁾`` (per input).
+        Parallel susceptibility ``χ∥⁽ˡ⁾ = C_W ∂⟨σ²⟩_K/∂K = (C_W/2K²)⟨σ²(z)(z² − K)⟩_K`` at
+        ``K⁽ˡ⁾`` (per input).
     n_inputs : int or None
         k when several inputs were given, else None (scalar arrays).
     U : ndarray, shape (L,) or (L, k, k, k, k, k, k), or None
@@ -47,6 +48,9 @@ class FiniteWidthTheory(JsonResult):
         covariance ``G`` of layer ℓ over input pairs A, B, C, so the connected six-point function of
         one preactivation is ``κ₆ = 15 U/n²``; ``U⁽¹⁾ = 0``. None when not computed (see
         ``six_point``).
+    chi_perp : ndarray, shape (L,) or (L, k), or None
+        Perpendicular susceptibility ``χ⊥⁽ˡ⁾ = C_W ⟨σ'(z)²⟩_K`` at ``K⁽ˡ⁾`` (per input); None only
+        in results stored before it was reported.
     """
 
     activation: str
@@ -59,6 +63,7 @@ class FiniteWidthTheory(JsonResult):
     chi_parallel: np.ndarray = field(repr=False)
     n_inputs: int | None = None
     U: np.ndarray | None = field(default=None, repr=False)
+    chi_perp: np.ndarray | None = field(default=None, repr=False)
 
     def _diag(self):
         if self.n_inputs is None:
@@ -131,25 +136,28 @@ class FiniteWidthTheory(JsonResult):
             "K1_shift": self.K1_shift.tolist(),
             "chi_parallel": self.chi_parallel.tolist(),
             "U": None if self.U is None else self.U.tolist(),
+            "chi_perp": None if self.chi_perp is None else self.chi_perp.tolist(),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "FiniteWidthTheory":
         arr = {k: np.asarray(d[k], dtype=float) for k in ("K", "V", "K1_shift", "chi_parallel")}
-        U = None if d.get("U") is None else np.asarray(d["U"], dtype=float)
-        return cls(d["activation"], d["C_W"], d["C_b"], d["depth"], n_inputs=d["n_inputs"], U=U, **arr)
+        opt = {k: None if d.get(k) is None else np.asarray(d[k], dtype=float) for k in ("U", "chi_perp")}
+        return cls(d["activation"], d["C_W"], d["C_b"], d["depth"], n_inputs=d["n_inputs"], **opt, **arr)
 
     def __str__(self) -> str:
         K, V = self._diag()
         K1 = self.K1_shift if self.n_inputs is None else self.K1_shift[:, np.arange(self.n_inputs), np.arange(self.n_inputs)]
         chi = self.chi_parallel
+        perp = np.full(chi.shape, np.nan) if self.chi_perp is None else self.chi_perp
         head = f"finite-width theory: {self.activation}, C_W={self.C_W:g}, C_b={self.C_b:g}, L={self.depth}"
         if self.n_inputs is not None:
             head += f", {self.n_inputs} inputs (input 0 shown)"
-            K, V, K1, chi = K[:, 0], V[:, 0], K1[:, 0], chi[:, 0]
+            K, V, K1, chi, perp = K[:, 0], V[:, 0], K1[:, 0], chi[:, 0], perp[:, 0]
         shown = list(range(self.depth)) if self.depth <= 12 else [*range(5), *range(self.depth - 5, self.depth)]
-        rows = [[str(i + 1), f"{K[i]:.6g}", f"{V[i] / K[i] ** 2:.6g}", f"{K1[i]:.6g}", f"{chi[i]:.6g}"] for i in shown]
-        return head + "\n" + _table(["layer", "K", "V/K^2", "K1_shift", "chi_par"], rows)
+        rows = [[str(i + 1), f"{K[i]:.6g}", f"{V[i] / K[i] ** 2:.6g}", f"{K1[i]:.6g}", f"{chi[i]:.6g}", f"{perp[i]:.6g}"]
+                for i in shown]
+        return head + "\n" + _table(["layer", "K", "V/K^2", "K1_shift", "chi_par", "chi_perp"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +169,7 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
     K1 = np.zeros(depth)
     U = np.zeros(depth)
     chi = np.empty(depth)
+    perp = np.empty(depth)
     K[0] = K0
     for ell in range(depth):
         k = K[ell]
@@ -179,6 +188,7 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
         d2 = 0.25 * (ws2 @ (y2 * y2 - 6.0 * y2 / k + 3.0 / k**2))  # ∂²⟨σ²⟩/∂K²
         dv = (ws2 * s2) @ h2 - 2.0 * e2 * d1  # ∂/∂K (⟨σ⁴⟩ − ⟨σ²⟩²)
         chi[ell] = C_W * d1
+        perp[ell] = C_W * (w @ act.prime(z) ** 2)
         if ell + 1 < depth:
             c = chi[ell]
             K[ell + 1] = C_b + C_W * e2
@@ -186,7 +196,7 @@ def _single_input(act: Activation, depth: int, C_W: float, C_b: float, K0: float
             K1[ell + 1] = c * K1[ell] + 0.5 * C_W * d2 * V[ell]
             U[ell + 1] = (C_W**3 * (e6 - 3.0 * e4 * e2 + 2.0 * e2**3) + 3.0 * C_W**2 * c * dv * V[ell]
                           + c**3 * U[ell] + 3.0 * c**2 * C_W * d2 * V[ell] ** 2)
-    return K, V, K1, chi, U
+    return K, V, K1, chi, U, perp
 
 
 def _hermite_moments(f: np.ndarray, y: np.ndarray, P: np.ndarray):
@@ -305,10 +315,12 @@ def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.nda
     K1 = np.zeros((depth, k, k))
     U = np.zeros((depth,) + (k,) * 6) if six else None
     chi = np.empty((depth, k))
+    perp = np.empty((depth, k))
     K[0] = K0
     for ell in range(depth):
         E2, E4, J, T = _multi_layer(act, K[ell])
         chi[ell] = C_W * np.array([J[a, a, a, a] for a in range(k)])
+        perp[ell] = C_W * np.array([_mean_prime_sq(act, K[ell, a, a]) for a in range(k)])
         if ell + 1 < depth:
             K[ell + 1] = C_b + C_W * E2
             V[ell + 1] = C_W**2 * (E4 - np.einsum("ab,cd->abcd", E2, E2)) + C_W**2 * np.einsum(
@@ -318,7 +330,7 @@ def _multi_input(act: Activation, depth: int, C_W: float, C_b: float, K0: np.nda
             if six:
                 E6, dE4 = _six_point_parts(act, K[ell])
                 U[ell + 1] = _six_point_step(C_W, E2, E4, J, T, V[ell], U[ell], E6, dE4)
-    return K, V, K1, chi, U
+    return K, V, K1, chi, U, perp
 
 
 def _check_pos(name, value, *, strict=True):
@@ -374,7 +386,11 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         K1⁽ˡ⁺¹⁾ = C_W (J K1⁽ˡ⁾ + ½ T V⁽ˡ⁾)
 
     For one input ``C_W J = χ∥ = C_W ⟨σ²(z² − K)⟩/(2K²)`` and the excess kurtosis of a
-    preactivation is ``3V/(nK²) + O(1/n²)``. The six-point vertex follows from the law of total
+    preactivation is ``3V/(nK²) + O(1/n²)``; ``chi_perp`` is ``χ⊥ = C_W⟨σ'²⟩_K`` (σ' in closed form,
+    or by differences for a callable). At a K* > 0 critical point (:func:`critical_point`, e.g.
+    GELU) with ``first_kernel = K*`` the kernel stays at ``K*``, ``χ∥ = χ⊥ = 1``, so
+    ``V⁽ˡ⁾ = (ℓ − 1) C_W² Var(σ²)`` grows linearly and ``K1⁽ˡ⁾ = ½ C_W g''(K*) Σ_{m<ℓ} V⁽ᵐ⁾``
+    quadratically (``g = ⟨σ²⟩_K``). The six-point vertex follows from the law of total
     cumulance for ``G⁽ˡ⁾ = C_b + (C_W/n) Σ_j φ(z_j)``, ``φ_(ab) = σ_aσ_b``, given ``G⁽ˡ⁻¹⁾``; for
     one input::
 
@@ -400,7 +416,7 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
     C_b = _check_pos("C_b", C_b, strict=False)
     if inputs is None:
         K0 = _check_pos("first_kernel", first_kernel)
-        K, V, K1, chi, U = _single_input(act, depth, C_W, C_b, K0)
+        K, V, K1, chi, U, perp = _single_input(act, depth, C_W, C_b, K0)
         n_inputs = None
     else:
         X = np.asarray(inputs, dtype=float)
@@ -417,29 +433,225 @@ def finite_width_theory(activation, depth, *, C_W, C_b, first_kernel=1.0, inputs
         if six_point and k > MAX_INPUTS_SIX_POINT:
             raise InputError(f"`six_point=True` supports at most {MAX_INPUTS_SIX_POINT} inputs; `inputs` has {k}.")
         six = (k <= 2) if six_point is None else bool(six_point)
-        K, V, K1, chi, U = _multi_input(act, depth, C_W, C_b, K0, six)
+        K, V, K1, chi, U, perp = _multi_input(act, depth, C_W, C_b, K0, six)
         n_inputs = k
-    return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs, U)
+    return FiniteWidthTheory(act.name, C_W, C_b, depth, K, V, K1, chi, n_inputs, U, chi_perp=perp)
 
 
-def critical_point(activation):
-    """``(C_b, C_W)`` at criticality (``χ∥ = 1`` at a fixed point of the kernel), or None.
+# ---------------------------------------------------------------------------------------------
+# criticality
 
-    Scale-invariant activations (slopes a₊, a₋): ``(0, 2/(a₊² + a₋²))``. The K* = 0 class
-    (tanh, erf, sin: σ(0) = 0, σ'(0) ≠ 0, σ''(0) = 0): ``(0, 1/σ'(0)²)``. Otherwise (a callable,
-    gelu, silu) it looks numerically for ``C_b = 0`` and a nonzero fixed point where ``⟨σ²⟩_K / K``
-    is stationary (there ``χ∥ = 1``). gelu and silu have none: with ``C_W = K/⟨σ²⟩_K``, ``χ∥ > 1``
-    for every K and tends to 1 only as K → 0 or ∞ (checked on K ∈ [1e-2, 1e3]). sigmoid
-    (σ(0) ≠ 0) has none.
+def _mean_prime_sq(act: Activation, K: float) -> float:
+    """``⟨σ'(z)²⟩_K`` by the half-range rule (a kink at 0 is a point of measure zero)."""
+    z, w = _rule_1d(K)
+    return float(w @ act.prime(z[:, 0]) ** 2)
+
+
+def _kernel_parts(act: Activation, K: float, n_nodes: int = N_HALF):
+    """``(⟨σ²⟩_K, ∂⟨σ²⟩_K/∂K, ⟨σ'²⟩_K)`` with the ``n_nodes`` half-range rule; the derivative as
+    ``⟨σ²(z² − K)⟩/(2K²)`` (no σ'' needed, kinks included)."""
+    u, w = half_line_rule(n_nodes, 0)
+    s = math.sqrt(K)
+    z = np.concatenate([s * u, -s * u])
+    w = np.concatenate([w, w]) / math.sqrt(2 * math.pi)
+    s2 = np.asarray(act.numpy(z), dtype=float) ** 2
+    ws2 = w * s2
+    g = float(ws2.sum())
+    g1 = float(0.5 * ws2 @ ((z / K) ** 2 - 1.0 / K))
+    p = float(w @ act.prime(z) ** 2)
+    return g, g1, p
+
+
+#: K > 0 critical points are searched for on this range (log grid, then Brent's method)
+K_SEARCH = (1e-3, 1e3)
+_GRID_POINTS = 241
+_CONVERGED = 1e-9  # a grid point counts when the 96- and 64-node rules agree to this (relative)
+
+
+@dataclass(frozen=True)
+class CriticalPoint(JsonResult):
+    """A critical initialisation ``(C_b, C_W)`` of an MLP, its fixed point and susceptibilities.
+
+    Critical means: the kernel recursion ``K ← C_b + C_W⟨σ²⟩_K`` has a fixed point ``K*`` at
+    which ``χ∥ = C_W ∂⟨σ²⟩_K/∂K`` and ``χ⊥ = C_W⟨σ'²⟩_K`` both equal 1 (``C_b ≥ 0, C_W > 0``).
+
+    Attributes
+    ----------
+    activation : str
+    universality : {"scale-invariant", "K*=0", "K*>0", "none"}
+        ``"none"``: no critical point (see ``reason``).
+    C_b, C_W : float or None
+    K_star : float or None
+        The fixed point; None for scale-invariant activations (every ``K > 0`` is one) and when
+        none exists. 0.0 for the K* = 0 class, reached as a limit (the kernel flows to 0).
+    chi_parallel, chi_perp : float or None
+        ``χ∥`` and ``χ⊥`` at ``K*`` (for ``K* = 0`` their limits ``K → 0``), computed by the
+        library's quadrature — 1 to rounding when a point exists.
+    reason : str
+        Why this point (which rule chose it among several) or why there is none.
+    alternatives : tuple of dict
+        Other solutions met by the search (``K_star``, ``C_b``, ``C_W``, ``note``), including
+        ones that are not usable (``C_b < 0``, or a ``K* = 0`` point the kernel flows away from).
+
+    Examples
+    --------
+    >>> cp = critical_point("silu")
+    >>> cp.universality, round(cp.K_star, 4), round(cp.C_b, 4), round(cp.C_W, 4)
+    ('K*>0', 14.3202, 0.5551, 1.988)
+    """
+
+    activation: str
+    universality: str
+    C_b: float | None
+    C_W: float | None
+    K_star: float | None
+    chi_parallel: float | None
+    chi_perp: float | None
+    reason: str
+    alternatives: tuple = ()
+
+    @property
+    def exists(self) -> bool:
+        """True when a critical point was found."""
+        return self.universality != "none"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CriticalPoint":
+        return cls(d["activation"], d["universality"], d["C_b"], d["C_W"], d["K_star"], d["chi_parallel"],
+                   d["chi_perp"], d["reason"], tuple(dict(a) for a in d.get("alternatives", ())))
+
+    def __str__(self) -> str:
+        if not self.exists:
+            return f"critical point of {self.activation}: none\n  {self.reason}"
+        ks = "any K > 0" if self.K_star is None else f"{self.K_star:.12g}"
+        lines = [f"critical point of {self.activation} ({self.universality} class)",
+                 f"  C_b = {self.C_b:.12g}, C_W = {self.C_W:.12g}, K* = {ks}",
+                 f"  chi_par = {self.chi_parallel:.15g}, chi_perp = {self.chi_perp:.15g}",
+                 f"  {self.reason}"]
+        for a in self.alternatives:
+            cb = "?" if a["C_b"] is None else f"{a['C_b']:.6g}"
+            lines.append(f"  also: K* = {a['K_star']:.6g}, C_b = {cb}, C_W = {a['C_W']:.6g} ({a['note']})")
+        return "\n".join(lines)
+
+
+def _homogeneous_slopes(act: Activation):
+    """``(a₊, a₋)`` when ``σ(z) = a₊ z (z > 0), a₋ z (z < 0)`` (checked at probe points), else None."""
+    if act.slopes is not None:
+        return act.slopes
+    probe = np.array([0.37, 1.0, 2.9, 13.0])
+    try:
+        plus = np.asarray(act.numpy(probe), dtype=float)
+        minus = np.asarray(act.numpy(-probe), dtype=float)
+        zero = float(np.asarray(act.numpy(np.zeros(1)), dtype=float)[0])
+    except Exception:  # noqa: BLE001 - a callable that fails here is not homogeneous
+        return None
+    a, b = plus[1], -minus[1]
+    ok = (abs(zero) <= 1e-14 and np.allclose(plus, a * probe, rtol=1e-12, atol=1e-14)
+          and np.allclose(minus, -b * probe, rtol=1e-12, atol=1e-14))
+    return (float(a), float(b)) if ok else None
+
+
+def _slope_at_zero(act: Activation):
+    """``σ'(0)``, or None when σ has a kink at 0 (the one-sided derivatives differ).
+
+    Named activations: the closed form. A callable: one-sided differences at ``h = 10⁻²/2ʲ``,
+    j = 0 … 3, on each side, each combined by three Richardson steps (error O(h⁴); σ'' may jump
+    at 0, as for ELU)."""
+    if act.slope_at_zero is not None:
+        return act.slope_at_zero
+    if act.builtin:
+        return float(act.prime(np.zeros(1))[0])
+    steps = 1e-2 / 2.0 ** np.arange(4)
+    f0 = float(np.asarray(act.numpy(np.zeros(1)), dtype=float)[0])
+    sides = []
+    for sign in (1.0, -1.0):
+        d = list((np.asarray(act.numpy(sign * steps), dtype=float) - f0) / (sign * steps))
+        for m in (1, 2, 3):  # forward differences have every power of h: factors 2, 4, 8
+            d = [(2**m * d[i + 1] - d[i]) / (2**m - 1) for i in range(len(d) - 1)]
+        sides.append(d[0])
+    right, left = sides
+    if abs(right - left) > 1e-7 * (1.0 + abs(right) + abs(left)):
+        return None
+    return 0.5 * (right + left)
+
+
+def _gap(act: Activation, K: float, n_nodes: int = N_HALF) -> float:
+    """``(χ∥ − χ⊥)/C_W = ∂⟨σ²⟩_K/∂K − ⟨σ'²⟩_K`` (``= ⟨σσ''⟩_K`` for smooth σ)."""
+    _, g1, p = _kernel_parts(act, K, n_nodes)
+    return g1 - p
+
+
+def _positive_roots(act: Activation) -> tuple[list[float], list[tuple[float, float]]]:
+    """Roots of :func:`_gap` on ``K_SEARCH`` (sign changes between neighbouring points of a log
+    grid, refined by Brent's method), counting only grid points where two rules agree; and the
+    ``(K, gap)`` pairs seen."""
+    from scipy.optimize import brentq
+
+    grid = np.geomspace(*K_SEARCH, _GRID_POINTS)
+    vals = []
+    for K in grid:
+        g, g1, p = _kernel_parts(act, K)
+        gc, g1c, pc = _kernel_parts(act, K, 64)
+        scale = abs(g1) + abs(p)
+        good = (np.isfinite(g1 - p) and abs((g1 - p) - (g1c - pc)) <= _CONVERGED * scale
+                and abs(g - gc) <= _CONVERGED * abs(g))
+        vals.append(g1 - p if good else np.nan)
+    vals = np.array(vals)
+    roots = []
+    ok = np.flatnonzero(np.isfinite(vals))
+    for i, j in zip(ok[:-1], ok[1:]):
+        a, b = vals[i], vals[j]
+        if a == 0.0:
+            roots.append(float(grid[i]))
+        elif a * b < 0 and j == i + 1:  # across unconverged points a sign change proves nothing
+            roots.append(float(brentq(lambda K: _gap(act, K), grid[i], grid[j], xtol=1e-15, rtol=4 * np.finfo(float).eps,
+                                      maxiter=200)))
+    if ok.size and vals[ok[-1]] == 0.0:
+        roots.append(float(grid[ok[-1]]))
+    return roots, [(float(grid[i]), float(vals[i])) for i in ok]
+
+
+def critical_point(activation) -> CriticalPoint:
+    """The critical initialisation of an MLP: ``C_b, C_W`` and a fixed point ``K*`` of the kernel
+    with ``χ∥(K*) = χ⊥(K*) = 1``.
+
+    ``K* = C_b + C_W⟨σ²⟩_{K*}``, ``χ∥ = C_W ∂⟨σ²⟩_K/∂K = (C_W/2K²)⟨σ²(z)(z² − K)⟩_K`` and
+    ``χ⊥ = C_W⟨σ'(z)²⟩_K`` (z ~ N(0, K)); ``C_b ≥ 0``, ``C_W > 0``.
 
     Parameters
     ----------
     activation : str or callable
+        A name (see :func:`finite_width_theory`) or an elementwise callable (smooth except
+        possibly for a kink at 0; ``σ(0) ≠ 0`` is allowed). For a callable σ' is taken by
+        Richardson-extrapolated differences (:meth:`Activation.prime`).
 
     Returns
     -------
-    tuple of float or None
-        ``(C_b, C_W)``, or None where no critical point exists.
+    CriticalPoint
+        ``universality`` is ``"none"`` (and ``C_b, C_W`` None) when no critical point exists;
+        ``reason`` says why.
+
+    Notes
+    -----
+    Since ``∂⟨σ²⟩/∂K = ⟨σ'²⟩ + ⟨σσ''⟩`` (Gaussian integration by parts), ``χ∥ = χ⊥`` at ``K*``
+    exactly when ``⟨σσ''⟩_{K*} = 0``; then ``C_W = 1/⟨σ'²⟩_{K*}`` and
+    ``C_b = K* − C_W⟨σ²⟩_{K*}``, which must be ``≥ 0``. The classes (PDLT §5.2–5.4):
+
+    - **scale-invariant** (``σ = a₊z`` for z > 0, ``a₋z`` for z < 0; a callable is tested at probe
+      points): ``C_b = 0, C_W = 2/(a₊² + a₋²)``; every ``K > 0`` is a fixed point (``K_star`` None).
+    - **K* = 0** (σ(0) = 0, σ'(0) ≠ 0, e.g. tanh, sin, erf): ``C_b = 0, C_W = 1/σ'(0)²``. At
+      ``K = 0`` both susceptibilities are ``C_W σ'(0)² = 1``; the point is reached only as a limit,
+      and only when the kernel flows into it, ``C_W⟨σ²⟩_K < K`` for small K (checked at
+      K = 10⁻³, 10⁻²) — true for tanh (K ≈ 1/(2ℓ)), false for GELU and SWISH.
+    - **K* > 0** (GELU, SWISH): roots of ``⟨σσ''⟩_K`` on ``K ∈ [10⁻³, 10³]`` (sign changes on a log
+      grid of 241 points where the 96- and 64-node rules agree, refined by Brent's method) with
+      ``C_b ≥ 0``. GELU: ``K* = (3 + √17)/2``, SWISH: ``K* ≈ 14.32``. These fixed points are
+      half-stable: with ``χ∥ = 1``, ``K − K*`` moves by ``½C_W ∂²⟨σ²⟩/∂K² (K − K*)²`` per layer,
+      so the kernel approaches from one side only (GELU from above, SWISH from below).
+
+    Choice among several: the K* = 0 point when the kernel flows into it; otherwise the smallest
+    ``K* > 0`` with ``C_b ≥ 0``. The others are listed in ``alternatives``. Double roots of
+    ``⟨σσ''⟩`` (no sign change) and roots outside the search range are not found.
 
     References
     ----------
@@ -447,37 +659,87 @@ def critical_point(activation):
 
     Examples
     --------
-    >>> critical_point("relu"), critical_point("tanh"), critical_point("sigmoid")
-    ((0.0, 2.0), (0.0, 1.0), None)
+    >>> cp = critical_point("gelu")
+    >>> cp.universality, round(cp.K_star, 12) == round((3 + 17 ** 0.5) / 2, 12)
+    ('K*>0', True)
+    >>> round(cp.C_b, 4), round(cp.C_W, 4), round(cp.chi_parallel, 10), round(cp.chi_perp, 10)
+    (0.1729, 1.9831, 1.0, 1.0)
+    >>> critical_point("relu").C_W, critical_point("tanh").K_star, critical_point("sigmoid").exists
+    (2.0, 0.0, False)
     """
     act = resolve_activation(activation)
-    if act.slopes is not None:
-        a, b = act.slopes
+    slopes = _homogeneous_slopes(act)
+    if slopes is not None:
+        a, b = slopes
         s = a * a + b * b
-        return None if s == 0 else (0.0, 2.0 / s)
-    if act.slope_at_zero is not None:
-        return (0.0, 1.0 / act.slope_at_zero**2)
-    h = 1e-4
-    s0, sp, sm = (float(act.numpy(np.array([x]))[0]) for x in (0.0, h, -h))
-    if abs(s0) > 1e-12:
-        return None
-    d1 = (sp - sm) / (2 * h)
-    d2 = (sp - 2 * s0 + sm) / h**2
-    if abs(d2) < 1e-6 and abs(d1) > 1e-8:
-        return (0.0, 1.0 / d1**2)
-    from scipy.optimize import brentq
-
-    def dlog(K):  # d/dK log(⟨σ²⟩/K) = ∂⟨σ²⟩/⟨σ²⟩ − 1/K
-        z, w = _rule_1d(K)
-        s2 = np.asarray(act.numpy(z[:, 0]), dtype=float) ** 2
-        return 0.5 * (w * s2) @ ((z[:, 0] / K) ** 2 - 1 / K) / (w @ s2) - 1.0 / K
-
-    grid = np.geomspace(1e-2, 1e3, 120)
-    vals = np.array([dlog(K) for K in grid])
-    for lo, hi, vlo, vhi in zip(grid[:-1], grid[1:], vals[:-1], vals[1:]):
-        if np.isfinite(vlo) and np.isfinite(vhi) and vlo * vhi < 0:
-            Kstar = brentq(dlog, lo, hi, xtol=1e-14, rtol=1e-14)
-            z, w = _rule_1d(Kstar)
-            e2 = w @ np.asarray(act.numpy(z[:, 0]), dtype=float) ** 2
-            return (0.0, float(Kstar / e2))
-    return None
+        if s == 0:
+            return CriticalPoint(act.name, "none", None, None, None, None, None,
+                                 "σ vanishes identically: the kernel is C_b at every layer and χ∥ = χ⊥ = 0.")
+        cw = 2.0 / s
+        return CriticalPoint(act.name, "scale-invariant", 0.0, cw, None, cw * s / 2, cw * s / 2,
+                             "scale-invariant: ⟨σ²⟩_K = (a₊² + a₋²)K/2, so with C_b = 0 every K > 0 is a fixed point "
+                             "and χ∥ = χ⊥ = C_W(a₊² + a₋²)/2 = 1.")
+    alternatives = []
+    zero = None  # the K* = 0 candidate
+    s0 = float(np.asarray(act.numpy(np.zeros(1)), dtype=float)[0])
+    d0 = _slope_at_zero(act)
+    if d0 is not None and abs(d0) > 1e-8 and abs(s0) <= 1e-12 * max(1.0, abs(d0)):
+        cw0 = 1.0 / d0**2
+        flows = all(cw0 * _kernel_parts(act, K)[0] < K for K in (1e-3, 1e-2))
+        zero = (cw0, flows)
+        if not flows:
+            alternatives.append({"K_star": 0.0, "C_b": 0.0, "C_W": cw0,
+                                 "note": "a fixed point with χ∥ = χ⊥ = 1, but C_W⟨σ²⟩_K > K for small K: "
+                                         "the kernel flows away from it"})
+    roots, gaps = _positive_roots(act)
+    usable = []
+    for K in roots:
+        g, g1, p = _kernel_parts(act, K)
+        if not p > 0:
+            continue
+        cw = 1.0 / p
+        cb = K - cw * g
+        if cb < -1e-12 * max(1.0, K):
+            alternatives.append({"K_star": K, "C_b": cb, "C_W": cw,
+                                 "note": "χ∥ = χ⊥ here, but the fixed point needs C_b < 0"})
+            continue
+        usable.append((K, max(cb, 0.0), cw, g1 * cw, p * cw))
+    if zero is not None and zero[1]:
+        cw0 = zero[0]
+        alternatives += [{"K_star": K, "C_b": cb, "C_W": cw, "note": "another K* > 0 critical point"}
+                         for K, cb, cw, _, _ in usable]
+        chi = cw0 * d0**2
+        extra = "" if not usable else "; K* > 0 critical points exist too (alternatives), the K* = 0 one is preferred"
+        return CriticalPoint(act.name, "K*=0", 0.0, cw0, 0.0, chi, chi,
+                             "K* = 0 class: σ(0) = 0, σ'(0) ≠ 0, and with C_b = 0, C_W = 1/σ'(0)² the kernel "
+                             "decreases to 0 (C_W⟨σ²⟩_K < K for small K), where χ∥ = χ⊥ = C_W σ'(0)² = 1" + extra + ".",
+                             tuple(alternatives))
+    if usable:
+        K, cb, cw, chi_par, chi_perp = usable[0]
+        alternatives += [{"K_star": k, "C_b": b, "C_W": w, "note": "a larger K* > 0 critical point"}
+                         for k, b, w, _, _ in usable[1:]]
+        why = "K* > 0 class: the smallest K > 0 where ⟨σσ''⟩_K = 0 (χ∥ = χ⊥) with C_b ≥ 0"
+        if zero is not None:
+            why += "; K = 0 is also critical but repels the kernel (alternatives)"
+        return CriticalPoint(act.name, "K*>0", cb, cw, K, chi_par, chi_perp, why + ".", tuple(alternatives))
+    lo, hi = K_SEARCH
+    if roots:
+        why = (f"χ∥ = χ⊥ only at K = {', '.join(f'{r:.6g}' for r in roots)} on [{lo:g}, {hi:g}], where the fixed point "
+               "would need C_b < 0")
+    elif gaps:
+        neg = gaps[0][1] < 0
+        why = (f"{'χ∥ < χ⊥' if neg else 'χ∥ > χ⊥'} (⟨σσ''⟩_K {'<' if neg else '>'} 0) at every K checked in "
+               f"[{gaps[0][0]:.3g}, {gaps[-1][0]:.3g}]")
+        if len(gaps) < _GRID_POINTS:
+            why += (f" ({len(gaps)} of {_GRID_POINTS} log-spaced points on [{lo:g}, {hi:g}]; at the others the "
+                    "quadrature had not converged)")
+        why += ": no K* > 0 was found"
+    else:
+        why = f"the quadrature did not converge anywhere on [{lo:g}, {hi:g}]: no K* > 0 could be checked"
+    if zero is not None:
+        why += "; K = 0 is critical at C_b = 0 but the kernel flows away from it"
+    elif abs(s0) > 1e-12:
+        why += f"; σ(0) = {s0:.6g} ≠ 0, so K = 0 is no fixed point with C_b ≥ 0"
+    else:
+        why += "; σ'(0) is 0 or undefined, so there is no K* = 0 class point"
+    return CriticalPoint(act.name, "none", None, None, None, None, None, why + ".", tuple(alternatives))

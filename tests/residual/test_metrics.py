@@ -99,23 +99,22 @@ def test_ridge_r2_extremes():
 
 
 def test_ridge_validation_errors_from_sums_equal_a_direct_loop():
-    # Each penalty's validation error is computed from the blocks' cross-products, without a
+    # Each penalty's validation error is computed from the blocks' statistics, without a
     # pass over the rows; a naive twin fits on the fit block and predicts the validation rows.
-    from pft.numeric._reduce import LocalReducer, uniforms
-    from pft.residual._metrics import RidgeSums
+    # The blocks' statistics come in two chunks each, merged (as score does).
+    from pft.numeric._reduce import uniforms
+    from pft.residual._metrics import Ridge, joint_moments
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 3.0
     Y = X @ rng.normal(size=(6, 3)) + rng.normal(size=(500, 3)) - 1.0
     val = uniforms(0, 500, 0, 7) < 0.2
-    acc = RidgeSums(6, 3)
-    red = LocalReducer()
-    for Xb, Yb, vb in ((X[:200], Y[:200], val[:200]), (X[200:], Y[200:], val[200:])):  # two chunks
-        acc.add_train(Xb, Yb, vb)
-    acc.set_means(red)
-    for Xb, Yb, vb in ((X[:200], Y[:200], val[:200]), (X[200:], Y[200:], val[200:])):
-        acc.add_central(Xb, Yb, vb)
-    acc.set_cross(red)
+    blocks = []
+    for m in (~val, val):
+        a = joint_moments(X[:200][m[:200]], Y[:200][m[:200]], block=37)[0]
+        b = joint_moments(X[200:][m[200:]], Y[200:][m[200:]], block=64)[0]
+        blocks.append(a.merge(b))
+    acc = Ridge(blocks[0], blocks[1], 6)
     Xf, Yf, Xv, Yv = X[~val], Y[~val], X[val], Y[val]
     mx, my = Xf.mean(axis=0), Yf.mean(axis=0)
     for a, got in zip(acc.alphas, acc.val_err):
@@ -123,3 +122,27 @@ def test_ridge_validation_errors_from_sums_equal_a_direct_loop():
         want = np.sum((Yv - my - (Xv - mx) @ B) ** 2)
         assert got == pytest.approx(want, rel=1e-9)
     assert len(set(np.round(acc.val_err, 6))) > 3  # the penalties do differ
+
+
+def test_joint_moments_and_the_reconstruction_map_equal_direct_statistics():
+    # [x | r] statistics from blocks, and [x̂ | r] (x̂ = x − r) obtained from them by the linear
+    # map, against numpy's own mean/covariance of the stacked rows; r's Ledoit–Wolf terms
+    # against Moments of r alone.
+    from pft.numeric import Moments
+    from pft.residual._metrics import joint_moments, on_reconstruction
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(300, 4)) * [1, 2, 3, 4] + 5.0
+    r = 0.3 * x[:, ::-1] + rng.standard_exponential(size=(300, 4))
+    joint, rm = joint_moments(x, r, block=64)
+    w = np.hstack([x, r])
+    assert np.allclose(joint.mean, w.mean(axis=0), rtol=1e-12)
+    assert np.allclose(joint.comoment, 300 * np.cov(w.T, bias=True), rtol=1e-10)
+    ref = Moments.from_array(r)
+    assert np.allclose(rm.comoment, ref.comoment, rtol=1e-10)
+    assert np.allclose(rm.norm2_z, ref.norm2_z, rtol=1e-9)
+    assert rm.norm4 == pytest.approx(ref.norm4, rel=1e-10)
+    h = on_reconstruction(joint)
+    wh = np.hstack([x - r, r])
+    assert np.allclose(h.mean, wh.mean(axis=0), rtol=1e-12)
+    assert np.allclose(h.comoment, 300 * np.cov(wh.T, bias=True), rtol=1e-9, atol=1e-9)

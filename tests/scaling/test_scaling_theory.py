@@ -25,7 +25,8 @@ def test_scale_invariant_vertex_closed_form(name, slopes):
     # MATH.md §6: V/K² = (ℓ − 1)(3 A₄/A₂² − 1), A_p = (a₊^p + a₋^p)/2, at criticality
     a, b = slopes
     A2, A4 = (a**2 + b**2) / 2, (a**4 + b**4) / 2
-    cb, cw = critical_point(name)
+    cp = critical_point(name)
+    cb, cw = cp.C_b, cp.C_W
     assert cb == 0 and cw == pytest.approx(2 / (a * a + b * b), rel=1e-15)
     th = finite_width_theory(name, 12, C_W=cw, C_b=cb)
     np.testing.assert_allclose(th.V / th.K**2, np.arange(12) * (3 * A4 / A2**2 - 1), rtol=1e-12, atol=1e-12)
@@ -45,14 +46,17 @@ def test_tanh_at_criticality_approaches_the_K_star_zero_asymptotics():
 
 
 def test_tanh_critical_point_and_others():
-    assert critical_point("tanh") == (0.0, 1.0)
-    assert critical_point("erf") == (0.0, pytest.approx(math.pi / 4, rel=1e-15))
-    assert critical_point("sin") == (0.0, 1.0)
-    assert critical_point("sigmoid") is None
-    assert critical_point("gelu") is None
+    # (the full check of every activation against quadrature is in test_scaling_criticality.py)
+    pts = {name: critical_point(name) for name in ("tanh", "erf", "sin")}
+    got = [(p.C_b, p.C_W, p.K_star) for p in pts.values()]
+    assert got == [(0.0, 1.0, 0.0), (0.0, pytest.approx(math.pi / 4, rel=1e-15), 0.0), (0.0, 1.0, 0.0)]
+    assert not critical_point("sigmoid").exists
     # a callable in the K* = 0 class: σ(z) = 2 tanh(z) needs C_W = 1/4
-    cb, cw = critical_point(lambda z: 2 * np.tanh(z))
-    assert cb == 0.0 and cw == pytest.approx(0.25, rel=1e-6)
+    cp = critical_point(lambda z: 2 * np.tanh(z))
+    assert cp.universality == "K*=0" and cp.C_b == 0.0 and cp.C_W == pytest.approx(0.25, rel=1e-10)
+    # a callable ReLU is recognised as scale-invariant
+    relu = critical_point(lambda z: np.maximum(z, 0.0))
+    assert relu.universality == "scale-invariant" and relu.C_W == 2.0
 
 
 def _arccos(Kaa, Kbb, Kab):
