@@ -109,11 +109,17 @@ def test_a_wrong_definition_would_fail(world):
     assert rep.explained_variance_legacy == pytest.approx(glob, rel=1e-6)
     # mse as a mean over entries rather than a sum over dimensions
     assert not math.isclose(float(r2.mean()) / 32, theirs["mse"], rel_tol=RTOL)
-    # CE score as a mean of per-sequence ratios rather than a ratio of means
+    # the clean loss as a mean of per-sequence means rather than pooled over tokens (rows hold
+    # different numbers of masked tokens)
     rep = patch_scores(world["model"], "blocks.0.hook_resid_post", toks, batch_size=BATCH, interpretation=sae,
                        loss_fn=next_token_loss, mask=keep, convention="saelens", rungs=SAELENS_RUNGS, progress=False)
     assert rep.ce_loss_score == pytest.approx(theirs["ce_loss_score"], rel=RTOL)
-    assert not math.isclose(rep.ce_loss_score, 0.5 * (rep.ce_loss_score + 1.0), rel_tol=RTOL)
+    with torch.no_grad():
+        per_tok = world["model"](toks, return_type="loss", loss_per_token=True).double()
+    k = torch.as_tensor(keep[:, :-1])
+    row_means = float(((per_tok * k).sum(1) / k.sum(1)).mean())
+    assert rep.ce_loss_without_sae == pytest.approx(float(per_tok[k].mean()), rel=1e-6)
+    assert not math.isclose(row_means, theirs["ce_loss_without_sae"], rel_tol=RTOL, abs_tol=ATOL)
 
 
 def test_hook_z_sae_in_patch_scores_and_score(world):
