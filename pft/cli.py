@@ -731,6 +731,68 @@ def _run_scaling(args) -> int:
 _COMMANDS.append("scaling")
 
 
+# --- pft eval (issue 14) ----------------------------------------------------------------
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="a saved model + a saved SAE + tokens: score and patch_scores in one report (offline)",
+        description="Local files only: a Hugging Face model directory (or one written by "
+        "pft.interop.save_hooked_transformer), an SAE directory in SAELens' format (cfg.json + "
+        "sae_weights.safetensors) or pft's, and tokens (a text file, a .npy of token ids, or Python's docs).",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory")
+    p.add_argument("--sae", required=True, metavar="DIR", help="SAE directory")
+    p.add_argument("--hook", default=None, help="module path / hook name (default: the SAE's cfg.metadata.hook_name)")
+    p.add_argument("--tokens", default=None, metavar="FILE", help="text file or .npy of token ids (default: Python's docs)")
+    p.add_argument("--tl-name", default=None, help="load the HF directory into TransformerLens under this name")
+    p.add_argument("--context", type=int, default=128, help="window length (default 128)")
+    p.add_argument("--n-seqs", type=int, default=64, help="windows to evaluate (default 64; 0: all)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--exclude-tokens", default="special",
+                   help="'special' (BOS/EOS/PAD, SAELens' default), 'none', or comma-separated token ids")
+    p.add_argument("--rungs", default=None, help="comma-separated rungs (default all; SAELens': clean,zero_ablation,recon)")
+    p.add_argument("--resamples", type=int, default=4)
+    p.add_argument("--convention", choices=["pft", "saelens"], default="pft",
+                   help="saelens: the ablation rungs replace masked tokens too, as run_evals does")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--plot-dir", metavar="DIR", help="save score.png and patch.png there")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_eval(args) -> int:
+    from pft.errors import InputError
+    from pft.interop import evaluate
+
+    ex = args.exclude_tokens
+    if ex == "none":
+        ex = None
+    elif ex != "special":
+        try:
+            ex = [int(t) for t in ex.split(",") if t.strip()]
+        except ValueError:
+            raise InputError(f"--exclude-tokens must be 'special', 'none' or comma-separated integers; got {ex!r}.") from None
+    res = evaluate(
+        args.model, args.sae, args.tokens, hook=args.hook, context=args.context,
+        n_seqs=args.n_seqs or None, batch_size=args.batch_size, exclude_tokens=ex,
+        rungs=[r.strip() for r in args.rungs.split(",")] if args.rungs else None, n_resamples=args.resamples,
+        convention=args.convention, seed=args.seed, device=args.device, tl_name=args.tl_name,
+        progress=not args.quiet,
+    )
+    print(res)
+    if args.json_out:
+        res.to_json(args.json_out)
+        print(f"json: {args.json_out}")
+    if args.plot_dir:
+        for path in res.plot(args.plot_dir):
+            print(f"plot: {path}")
+    return 0
+
+
+_COMMANDS.append("eval")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pft",

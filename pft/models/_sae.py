@@ -63,6 +63,43 @@ class TopKSAE(_module_base()):  # type: ignore[misc]
     def forward(self, x):
         return self.decode(self.encode(x))
 
+    def save(self, path: Any) -> str:
+        """Write ``pft_sae.json`` and ``sae_weights.safetensors`` to the directory ``path``
+        (read back by :meth:`load` and :func:`pft.interop.load_sae`)."""
+        import json
+        import os
+
+        from safetensors.torch import save_file
+
+        p = os.fspath(path)
+        os.makedirs(p, exist_ok=True)
+        with open(os.path.join(p, "pft_sae.json"), "w") as fh:
+            json.dump({"architecture": "pft-topk", "d_in": self.cfg.d_in, "d_sae": self.cfg.d_sae, "k": self.cfg.k}, fh)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                  os.path.join(p, "sae_weights.safetensors"))
+        return p
+
+    @classmethod
+    def load(cls, path: Any, *, device: Any = None) -> "TopKSAE":
+        """The SAE :meth:`save` wrote to ``path``, in eval mode."""
+        import json
+        import os
+
+        from safetensors.torch import load_file
+
+        p = os.fspath(path)
+        with open(os.path.join(p, "pft_sae.json")) as fh:
+            c = json.load(fh)
+        if c.get("architecture") != "pft-topk":
+            raise InputError(f"{p!r}: pft_sae.json has architecture {c.get('architecture')!r}; expected 'pft-topk'.")
+        sae = cls(int(c["d_in"]), int(c["d_sae"]), int(c["k"]))
+        sae.load_state_dict(load_file(os.path.join(p, "sae_weights.safetensors")))
+        if device is not None:
+            sae.to(device)
+        for q in sae.parameters():
+            q.requires_grad_(False)
+        return sae.eval()
+
 
 def train_topk_sae(
     activations: Any,

@@ -55,14 +55,29 @@ class Interpretation:
         Number of tokens of a precomputed array.
     """
 
-    def __init__(self, fn: Callable[[Any, int], Any], kind: str, *, d_in: int | None = None, n_tokens: int | None = None, source: Any = None) -> None:
+    def __init__(self, fn: Callable[[Any, int], Any], kind: str, *, d_in: int | None = None, n_tokens: int | None = None, source: Any = None, coded: Callable | None = None) -> None:
         self._fn = fn
+        self._coded = coded
         self.kind = kind
         self.d_in = d_in
         self.n_tokens = n_tokens
         self.source = source
 
-    def __call__(self, x: Any, *, start: int = 0):
+    @property
+    def has_codes(self) -> bool:
+        """Whether :meth:`with_codes` returns codes (an object with ``encode``/``decode``)."""
+        return self._coded is not None
+
+    def with_codes(self, x: Any, *, start: int = 0):
+        """``(x̂, codes)`` from one encoding: codes is the (n, m) dense code tensor (``None`` when
+        the interpretation has none: a callable or an array)."""
+        if self._coded is None:
+            return self(x, start=start), None
+        box: list = []
+        xh = self(x, start=start, _codes=box)
+        return xh, box[0]
+
+    def __call__(self, x: Any, *, start: int = 0, _codes: list | None = None):
         torch = _torch()
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
@@ -74,7 +89,12 @@ class Interpretation:
                 f"d = {x.shape[1]}; hook the layer the interpretation was trained on."
             )
         with torch.no_grad():
-            out = _as_tensor_like(self._fn(x, start), x, self.kind)
+            if _codes is not None and self._coded is not None:
+                raw, codes = self._coded(x)
+                _codes.append(codes.detach())
+            else:
+                raw = self._fn(x, start)
+            out = _as_tensor_like(raw, x, self.kind)
         if tuple(out.shape) != tuple(x.shape):
             raise InputError(
                 f"`interpretation` ({self.kind}) returned shape {tuple(out.shape)} for activations of shape "
@@ -87,6 +107,23 @@ class Interpretation:
         return f"Interpretation(kind={self.kind!r}{extra})"
 
 
+def trailing_axes(shape: tuple, width: int | None) -> int | None:
+    """How many trailing axes of ``shape`` make up one row of ``width`` entries: 1 when the last
+    axis has ``width`` entries (or no width is declared), k when the last k axes multiply to it
+    (a SAELens ``hook_z`` SAE reads ``(..., n_heads, d_head)`` as rows of ``n_heads·d_head``),
+    None when no trailing axes do."""
+    if width is None or (len(shape) and shape[-1] == width):
+        return 1
+    prod = 1
+    for k in range(1, len(shape)):
+        prod *= int(shape[-k])
+        if prod == width and k > 1:
+            return k
+        if prod > width:
+            break
+    return None
+
+
 def _declared_width(obj: Any) -> int | None:
     cfg = getattr(obj, "cfg", None)
     d = getattr(cfg, "d_in", None)
@@ -96,6 +133,39 @@ def _declared_width(obj: Any) -> int | None:
     if W is not None and getattr(W, "ndim", 0) == 2:
         return int(W.shape[1])
     return None
+
+
+class _flat_io:
+    """While open, a SAELens ``hook_z`` SAE (``hook_z_reshaping_mode``) takes and returns flat
+    ``(n, n_heads·d_head)`` rows: its reshaping functions are swapped for identities and put back
+    on exit, so the object is left exactly as it was (unlike turning the mode off and on)."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        self.saved = None
+
+    def __enter__(self):
+        o = self.obj
+        if getattr(o, "hook_z_reshaping_mode", False) and hasattr(o, "reshape_fn_in") and hasattr(o, "reshape_fn_out"):
+            self.saved = (o.reshape_fn_in, o.reshape_fn_out)
+            o.reshape_fn_in = lambda x: x
+            o.reshape_fn_out = lambda x, d_head: x
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.obj.reshape_fn_in, self.obj.reshape_fn_out = self.saved
+
+
+def _dense_topk(obj: Any, acts: Any, idx: Any):
+    """(n, m) dense codes from sparsify's ``(top_acts, top_indices)`` (m read off the object)."""
+    torch = _torch()
+    m = getattr(obj, "num_latents", None)
+    if not isinstance(m, (int, np.integer)):
+        W = getattr(obj, "W_dec", None)
+        m = int(W.shape[0]) if W is not None and getattr(W, "ndim", 0) == 2 else int(idx.max()) + 1
+    out = torch.zeros(acts.shape[0], int(m), dtype=acts.dtype, device=acts.device)
+    return out.scatter(-1, idx.long(), acts)
 
 
 def _param_like(obj: Any):
@@ -184,23 +254,31 @@ def as_interpretation(obj: Any) -> Interpretation:
     enc, dec = getattr(obj, "encode", None), getattr(obj, "decode", None)
     if callable(enc) and callable(dec):
         like = _param_like(obj)
+        width = _declared_width(obj)
 
         # sparsify's encode returns a (top_acts, top_indices, ...) NamedTuple, SAELens' a tensor;
         # the kind is read off what encode returns.
-        def encdec(x, start):
+        def coded(x):
             xin = x if like is None else x.to(dtype=like.dtype, device=like.device)
-            codes = enc(xin)
-            if isinstance(codes, (tuple, list)):
-                if len(codes) < 2:
-                    raise InputError(
-                        f"`interpretation.encode` returned a {type(codes).__name__} of length {len(codes)}; the "
-                        "sparsify shape is (top_acts, top_indices, ...)."
-                    )
-                interp.kind = "topk-encode-decode"
-                return dec(codes[0], codes[1])
-            return dec(codes)
+            with _flat_io(obj):
+                codes = enc(xin)
+                if isinstance(codes, (tuple, list)):
+                    if len(codes) < 2:
+                        raise InputError(
+                            f"`interpretation.encode` returned a {type(codes).__name__} of length {len(codes)}; the "
+                            "sparsify shape is (top_acts, top_indices, ...)."
+                        )
+                    interp.kind = "topk-encode-decode"
+                    out = dec(codes[0], codes[1])
+                    dense = _dense_topk(obj, codes[0], codes[1])
+                else:
+                    out = dec(codes)
+                    dense = codes.to_dense() if getattr(codes, "is_sparse", False) else codes
+            if hasattr(out, "ndim") and out.ndim > 2:  # a hook_z SAE that reshapes its output
+                out = out.reshape(out.shape[0], -1)
+            return out, dense
 
-        interp = Interpretation(encdec, "encode-decode", d_in=_declared_width(obj), source=obj)
+        interp = Interpretation(lambda x, start: coded(x)[0], "encode-decode", d_in=width, source=obj, coded=coded)
         return interp
 
     if callable(obj):

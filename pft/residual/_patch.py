@@ -15,7 +15,7 @@ from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError, PftError
 from pft.numeric import GaussianBackground, PerturbativeBackground
-from pft.residual._interpretation import as_interpretation
+from pft.residual._interpretation import as_interpretation, trailing_axes
 from pft.residual._patch_report import RUNGS, PatchReport
 from pft.residual._sampling import sample_perturbative
 
@@ -107,19 +107,33 @@ def _primary(output: Any):
 
 class hooked:
     """Context manager: a forward hook on ``module`` that maps its (n, d) output through
-    ``self.transform`` (``None``: observe only). The hook is removed on exit, error or not."""
+    ``self.transform`` (``None``: observe only). The hook is removed on exit, error or not.
 
-    def __init__(self, module: Any, name: str) -> None:
+    ``width`` (the interpretation's declared input width, optional) decides how the output is
+    cut into rows: when its last axis is not ``width`` wide but its last k axes multiply to it
+    (attention ``hook_z`` outputs ``(B, L, n_heads, d_head)``), the last k axes are flattened,
+    as SAELens does."""
+
+    def __init__(self, module: Any, name: str, width: int | None = None) -> None:
         self.module = module
         self.name = name
+        self.width = width
         self.transform: Callable | None = None
         self.capture: list | None = None
         self.stop = False
         self.calls = 0
-        self.shape: tuple | None = None  # leading shape (all but the last axis) of the last output seen
+        self.armed = False
+        self.shape: tuple | None = None  # leading shape (all but the row axes) of the last output seen
         self.handle = None
 
     def _hook(self, mod, inputs, output):
+        if not self.armed:
+            raise InputError(
+                f"`module` {self.name!r} ran outside the model's forward pass on the batch — `loss_fn` called the "
+                "model (or the module) again. `loss_fn` must compute the loss from the output it is given: for a "
+                "HookedTransformer, return the per-token cross-entropy of the logits it receives (see "
+                "pft.interop.next_token_loss)."
+            )
         self.calls += 1
         if self.calls > 1:
             raise InputError(
@@ -128,8 +142,11 @@ class hooked:
             )
         x, rebuild = _primary(output)
         shape = x.shape
-        self.shape = tuple(shape[:-1])
-        flat = x.reshape(-1, shape[-1]) if x.ndim != 2 else x
+        # rows of the interpretation's width (a hook_z output's last two axes); when nothing
+        # fits, rows of the last axis, and the interpretation names the mismatch
+        k = trailing_axes(tuple(shape), self.width) or 1
+        self.shape = tuple(shape[:-k])
+        flat = x.reshape(-1, int(np.prod(shape[-k:]))) if (x.ndim != 2 or k != 1) else x
         if self.capture is not None:
             self.capture.append(flat.detach())
         if self.stop:
@@ -143,10 +160,13 @@ class hooked:
         """One forward with this hook's settings; checks the module was called."""
         self.transform, self.capture, self.stop, self.calls = transform, capture, stop, 0
         out = None
+        self.armed = True
         try:
             out = forward(model, batch)
         except _Stop:
             pass
+        finally:
+            self.armed = False
         if self.calls == 0:
             raise InputError(
                 f"`module` {self.name!r} was not called during the model's forward pass; hook a module on the "
@@ -196,78 +216,106 @@ def _as_bool_mask(v: Any, what: str):
     return t != 0
 
 
-def _token_masks(mask: Any, exclude_positions: Any, batches: list, leads: list) -> tuple[list | None, str]:
-    """One boolean tensor per batch, of the hooked output's leading shape (True = the token
-    counts), or None when neither argument is given; and a description of what was excluded."""
-    import torch
+class _TokenMasks:
+    """The token masks of :func:`patch_scores`, one batch at a time (True = the token counts).
 
-    if exclude_positions is not None:
-        ep = exclude_positions
-        if isinstance(ep, (str, bytes, bool, torch.Tensor)) or not hasattr(ep, "__iter__"):
-            raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,); got {describe(ep)}.")
-        pos = list(exclude_positions)
-        if not all(isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)) for p in pos):
-            raise InputError(f"`exclude_positions` must hold integers; got {exclude_positions!r}.")
-        pos = [int(p) for p in pos]
-    else:
-        pos = []
-    if mask is None and not pos:
-        return None, ""
-    out = []
-    if mask is None:
-        out = [torch.ones(lead, dtype=torch.bool) for lead in leads]
-    elif isinstance(mask, (torch.Tensor, np.ndarray)):
-        m = _as_bool_mask(mask, "`mask`")
-        rows = sum(lead[0] for lead in leads) if all(len(lead) for lead in leads) else None
-        want = (rows, *leads[0][1:]) if rows is not None else None
-        if want is None or any(lead[1:] != leads[0][1:] for lead in leads) or tuple(m.shape) != want:
-            per = ", ".join(str(lead) for lead in leads[:3]) + (", ..." if len(leads) > 3 else "")
+    ``for_batch(i, batch, lead)`` gives batch ``i``'s boolean mask of the hooked output's
+    leading shape ``lead`` (None when neither ``mask`` nor ``exclude_positions`` is given);
+    ``finish()`` checks that a single stacked array was used up exactly."""
+
+    def __init__(self, mask: Any, exclude_positions: Any, n_batches: int) -> None:
+        import torch
+
+        if exclude_positions is not None:
+            ep = exclude_positions
+            if isinstance(ep, (str, bytes, bool, torch.Tensor)) or not hasattr(ep, "__iter__"):
+                raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,); got {describe(ep)}.")
+            pos = list(exclude_positions)
+            if not all(isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)) for p in pos):
+                raise InputError(f"`exclude_positions` must hold integers; got {exclude_positions!r}.")
+            self.pos = [int(p) for p in pos]
+        else:
+            self.pos = []
+        self.mask = mask
+        self.n_batches = n_batches
+        self.active = mask is not None or bool(self.pos)
+        self.rows_used = 0
+        self.stacked = None
+        if mask is None:
+            pass
+        elif isinstance(mask, (torch.Tensor, np.ndarray)):
+            self.stacked = _as_bool_mask(mask, "`mask`")
+        elif isinstance(mask, (list, tuple)):
+            if len(mask) != n_batches:
+                raise InputError(
+                    f"`mask` is a {type(mask).__name__} of {len(mask)} masks but there are {n_batches} batches; "
+                    "pass one mask per batch (or one array for all of them, or a callable batch -> mask)."
+                )
+        elif not callable(mask):
             raise InputError(
-                f"`mask` has shape {tuple(m.shape)}; one array for all of `batches` must have shape {want} "
-                f"(the hooked output's leading shapes per batch are {per}, stacked along the first axis). "
-                "Pass a list with one mask per batch, or a callable batch -> mask, when the batches differ."
+                "`mask` must be None, a boolean (rows, seq) array or tensor for all of `batches`, a list with one per "
+                f"batch, or a callable batch -> mask; got {describe(mask)}."
             )
-        out = list(torch.split(m, [lead[0] for lead in leads], dim=0))
-    elif isinstance(mask, (list, tuple)):
-        if len(mask) != len(batches):
-            raise InputError(
-                f"`mask` is a {type(mask).__name__} of {len(mask)} masks but there are {len(batches)} batches; "
-                "pass one mask per batch (or one array for all of them, or a callable batch -> mask)."
-            )
-        out = [_as_bool_mask(v, f"`mask`[{i}]") for i, v in enumerate(mask)]
-    elif callable(mask):
-        out = [_as_bool_mask(mask(b), f"`mask`(batch {i}) (the callable's result)") for i, b in enumerate(batches)]
-    else:
-        raise InputError(
-            "`mask` must be None, a boolean (rows, seq) array or tensor for all of `batches`, a list with one per "
-            f"batch, or a callable batch -> mask; got {describe(mask)}."
+        self.description = ", ".join(
+            (["mask"] if mask is not None else []) + ([f"positions {tuple(self.pos)}"] if self.pos else [])
         )
-    for i, (m, lead) in enumerate(zip(out, leads)):
-        if tuple(m.shape) != tuple(lead):
+
+    def for_batch(self, i: int, batch: Any, lead: tuple):
+        import torch
+
+        if not self.active:
+            return None
+        mask, lead = self.mask, tuple(lead)
+        if mask is None:
+            m = torch.ones(lead, dtype=torch.bool)
+        elif self.stacked is not None:
+            st = self.stacked
+            want = (int(st.shape[0]) if st.ndim else None, *lead[1:])
+            if not lead or st.ndim != len(lead) or tuple(st.shape[1:]) != lead[1:]:
+                raise InputError(
+                    f"`mask` has shape {tuple(st.shape)}; one array for all of `batches` must have shape {want} "
+                    f"(the hooked output's leading shape is {lead} on batch {i}; the batches' rows stacked along the "
+                    "first axis). Pass a list with one mask per batch, or a callable batch -> mask, when the batches differ."
+                )
+            lo, hi = self.rows_used, self.rows_used + lead[0]
+            if hi > st.shape[0]:
+                raise InputError(
+                    f"`mask` has {st.shape[0]} rows but `batches` give at least {hi} (batch {i} has {lead[0]}); one "
+                    "array for all of `batches` has one row per row of every batch, stacked."
+                )
+            self.rows_used = hi
+            m = st[lo:hi]
+        elif isinstance(mask, (list, tuple)):
+            m = _as_bool_mask(mask[i], f"`mask`[{i}]")
+        else:
+            m = _as_bool_mask(mask(batch), f"`mask`(batch {i}) (the callable's result)")
+        if tuple(m.shape) != lead:
             raise InputError(
                 f"`mask` for batch {i} has shape {tuple(m.shape)} but the hooked output of that batch has "
-                f"{len(lead)} leading axes of shape {tuple(lead)} (one entry per token; its last axis is the width)."
+                f"{len(lead)} leading axes of shape {lead} (one entry per token; its last axis is the width)."
             )
-    if pos:
-        for i, lead in enumerate(leads):
+        if self.pos:
             if len(lead) < 2:
                 raise InputError(
                     f"`exclude_positions` needs a sequence axis, but the hooked output of batch {i} has leading shape "
-                    f"{tuple(lead)} (rows, width only); pass `mask` with one boolean per token instead."
+                    f"{lead} (rows, width only); pass `mask` with one boolean per token instead."
                 )
-            bad = [p for p in pos if not -lead[1] <= p < lead[1]]
+            bad = [p for p in self.pos if not -lead[1] <= p < lead[1]]
             if bad:
                 raise InputError(
                     f"`exclude_positions` {bad} out of range for batch {i}, whose sequences have {lead[1]} positions."
                 )
-        out = [m.clone() for m in out]  # never write into the caller's tensor
-        for m in out:
-            m[:, pos] = False
-    desc = ", ".join(
-        (["mask"] if mask is not None else [])
-        + ([f"positions {tuple(pos)}"] if pos else [])
-    )
-    return out, desc
+            m = m.clone()  # never write into the caller's tensor
+            m[:, self.pos] = False
+        return m
+
+    def finish(self) -> None:
+        st = self.stacked
+        if st is not None and self.rows_used != st.shape[0]:
+            raise InputError(
+                f"`mask` has shape {tuple(st.shape)}; one array for all of `batches` must have "
+                f"{self.rows_used} rows (the rows of every batch, stacked)."
+            )
 
 
 def _entry_weights(keep: Any, shape: tuple, loss_name: str):
@@ -356,7 +404,20 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     return R, float(np.std(num - R * den, ddof=1) / (math.sqrt(n) * abs(mden)))
 
 
-def _logits_of(out: Any, logits: Any):
+def _vocab_size(model: Any) -> int | None:
+    """The model's vocabulary size when it declares one (TransformerLens ``cfg.d_vocab_out`` /
+    ``cfg.d_vocab``, transformers ``config.vocab_size``)."""
+    for holder, names in ((getattr(model, "cfg", None), ("d_vocab_out", "d_vocab")),
+                          (getattr(model, "config", None), ("vocab_size",))):
+        for n in names:
+            v = getattr(holder, n, None)
+            if isinstance(v, (int, np.integer)) and v > 1:
+                return int(v)
+    return None
+
+
+def _logits_of(out: Any, logits: Any, vocab: int | None = None):
+    """The logits in a model output (None when there are none to find)."""
     import torch
 
     if logits is None or logits is False:
@@ -367,19 +428,63 @@ def _logits_of(out: Any, logits: Any):
         lg = getattr(out, "logits", None)
         if lg is None and isinstance(out, Mapping):
             lg = out.get("logits")
+        if lg is None and isinstance(out, torch.Tensor) and vocab is not None and out.ndim >= 2 \
+                and out.shape[-1] == vocab and out.is_floating_point():
+            lg = out  # a bare logits tensor (TransformerLens' HookedTransformer)
         return lg if isinstance(lg, torch.Tensor) else None
     raise InputError(f"`logits` must be 'auto', None or a callable output -> logits; got {logits!r}.")
 
 
-def _kl_rows(logp_clean, out, logits, what: str, keep: Any = None):
-    """Per-row ``(sums, counts)`` of ``KL(p_clean ‖ p)`` per position (None without logits)."""
-    import torch
+def _no_logits_reason(out: Any, logits: Any, vocab: int | None) -> str:
+    if logits is None or logits is False:
+        return "logits=None was passed: no KL is computed"
+    shape = f" of shape {tuple(out.shape)}" if hasattr(out, "shape") else ""
+    voc = f" (the model's vocabulary is {vocab})" if vocab else " (the model declares no vocabulary size)"
+    return (f"logits='auto' found no logits in the model's output ({type(out).__name__}{shape}): no `.logits`, no "
+            f"'logits' key, and not a tensor whose last axis is the vocabulary{voc}; pass logits=lambda out: ...")
 
-    lg = _logits_of(out, logits)
+
+def _kl_rows(logp_clean, out, logits, what: str, keep: Any = None, vocab: int | None = None):
+    """Per-row ``(sums, counts)`` of ``KL(p_clean ‖ p)`` per position (None without logits)."""
+    lg = _logits_of(out, logits, vocab)
     if lg is None or logp_clean is None:
         return None
-    logp = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
-    kl = (logp_clean.exp() * (logp_clean - logp)).sum(dim=-1)
+    return _kl_rows_of(logp_clean, lg, what, keep)
+
+
+class _Clean:
+    """The clean distribution of one batch, for ``KL(p_clean ‖ p)`` against any rung: the clean
+    logits ``ℓ_c``, ``p_c = softmax ℓ_c`` and ``log Σ_v p_c`` (≈ 0), in the logits' dtype
+    (float32 at least), computed once per batch."""
+
+    def __init__(self, lg) -> None:
+        import torch
+
+        self.dtype = torch.float64 if lg.dtype == torch.float64 else torch.float32
+        self.l = lg.detach().to(self.dtype)
+        self.p = torch.softmax(self.l, dim=-1)
+        self.logz = torch.log(self.p.sum(dim=-1))
+
+
+def _kl_rows_of(clean: _Clean, lg, what: str, keep: Any = None):
+    """Per-row ``(sums, counts)`` of ``KL(p_c ‖ p)`` per position, with ``Δ = ℓ_c − ℓ``:
+    ``KL = Σ_v p_c Δ + log Σ_v p_c e^{−Δ}`` (``log Σ p_c`` subtracted). Each term is small when
+    the rung is close to clean, so there is no cancellation of large numbers and the per-position
+    values can be evaluated in float32 (float64 logits stay float64); positions are summed in
+    float64. Where an exponent underflows, the batch is redone in float64."""
+    import torch
+
+    delta = clean.l - lg.detach().to(clean.dtype)
+    lin = torch.linalg.vecdot(clean.p, delta)
+    delta.neg_()
+    m = delta.amax(dim=-1, keepdim=True)
+    delta.sub_(m).exp_()
+    kl = lin + m.squeeze(-1) + torch.log(torch.linalg.vecdot(clean.p, delta)) - clean.logz
+    if not bool(torch.isfinite(kl).all()) and clean.dtype != torch.float64:
+        lc = clean.l.double()
+        logp_c = torch.log_softmax(lc, dim=-1)
+        logp = torch.log_softmax(lg.detach().double(), dim=-1)
+        kl = (logp_c.exp() * (logp_c - logp)).sum(dim=-1)
     return _rows(kl, what, keep, label="KL", check=False)
 
 
@@ -423,6 +528,10 @@ def patch_scores(
     loss_name: str = "loss",
     mask: Any = None,
     exclude_positions: Any = None,
+    rungs: Any = None,
+    batch_size: int | None = None,
+    convention: str = "pft",
+    batch_resamples: bool = True,
 ) -> PatchReport:
     """Run ``model`` with ``module``'s output replaced, rung by rung, and score the interpretation
     by what the model does.
@@ -473,6 +582,26 @@ def patch_scores(
         Positions along the sequence axis (the second axis of a ``(B, L, ..., d)`` output;
         negative ones count from the end) that never count, e.g. ``(0,)`` for a causal LM's
         attention-sink/BOS position. Combined with ``mask`` (a token counts when both allow it).
+    rungs : list of str, optional
+        Run only these rungs (default: all; ``recon+perturbative`` only with a perturbative
+        background). ``clean`` is always run: it is the pass that captures the module's output.
+        SAELens' ``run_evals`` rungs are ``["clean", "zero_ablation", "recon"]``. Scores whose
+        rungs were not run are NaN and say so in :attr:`PatchReport.nan_reasons`. Without
+        ``recon+residual`` the sanity check runs on the first batch only.
+    batch_size : int, optional
+        Cut ``batches``, then one tensor or array of inputs (or a Mapping or tuple of them that
+        share their first axis, e.g. ``{"input_ids": ids, "attention_mask": am}``), into batches
+        of this many rows.
+    convention : "pft" or "saelens", default "pft"
+        ``"saelens"``: the ablation rungs replace every token, masked ones included, as
+        SAELens' ``run_evals`` zero-ablates all of them; everything else is unchanged. With no
+        mask the two conventions are the same.
+    batch_resamples : bool, default True
+        Run the ``n_resamples`` draws of a noise rung as one forward on the batch repeated
+        ``n_resamples`` times along its first axis (each copy spliced with its own draws; the
+        same draws as one forward per draw). Falls back to one forward per draw when the batch
+        holds a tensor with another first axis, or the hooked output or the loss does not keep
+        the copies along the first axis.
 
     Returns
     -------
@@ -480,6 +609,12 @@ def patch_scores(
 
     Notes
     -----
+    Forward passes per batch: the clean one (it also captures the module's output), then
+    ``zero_ablation``, ``recon`` and ``recon+residual`` right away; once every batch has been
+    seen (means and the background need all tokens), ``mean_ablation``, ``recon+mean`` and the
+    noise rungs (one forward each with ``batch_resamples``). The clean logits are kept for the
+    second group's KL up to 1 GiB; past that the clean forward is run again for it.
+
     Rungs, with ``x`` the module's output and ``r = x − x̂``:
 
     ======================  =====================================================
@@ -502,6 +637,15 @@ def patch_scores(
     the ratios' errors come from the paired per-row differences by the delta method,
     ``SE(Ā/B̄) = std(a_i − R b_i) / (√n |B̄|)``. Tokens within a row are correlated and are
     never treated as independent. KL is ``KL(p_clean ‖ p_rung)`` per position, averaged.
+
+    **SAELens.** With nothing masked, ``ce_loss_recovered`` and ``kl_score`` are SAELens'
+    ``ce_loss_score`` and ``kl_div_score`` (with a next-token loss, see
+    :func:`pft.interop.next_token_loss`), and the clean / recon / zero_ablation losses and KLs its
+    ``ce_loss_without_sae`` / ``ce_loss_with_sae`` / ``ce_loss_with_ablation`` /
+    ``kl_div_with_sae`` / ``kl_div_with_ablation`` (aliases on the report). With masked tokens
+    (SAELens masks special tokens by default) they differ in one place: SAELens zero-ablates
+    masked tokens too, pft keeps them clean in every rung. ``convention="saelens"`` reproduces
+    SAELens exactly; the default keeps the rungs comparable token for token.
 
     Losses and KLs with trailing axes are averaged over all their entries, pooled across rows
     (token-weighted, like a language model's mean cross-entropy): a row contributes the sum of
@@ -568,178 +712,274 @@ def patch_scores(
         raise InputError(f"`loss_fn` must be a callable (output, batch) -> losses; got {describe(loss_fn)}.")
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise InputError(f"`n_resamples` must be a positive integer; got {n_resamples!r}.")
-    if isinstance(batches, (torch.Tensor, np.ndarray, Mapping)):
-        raise InputError(
-            f"`batches` must be an iterable of batches; got a single {describe(batches)}. Wrap it: [batch]."
-        )
-    try:
-        batches = list(batches)
-    except TypeError:
-        raise InputError(f"`batches` must be an iterable of batches; got {describe(batches)}.") from None
-    if not batches:
-        raise InputError("`batches` is empty; pass at least one batch.")
+    if convention not in ("pft", "saelens"):
+        raise InputError(f"`convention` must be 'pft' or 'saelens'; got {convention!r}.")
+    batches = _batch_list(batches, batch_size)
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     batches = [_to_device(b, device) for b in batches]
+    gauss = pert = None
+    bg_label = "not fitted: no noise rung was run"
+    want = _requested_rungs(rungs, background)
+    global_rungs = [r for r in want if r in _GLOBAL_RUNGS]
+    noise = any(r in ("recon+gaussian", "recon+perturbative") for r in want)
+    sanity_all = "recon+residual" in want
+    vocab = _vocab_size(model)
+    masks = _TokenMasks(mask, exclude_positions, len(batches))
+    saelens = convention == "saelens"
 
+    per_loss: dict[str, list] = {k: [None] * len(batches) for k in want}
+    per_kl: dict[str, list] = {k: [None] * len(batches) for k in want}
+    sanity_rows: list = []  # (clean, recon+residual) loss rows of the batches checked
+    no_kl = ""
     bar = None
-    with torch.no_grad(), hooked(mod, name) as hook:
-        # Pass 1: the module's output on every batch (the forward stops there).
-        xs, leads = [], []
-        for b in batches:
-            cap: list = []
-            hook.run(model, b, capture=cap, stop=True)
-            xs.append(cap[0])
-            leads.append(hook.shape)
-        d = int(xs[0].shape[1])
-        for i, xb in enumerate(xs):
-            if xb.shape[1] != d:
-                raise InputError(f"the hooked output has width {xb.shape[1]} on batch {i} but {d} on batch 0.")
-        masks, excluded = _token_masks(mask, exclude_positions, batches, leads)
-        # per batch: the (lead-shaped) mask for the losses and the flat one for the hooked rows
-        token_masks = [None] * len(batches) if masks is None else [m.to(device) for m in masks]
-        keeps = [None if m is None else m.reshape(-1) for m in token_masks]
-        for i, xb in enumerate(xs):
-            xk = xb if keeps[i] is None else xb[keeps[i]]
-            if not torch.all(torch.isfinite(xk)):
-                raise PatchError(f"`module` {name!r} outputs NaN/inf on batch {i} of the clean model; check the inputs.")
-        starts = np.concatenate([[0], np.cumsum([x.shape[0] for x in xs])]).astype(int)
-        n_all = int(starts[-1])
-        if interp.n_tokens is not None and interp.n_tokens != n_all:
-            raise InputError(
-                f"the precomputed `interpretation` has {interp.n_tokens} rows but `batches` give {n_all} tokens "
-                "at the hooked module; pass one reconstruction per token"
-                + (" (masked tokens included: their rows are ignored)." if masks is not None else ".")
-            )
-        counts = [x.shape[0] if k is None else int(k.sum()) for x, k in zip(xs, keeps)]
-        n_tokens = int(sum(counts))
-        if masks is not None and n_tokens == 0:
-            raise InputError(
-                f"`mask`/`exclude_positions` ({excluded}) exclude every one of the {n_all} tokens of `batches`; "
-                "True marks a token that counts — check the mask's polarity."
-            )
-        X = np.empty((n_tokens, d))
-        R = np.empty((n_tokens, d))
-        at = 0
-        for i, xb in enumerate(xs):
-            xk = xb if keeps[i] is None else xb[keeps[i]]
-            xh = _checked_recon(interp, xb, int(starts[i]), name, keeps[i])
-            X[at : at + counts[i]] = xk.double().cpu().numpy()
-            R[at : at + counts[i]] = (xk.double() - xh.double()).cpu().numpy()
-            at += counts[i]
-        del xs
-        if n_tokens < 2:
-            raise InputError(
-                f"`batches` give {n_tokens} token{'s' if n_tokens != 1 else ''} "
-                f"{'that count ' if masks is not None else ''}at the hooked module; a background needs at least 2."
-            )
-        mean_x = X.mean(axis=0)
-        mean_r = R.mean(axis=0)
-        if not np.any(R - mean_r):
-            raise InputError(
-                "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, or "
-                "one off by a constant): there is no noise to model; compare rungs with a plain forward instead."
-            )
-        gauss, pert, bg_label = _fit_background(background, R, int(seed))
-        if gauss.n_features_in_ != d:
-            raise InputError(f"`background` was fitted on {gauss.n_features_in_} features but the hooked output has {d}.")
-        del X, R
+    if progress:
+        from tqdm.auto import tqdm
 
-        rungs = [k for k in RUNGS if k != "recon+perturbative" or pert is not None]
-        per_rung_loss: dict[str, list] = {k: [] for k in rungs}
-        per_rung_kl: dict[str, list] = {k: [] for k in rungs}
-        if progress:
-            from tqdm.auto import tqdm
+        per_batch = sum(n_resamples if r in ("recon+gaussian", "recon+perturbative") else 1 for r in want)
+        bar = tqdm(total=len(batches) * per_batch + (0 if sanity_all else 1), desc="pft patch", unit="fwd")
 
-            n_fwd = len(batches) * (len(rungs) + (n_resamples - 1) * (1 + (pert is not None)))
-            bar = tqdm(total=n_fwd, desc="pft patch", unit="fwd")
-        try:
+    def tick(n=1):
+        if bar is not None:
+            bar.update(n)
+
+    def splicer(keep, every=False):
+        """Transform builder: the tokens that count become ``new_rows(x_counted, x)``; masked ones
+        keep their clean values (all tokens are replaced when ``every``)."""
+
+        def make(new_rows):
+            def f(x):
+                if keep is None or every:
+                    return new_rows(x, x)
+                if not bool(keep.any()):
+                    return x
+                out = x.clone()
+                out[keep] = new_rows(x[keep], x)
+                return out
+
+            return f
+
+        return make
+
+    def const(v, keep):
+        t = torch.as_tensor(v)
+        return splicer(keep, every=saelens)(lambda xk, x: t.to(dtype=xk.dtype, device=xk.device).expand_as(xk))
+
+    def recon_plus(keep, start, extra=None, sampler=None, cached=None):
+        def g(xk, x):
+            xh = cached if cached is not None else _checked_recon(interp, x, start, name, keep)
+            if isinstance(extra, str):
+                return xh + (xk - xh)
+            if extra is not None:
+                return xh + torch.as_tensor(extra).to(dtype=xk.dtype, device=xk.device)
+            if sampler is not None:
+                z = torch.from_numpy(sampler(xk.shape[0]))
+                return xh + z.to(dtype=xk.dtype, device=xk.device)
+            return xh
+
+        return splicer(keep)(g)
+
+    def run_once(b, transform, keep_lead, lp_clean, what):
+        out = hook.run(model, b, transform=transform)
+        lr = _rows(loss_fn(out, b), what, keep_lead)
+        kr = _kl_rows(lp_clean, out, logits, what, keep_lead, vocab)
+        tick()
+        return lr, kr
+
+    tiling = {"ok": bool(batch_resamples) and n_resamples > 1}
+
+    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng):
+        """``n_resamples`` draws of a noise rung, averaged per row: in one forward on the batch
+        repeated along its first axis when the model allows, else one forward per draw."""
+        n = int(n_resamples)
+        if tiling["ok"]:
+            state = rng.bit_generator.state  # a failed try must not use up the draws
+            res = _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what)
+            if res is not None:
+                tick(n)
+                return res
+            tiling["ok"] = False  # the model or loss does not keep copies apart: one forward per draw
+            rng.bit_generator.state = state
+        acc_l = acc_k = None
+        for _ in range(n):
+            lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what)
+            acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
+            if kr is not None:
+                acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
+        return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
+
+    try:
+        with torch.no_grad(), hooked(mod, name, width=interp.d_in) as hook:
+            # Pass 1, per batch: the clean forward (capturing the module's output), then the rungs
+            # that need nothing from other batches, while the clean log-probabilities are at hand.
+            leads, keeps, token_masks, counts, starts = [], [], [], [], [0]
+            X_parts, R_parts, xh_store = [], [], []
+            clean_logits: list = []
+            cache_bytes = 0
+            d = None
             for i, b in enumerate(batches):
-                start = int(starts[i])
-                keep = keeps[i]
-                rng = np.random.default_rng([int(seed), i, 0x9A7C])
-
-                def splice(new_rows):
-                    """Transform of the hooked (n, d) output: the tokens that count become
-                    ``new_rows(x_counted, x)``; masked ones keep their clean values."""
-
-                    def f(x):
-                        if keep is None:
-                            return new_rows(x, x)
-                        if not bool(keep.any()):
-                            return x
-                        out = x.clone()
-                        out[keep] = new_rows(x[keep], x)
-                        return out
-
-                    return f
-
-                def const(v):
-                    t = torch.as_tensor(v)
-                    return splice(lambda xk, x: t.to(dtype=xk.dtype, device=xk.device).expand_as(xk))
-
-                def recon_plus(extra=None, sampler=None):
-                    def g(xk, x):
-                        xh = _checked_recon(interp, x, start, name, keep)
-                        if isinstance(extra, str):
-                            return xh + (xk - xh)
-                        if extra is not None:
-                            return xh + torch.as_tensor(extra).to(dtype=xk.dtype, device=xk.device)
-                        if sampler is not None:
-                            z = torch.from_numpy(sampler(xk.shape[0]))
-                            return xh + z.to(dtype=xk.dtype, device=xk.device)
-                        return xh
-
-                    return splice(g)
-
-                transforms: dict[str, Any] = {
-                    "clean": None,
-                    "zero_ablation": const(np.zeros(d)),
-                    "mean_ablation": const(mean_x),
-                    "recon": recon_plus(),
-                    "recon+mean": recon_plus(extra=mean_r),
-                    "recon+gaussian": recon_plus(sampler=lambda k: gauss.sample(k, seed=rng)),
-                    "recon+perturbative": recon_plus(sampler=lambda k: sample_perturbative(pert, k, seed=rng)),
-                    "recon+residual": recon_plus(extra="residual"),
+                cap: list = []
+                out = hook.run(model, b, capture=cap)
+                xb = cap[0]
+                lead = hook.shape
+                if d is None:
+                    d = int(xb.shape[1])
+                elif xb.shape[1] != d:
+                    raise InputError(f"the hooked output has width {xb.shape[1]} on batch {i} but {d} on batch 0.")
+                tm = masks.for_batch(i, b, lead)
+                tm = None if tm is None else tm.to(device)
+                keep = None if tm is None else tm.reshape(-1)
+                leads.append(lead)
+                token_masks.append(tm)
+                keeps.append(keep)
+                starts.append(starts[-1] + int(xb.shape[0]))
+                counts.append(int(xb.shape[0]) if keep is None else int(keep.sum()))
+                xk = xb if keep is None else xb[keep]
+                if not torch.all(torch.isfinite(xk)):
+                    raise PatchError(f"`module` {name!r} outputs NaN/inf on batch {i} of the clean model; check the inputs.")
+                if interp.n_tokens is not None and interp.n_tokens < starts[-1]:
+                    raise InputError(
+                        f"the precomputed `interpretation` has {interp.n_tokens} rows but `batches` give at least "
+                        f"{starts[-1]} tokens at the hooked module; pass one reconstruction per token"
+                        + (" (masked tokens included: their rows are ignored)." if masks.active else ".")
+                    )
+                per_loss["clean"][i] = _rows(loss_fn(out, b), "clean", tm)
+                tick()
+                lg = _logits_of(out, logits, vocab)
+                lp_clean = None
+                if lg is None:
+                    no_kl = no_kl or _no_logits_reason(out, logits, vocab)
+                else:
+                    if not torch.all(torch.isfinite(lg)):
+                        raise PatchError("the clean model's logits contain NaN/inf; check the inputs.")
+                    lp_clean = _Clean(lg)
+                    per_kl["clean"][i] = _kl_rows_of(lp_clean, lg, "clean", tm)
+                    if global_rungs:
+                        nbytes = lg.numel() * lg.element_size()
+                        cache_bytes += nbytes
+                        clean_logits.append(lg.detach() if cache_bytes <= _CLEAN_LOGITS_BYTES else None)
+                del out
+                start = starts[i]
+                xh = _checked_recon(interp, xb, start, name, keep)
+                if global_rungs:
+                    X_parts.append(xk.double().cpu().numpy())
+                    R_parts.append((xk.double() - xh.double()).cpu().numpy())
+                    xh_store.append(xh)  # reused by every pass-2 rung of this batch (x is the same)
+                local = {
+                    "zero_ablation": lambda: const(np.zeros(d), keep),
+                    "recon": lambda: recon_plus(keep, start, cached=xh),
+                    "recon+residual": lambda: recon_plus(keep, start, extra="residual", cached=xh),
                 }
-                logp_clean = None
-                for rung in rungs:
-                    reps = n_resamples if rung in ("recon+gaussian", "recon+perturbative") else 1
-                    acc_l = acc_k = None
-                    for _ in range(reps):
-                        out = hook.run(model, b, transform=transforms[rung])
-                        lr = _rows(loss_fn(out, b), rung, token_masks[i])
-                        if rung == "clean":
-                            lg = _logits_of(out, logits)
-                            if lg is not None:
-                                if not torch.all(torch.isfinite(lg)):
-                                    raise PatchError("the clean model's logits contain NaN/inf; check the inputs.")
-                                logp_clean = torch.log_softmax(lg.detach().to(torch.float64), dim=-1)
-                        kr = _kl_rows(logp_clean, out, logits, rung, token_masks[i])
-                        acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
-                        if kr is not None:
-                            acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
-                        if bar is not None:
-                            bar.update(1)
-                    per_rung_loss[rung].append((acc_l[0] / reps, acc_l[1]))
-                    if acc_k is not None:
-                        per_rung_kl[rung].append((acc_k[0] / reps, acc_k[1]))
-        finally:
-            if bar is not None:
-                bar.close()
+                for rung in want:
+                    if rung in local:
+                        lr, kr = run_once(b, local[rung](), tm, lp_clean, rung)
+                        per_loss[rung][i], per_kl[rung][i] = lr, kr
+                if not sanity_all and i == 0:
+                    lr, _ = run_once(b, local["recon+residual"](), tm, None, "recon+residual")
+                    sanity_rows.append((per_loss["clean"][0], lr))
+                del xh, xb, xk, lp_clean
+            masks.finish()
+            n_all = starts[-1]
+            n_tokens = int(sum(counts))
+            if interp.n_tokens is not None and interp.n_tokens != n_all:
+                raise InputError(
+                    f"the precomputed `interpretation` has {interp.n_tokens} rows but `batches` give {n_all} tokens "
+                    "at the hooked module; pass one reconstruction per token"
+                    + (" (masked tokens included: their rows are ignored)." if masks.active else ".")
+                )
+            if masks.active and n_tokens == 0:
+                raise InputError(
+                    f"`mask`/`exclude_positions` ({masks.description}) exclude every one of the {n_all} tokens of "
+                    "`batches`; True marks a token that counts — check the mask's polarity."
+                )
+            if n_tokens < 2:
+                raise InputError(
+                    f"`batches` give {n_tokens} token{'s' if n_tokens != 1 else ''} "
+                    f"{'that count ' if masks.active else ''}at the hooked module; a background needs at least 2."
+                )
+
+            if global_rungs:
+                X = np.concatenate(X_parts)
+                R = np.concatenate(R_parts)
+                del X_parts, R_parts
+                mean_x = X.mean(axis=0)
+                mean_r = R.mean(axis=0)
+                del X
+                if noise:
+                    if not np.any(R - mean_r):
+                        raise InputError(
+                            "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, "
+                            "or one off by a constant): there is no noise to model; compare rungs with a plain "
+                            "forward instead."
+                        )
+                    gauss, pert, bg_label = _fit_background(background, R, int(seed))
+                    if gauss.n_features_in_ != d:
+                        raise InputError(
+                            f"`background` was fitted on {gauss.n_features_in_} features but the hooked output has {d}."
+                        )
+                    if "recon+perturbative" in want and pert is None:
+                        raise InputError(
+                            "`rungs` asks for 'recon+perturbative' but `background` is Gaussian; pass "
+                            "background='perturbative' (or a PerturbativeBackground)."
+                        )
+                del R
+                # Pass 2, per batch: the rungs that need every batch's tokens (means, backgrounds).
+                for i, b in enumerate(batches):
+                    keep, tm, start = keeps[i], token_masks[i], starts[i]
+                    rng = np.random.default_rng([int(seed), i, 0x9A7C])
+                    lp_clean = None
+                    if not no_kl:
+                        lg = clean_logits[i] if i < len(clean_logits) else None
+                        if lg is None:  # over the cache budget: the clean logits are computed again
+                            out = hook.run(model, b)
+                            lg = _logits_of(out, logits, vocab)
+                            del out
+                        lp_clean = _Clean(lg)
+                        clean_logits[i] = None
+                    xh = xh_store[i]
+                    makers = {
+                        "mean_ablation": lambda: const(mean_x, keep),
+                        "recon+mean": lambda: recon_plus(keep, start, extra=mean_r, cached=xh),
+                        "recon+gaussian": lambda: recon_plus(
+                            keep, start, sampler=lambda k: gauss.sample(k, seed=rng), cached=xh),
+                        "recon+perturbative": lambda: recon_plus(
+                            keep, start, sampler=lambda k: sample_perturbative(pert, k, seed=rng), cached=xh),
+                    }
+                    for rung in global_rungs:
+                        if rung in ("recon+gaussian", "recon+perturbative"):
+                            lr, kr = run_resampled(b, leads[i], makers[rung], tm, lp_clean, rung, rng)
+                        else:
+                            lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung)
+                        per_loss[rung][i], per_kl[rung][i] = lr, kr
+                    del lp_clean
+                    xh_store[i] = None
+    finally:
+        if bar is not None:
+            bar.close()
+
+    return _assemble(
+        want, per_loss, per_kl, sanity_rows, no_kl=no_kl, check_rtol=check_rtol, name=name, n_tokens=n_tokens,
+        n_all=n_all, d=d, n_resamples=n_resamples, seed=seed, bg_label=bg_label, pert=pert, loss_name=loss_name,
+        excluded=masks.description, convention=convention,
+    )
+
+
+def _assemble(want, per_loss, per_kl, sanity_rows, *, no_kl, check_rtol, name, n_tokens, n_all, d, n_resamples,
+              seed, bg_label, pert, loss_name, excluded, convention) -> PatchReport:
+    """The report from each rung's per-batch ``(row sums, row counts)`` of loss and KL."""
 
     def joined(parts):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    loss_rows = {k: joined(v) for k, v in per_rung_loss.items()}
+    loss_rows = {k: joined(v) for k, v in per_loss.items()}
     n_all_rows = len(loss_rows["clean"][0])
     for k, (v, _) in loss_rows.items():
         if len(v) != n_all_rows:
             raise InputError(f"`loss_fn` returned {len(v)} rows for rung {k!r} but {n_all_rows} for the clean run.")
-    has_kl = all(len(per_rung_kl[k]) == len(batches) for k in rungs)
-    kl_rows = {k: joined(per_rung_kl[k]) for k in rungs} if has_kl else {}
+    has_kl = not no_kl and all(all(p is not None for p in per_kl[k]) for k in want)
+    kl_rows = {k: joined(per_kl[k]) for k in want} if has_kl else {}
     # Rows with no entry that counts (masked throughout) are left out of every average.
     n_w = loss_rows["clean"][1]
     live = n_w > 0
@@ -756,38 +996,68 @@ def patch_scores(
         kl_rows = {k: v[0][k_live] for k, v in kl_rows.items()}
         k_w = k_w[k_live]
         has_kl = bool(np.any(k_live))
+        if not has_kl:
+            no_kl = "every KL entry is masked"
     n_rows = int(np.sum(live))
 
-    def mean_se(sums, w):
-        return _ratio(sums, w)
-
-    L_clean = mean_se(loss_rows["clean"], n_w)[0]
-    delta = mean_se(loss_rows["recon+residual"], n_w)[0] - L_clean
-    tol = float(check_rtol) * (abs(L_clean) + 1.0)
+    L_clean = _ratio(loss_rows["clean"], n_w)[0]
+    if sanity_rows:  # recon+residual was not asked for: checked on the first batch only
+        (cs, cw), (ss, _) = sanity_rows[0]
+        ok = cw > 0
+        delta = float(np.sum(ss[ok]) / np.sum(cw[ok]) - np.sum(cs[ok]) / np.sum(cw[ok])) if np.any(ok) else 0.0
+        ref = float(np.sum(cs[ok]) / np.sum(cw[ok])) if np.any(ok) else L_clean
+        where = " (first batch)"
+    else:
+        delta = _ratio(loss_rows["recon+residual"], n_w)[0] - L_clean
+        ref, where = L_clean, ""
+    tol = float(check_rtol) * (abs(ref) + 1.0)
     if not abs(delta) <= tol:
         raise PatchError(
-            f"sanity check failed: splicing x̂ + (x − x̂) back into {name!r} gives mean loss "
-            f"{L_clean + delta:.6g}, but the clean model gives {L_clean:.6g} (difference {delta:.3g} > {tol:.3g}). "
+            f"sanity check failed{where}: splicing x̂ + (x − x̂) back into {name!r} gives mean loss "
+            f"{ref + delta:.6g}, but the clean model gives {ref:.6g} (difference {delta:.3g} > {tol:.3g}). "
             "The model is not deterministic (call model.eval() to turn off dropout) or the hooked module's "
             "output is not what reaches the rest of the model."
         )
-    c, z, m, rc = (loss_rows[k] for k in ("clean", "zero_ablation", "mean_ablation", "recon"))
-    ce, ce_se = _ratio(z - rc, z - c)
-    ma, ma_se = _ratio(m - rc, m - c)
-    gr, gr_se = _ratio(rc - loss_rows["recon+gaussian"], rc - c)
+    why: dict[str, str] = {}
+
+    def score(field_, num_rungs, fn):
+        missing = [r for r in num_rungs if r not in want]
+        if missing:
+            why[field_] = f"rung{'s' if len(missing) > 1 else ''} {', '.join(missing)} not run (see `rungs`)"
+            return math.nan, math.nan
+        v, se = fn(*(loss_rows[r] for r in num_rungs))
+        if math.isnan(v):
+            why[field_] = "its denominator is 0 (the rungs it compares give the same loss)"
+        return v, se
+
+    ce, ce_se = score("ce_loss_recovered", ("clean", "zero_ablation", "recon"), lambda c, z, rc: _ratio(z - rc, z - c))
+    ma, ma_se = score("mean_ablation_recovered", ("clean", "mean_ablation", "recon"), lambda c, m, rc: _ratio(m - rc, m - c))
+    gr, gr_se = score("gaussian_recovered", ("clean", "recon", "recon+gaussian"), lambda c, rc, g: _ratio(rc - g, rc - c))
     if pert is not None:
-        pr, pr_se = _ratio(rc - loss_rows["recon+perturbative"], rc - c)
+        pr, pr_se = score("perturbative_recovered", ("clean", "recon", "recon+perturbative"),
+                          lambda c, rc, p: _ratio(rc - p, rc - c))
     else:
         pr = pr_se = math.nan
+        why["perturbative_recovered"] = "no perturbative background: pass background='perturbative' to run its rung"
+    for f_ in ("ce_loss_recovered", "mean_ablation_recovered", "gaussian_recovered", "perturbative_recovered"):
+        if f_ in why:
+            why[f_ + "_se"] = why[f_]
     kl_score = math.nan
     if has_kl:
-        kz = mean_se(kl_rows["zero_ablation"], k_w)[0]
-        kl_score = (kz - mean_se(kl_rows["recon"], k_w)[0]) / kz if kz > 0 else math.nan
-    nan = np.full(len(rungs), math.nan)
-    loss_stats = [mean_se(loss_rows[k], n_w) for k in rungs]
-    kl_stats = [mean_se(kl_rows[k], k_w) for k in rungs] if has_kl else None
+        if "zero_ablation" in want and "recon" in want:
+            kz = _ratio(kl_rows["zero_ablation"], k_w)[0]
+            kl_score = (kz - _ratio(kl_rows["recon"], k_w)[0]) / kz if kz > 0 else math.nan
+            if not kz > 0:
+                why["kl_score"] = "the zero-ablation KL is 0"
+        else:
+            why["kl_score"] = "rungs zero_ablation and recon are needed (see `rungs`)"
+    else:
+        why["kl_score"] = why["kl"] = why["kl_se"] = no_kl
+    nan = np.full(len(want), math.nan)
+    loss_stats = [_ratio(loss_rows[k], n_w) for k in want]
+    kl_stats = [_ratio(kl_rows[k], k_w) for k in want] if has_kl else None
     return PatchReport(
-        rungs=tuple(rungs),
+        rungs=tuple(want),
         loss=np.array([v for v, _ in loss_stats]),
         loss_se=np.array([e for _, e in loss_stats]),
         kl=np.array([v for v, _ in kl_stats]) if has_kl else nan,
@@ -812,7 +1082,160 @@ def patch_scores(
         loss_name=loss_name,
         n_excluded=n_all - n_tokens,
         excluded=excluded if n_all > n_tokens else "",
+        convention=convention,
+        nan_reasons=why,
     )
+
+
+# ---------------------------------------------------------------------- helpers of the rungs
+#: Rungs that need every batch's tokens first (a mean or a background fitted on all of them).
+_GLOBAL_RUNGS = ("mean_ablation", "recon+mean", "recon+gaussian", "recon+perturbative")
+#: Clean logits kept from pass 1 for the KL of the pass-2 rungs; beyond this the clean forward
+#: is run again in pass 2 instead.
+_CLEAN_LOGITS_BYTES = 1 << 30
+
+
+def _requested_rungs(rungs: Any, background: Any) -> list[str]:
+    perturbative = background == "perturbative" or isinstance(background, PerturbativeBackground)
+    if rungs is None:
+        return [k for k in RUNGS if k != "recon+perturbative" or perturbative]
+    if isinstance(rungs, str) or not hasattr(rungs, "__iter__"):
+        raise InputError(f"`rungs` must be a list of rung names, e.g. ['clean', 'zero_ablation', 'recon']; got {describe(rungs)}.")
+    names = list(rungs)
+    bad = [r for r in names if r not in RUNGS]
+    if bad:
+        raise InputError(f"`rungs` has unknown rung{'s' if len(bad) > 1 else ''} {bad}; the rungs are {', '.join(RUNGS)}.")
+    if "recon+perturbative" in names and not perturbative:
+        raise InputError(
+            "`rungs` asks for 'recon+perturbative' but `background` is Gaussian; pass background='perturbative' "
+            "(or a PerturbativeBackground)."
+        )
+    # the clean rung is the pass that captures the module's output: always run
+    return [k for k in RUNGS if k == "clean" or k in names]
+
+
+def _batch_list(batches: Any, batch_size: Any) -> list:
+    """``batches`` as a list; with ``batch_size``, one tensor/array (or a Mapping or tuple of them
+    sharing a first axis) is cut into batches of that many rows."""
+    import torch
+
+    if batch_size is not None:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+        if isinstance(batches, list):
+            raise InputError(
+                "`batch_size` cuts one tensor (or a Mapping/tuple of tensors) into batches; `batches` is already a "
+                "list of batches: pass one or the other."
+            )
+        leaves: list = []
+
+        def walk(o):
+            if isinstance(o, np.ndarray):
+                o = tensor_from_numpy(o)
+            if isinstance(o, torch.Tensor):
+                leaves.append(o.shape[0] if o.ndim else None)
+                return o
+            if isinstance(o, Mapping):
+                return {k: walk(v) for k, v in o.items()}
+            if isinstance(o, tuple):
+                return tuple(walk(v) for v in o)
+            return o
+
+        whole = walk(batches)
+        sizes = {n for n in leaves if n is not None}
+        if len(sizes) != 1:
+            raise InputError(
+                f"with `batch_size`, `batches` must be one tensor or array (or a Mapping/tuple of them) whose tensors "
+                f"share their first axis; got {describe(batches)} with first axes {sorted(sizes) or 'none'}."
+            )
+        n = sizes.pop()
+
+        def cut(o, lo, hi):
+            if isinstance(o, torch.Tensor):
+                return o[lo:hi] if o.ndim else o
+            if isinstance(o, Mapping):
+                return {k: cut(v, lo, hi) for k, v in o.items()}
+            if isinstance(o, tuple):
+                return tuple(cut(v, lo, hi) for v in o)
+            return o
+
+        return [cut(whole, lo, min(n, lo + int(batch_size))) for lo in range(0, n, int(batch_size))]
+    if isinstance(batches, (torch.Tensor, np.ndarray, Mapping)):
+        raise InputError(
+            f"`batches` must be an iterable of batches; got a single {describe(batches)}. Wrap it: [batch], or pass "
+            "batch_size= to cut it into batches."
+        )
+    try:
+        batches = list(batches)
+    except TypeError:
+        raise InputError(f"`batches` must be an iterable of batches; got {describe(batches)}.") from None
+    if not batches:
+        raise InputError("`batches` is empty; pass at least one batch.")
+    return batches
+
+
+class _Untileable(Exception):
+    """The hooked output of a repeated batch does not hold the copies along its first axis."""
+
+
+def _tile(obj: Any, n: int, rows: int):
+    """``obj`` with every tensor whose first axis has ``rows`` entries repeated ``n`` times along it
+    (copy 0 first); None when some tensor has another first axis (it cannot be told apart)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if obj.ndim == 0 or obj.shape[0] != rows:
+            return None
+        return obj.repeat(n, *([1] * (obj.ndim - 1)))
+    if isinstance(obj, Mapping):
+        out = {k: _tile(v, n, rows) for k, v in obj.items()}
+        return None if any(out[k] is None and obj[k] is not None for k in obj) else out
+    if isinstance(obj, (tuple, list)):
+        vals = [_tile(v, n, rows) for v in obj]
+        if any(t is None and v is not None for t, v in zip(vals, obj)):
+            return None
+        return type(obj)(vals)
+    if obj is None or isinstance(obj, (int, float, str, bool)):
+        return obj
+    return None
+
+
+def _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what):
+    """One forward on ``n`` stacked copies of batch ``b``, each spliced by its own transform:
+    per-row ``(loss, KL)`` averaged over the copies, or None when the model or the loss does not
+    keep the copies apart along the first axis (the caller then runs one forward per draw)."""
+    import torch
+
+    B = int(lead[0]) if lead else 0
+    bt = _tile(b, n, B) if B else None
+    if bt is None:
+        return None
+    rows = int(np.prod(lead))
+    fs = [make_transform() for _ in range(n)]  # in draw order: the same noise as one forward per draw
+
+    def f(x):
+        if x.shape[0] != n * rows:
+            raise _Untileable
+        return torch.cat([fj(x[j * rows:(j + 1) * rows]) for j, fj in enumerate(fs)])
+
+    try:
+        out = hook.run(model, bt, transform=f)
+    except _Untileable:
+        return None
+    loss = loss_fn(out, bt)
+    if not isinstance(loss, torch.Tensor) or loss.ndim == 0 or loss.shape[0] != n * B:
+        return None
+    acc_l = acc_k = None
+    lg = _logits_of(out, logits, vocab) if lp_clean is not None else None
+    if lp_clean is not None and (lg is None or lg.shape[0] != n * B):
+        return None
+    for j in range(n):
+        lr = _rows(loss[j * B:(j + 1) * B], what, keep_lead)
+        acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
+        if lg is not None:
+            kr = _kl_rows_of(lp_clean, lg[j * B:(j + 1) * B], what, keep_lead)
+            acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
+    return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
 
 
 def _checked_recon(interp, x, start: int, name: str, keep: Any = None):

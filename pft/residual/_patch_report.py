@@ -80,6 +80,17 @@ class PatchReport(JsonResult):
         :func:`patch_scores`): never spliced, fitted on or averaged over.
     excluded : str
         What excluded them (``""``: nothing was, ``"positions (0,)"``, ``"mask"``, ...).
+    convention : str
+        ``"pft"`` (masked tokens stay clean in every rung) or ``"saelens"`` (the ablation rungs
+        replace every token, masked ones included, as SAELens' ``run_evals`` does).
+    nan_reasons : dict
+        For every field that is NaN, why (a rung not run, no logits found, a zero denominator);
+        shown in the table and written to the JSON.
+
+    SAELens' names are read-only aliases: ``ce_loss_score`` (``ce_loss_recovered``),
+    ``kl_div_score`` (``kl_score``), ``ce_loss_without_sae`` / ``ce_loss_with_sae`` /
+    ``ce_loss_with_ablation`` (the mean loss of the clean / recon / zero_ablation rungs) and
+    ``kl_div_with_sae`` / ``kl_div_with_ablation`` (their KL); :meth:`saelens_metrics` gathers them.
     """
 
     rungs: tuple
@@ -107,6 +118,8 @@ class PatchReport(JsonResult):
     loss_name: str = "loss"
     n_excluded: int = 0
     excluded: str = ""
+    convention: str = "pft"
+    nan_reasons: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
     def loss_of(self, rung: str) -> float:
@@ -115,11 +128,64 @@ class PatchReport(JsonResult):
             raise KeyError(f"rung {rung!r} was not run; rungs: {', '.join(self.rungs)}")
         return float(self.loss[self.rungs.index(rung)])
 
+    def kl_of(self, rung: str) -> float:
+        """Mean KL to the clean model of one rung (NaN without logits)."""
+        self.loss_of(rung)
+        return float(self.kl[self.rungs.index(rung)])
+
+    # ------------------------------------------------------------------ SAELens' names
+    @property
+    def ce_loss_score(self) -> float:
+        """SAELens' name of :attr:`ce_loss_recovered`."""
+        return self.ce_loss_recovered
+
+    @property
+    def kl_div_score(self) -> float:
+        """SAELens' name of :attr:`kl_score`."""
+        return self.kl_score
+
+    def _rung_or_nan(self, rung: str, kl: bool = False) -> float:
+        if rung not in self.rungs:
+            return math.nan
+        return self.kl_of(rung) if kl else self.loss_of(rung)
+
+    @property
+    def ce_loss_without_sae(self) -> float:
+        """SAELens' name of the clean rung's mean loss."""
+        return self._rung_or_nan("clean")
+
+    @property
+    def ce_loss_with_sae(self) -> float:
+        """SAELens' name of the recon rung's mean loss."""
+        return self._rung_or_nan("recon")
+
+    @property
+    def ce_loss_with_ablation(self) -> float:
+        """SAELens' name of the zero_ablation rung's mean loss."""
+        return self._rung_or_nan("zero_ablation")
+
+    @property
+    def kl_div_with_sae(self) -> float:
+        """SAELens' name of the recon rung's mean KL to the clean model."""
+        return self._rung_or_nan("recon", kl=True)
+
+    @property
+    def kl_div_with_ablation(self) -> float:
+        """SAELens' name of the zero_ablation rung's mean KL to the clean model."""
+        return self._rung_or_nan("zero_ablation", kl=True)
+
+    def saelens_metrics(self) -> dict:
+        """The numbers SAELens' ``run_evals`` also reports, under its names (flat dict)."""
+        names = ("ce_loss_score", "ce_loss_without_sae", "ce_loss_with_sae", "ce_loss_with_ablation",
+                 "kl_div_score", "kl_div_with_sae", "kl_div_with_ablation")
+        return {n: float(getattr(self, n)) for n in names}
+
     # ------------------------------------------------------------------ serialisation
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PatchReport":
         kw = dict(d)
         kw["rungs"] = tuple(kw["rungs"])
+        kw["nan_reasons"] = dict(kw.get("nan_reasons") or {})
         for name in _ARRAYS:
             kw[name] = np.asarray(kw[name], dtype=float)
         return cls(**kw)
@@ -150,19 +216,30 @@ class PatchReport(JsonResult):
             if has_kl:
                 line += f"{_f(float(self.kl[i]), '.5f'):>13}{_f(float(self.kl_se[i]), '.2g'):>10}"
             L.append(line)
+        why = self.nan_reasons or {}
+        if not has_kl:
+            L.append(f"  KL to clean: n/a, why: {why.get('kl', 'not computed')}")
 
         def row(label, v, se, note):
+            if isinstance(v, float) and math.isnan(v):
+                note = f"why: {why.get(label, 'not computed')}"
+                L.append(f"  {label:<26}{'n/a':>10}  {'':<10}  {note}")
+                return
             L.append(f"  {label:<26}{_f(v):>10}  ± {_f(se, '.2g'):<8}  {note}")
 
         L.append(" scores")
-        row("ce_loss_recovered", self.ce_loss_recovered, self.ce_loss_recovered_se, "(L_zero − L_recon)/(L_zero − L_clean), SAELens")
+        row("ce_loss_recovered", self.ce_loss_recovered, self.ce_loss_recovered_se, "(L_zero − L_recon)/(L_zero − L_clean), SAELens ce_loss_score")
         row("mean_ablation_recovered", self.mean_ablation_recovered, self.mean_ablation_recovered_se, "the same against mean ablation")
         row("gaussian_recovered", self.gaussian_recovered, self.gaussian_recovered_se, "(L_recon − L_gauss)/(L_recon − L_clean); 1 = residual is noise to the model")
-        if not math.isnan(self.perturbative_recovered):
-            row("perturbative_recovered", self.perturbative_recovered, self.perturbative_recovered_se, "the same with perturbative draws")
+        row("perturbative_recovered", self.perturbative_recovered, self.perturbative_recovered_se, "the same with perturbative draws")
         if not math.isnan(self.kl_score):
-            L.append(f"  {'kl_score':<26}{self.kl_score:>10.4f}  {'':<11}  (KL_zero − KL_recon)/KL_zero")
-        L.append(f"  {'sanity: L_true − L_clean':<26}{self.sanity_delta:>10.2e}")
+            L.append(f"  {'kl_score':<26}{self.kl_score:>10.4f}  {'':<10}  (KL_zero − KL_recon)/KL_zero, SAELens kl_div_score")
+        else:
+            L.append(f"  {'kl_score':<26}{'n/a':>10}  {'':<10}  why: {why.get('kl_score', 'not computed')}")
+        L.append(f"  {'sanity: L_true − L_clean':<26}{self.sanity_delta:>10.2e}"
+                 + ("  (first batch; recon+residual not in rungs)" if "recon+residual" not in self.rungs else ""))
+        if self.convention != "pft":
+            L.append(f"  convention {self.convention!r}: the ablation rungs replace masked tokens too")
         return "\n".join(L)
 
     def plot(self, path: str | None = None):

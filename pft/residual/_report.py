@@ -86,6 +86,17 @@ class ResidualReport(JsonResult):
     l0, dead_fraction : float
         Mean number of non-zero codes per token and the fraction of code dimensions never
         active (NaN when no codes were given).
+    n_excluded : int
+        Tokens left out by ``mask`` / ``exclude_positions`` (not in ``n_tokens``).
+    excluded : str
+        What left them out (``""``: nothing).
+    nan_reasons : dict
+        For every field that is NaN, why; shown in the table and written to the JSON.
+
+    SAELens' names: ``mse``, ``l0``, ``explained_variance`` and ``explained_variance_legacy``
+    are SAELens' own (the last one centres on the mean of all tokens; SAELens centres each
+    evaluation batch on its own mean: ``score(..., saelens_batch=...)`` does the same);
+    ``cossim`` is an alias of ``cosine``. :meth:`saelens_metrics` gathers them.
     """
 
     mse: float
@@ -120,11 +131,24 @@ class ResidualReport(JsonResult):
     shrinkage: float
     l0: float = math.nan
     dead_fraction: float = math.nan
+    n_excluded: int = 0
+    excluded: str = ""
+    nan_reasons: dict = field(default_factory=dict)
+
+    @property
+    def cossim(self) -> float:
+        """SAELens' name of :attr:`cosine`."""
+        return self.cosine
+
+    def saelens_metrics(self) -> dict:
+        """The numbers SAELens' ``run_evals`` also reports, under its names (flat dict)."""
+        return {n: float(getattr(self, n)) for n in ("mse", "cossim", "explained_variance", "explained_variance_legacy", "l0")}
 
     # ------------------------------------------------------------------ serialisation
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResidualReport":
         kw = dict(d)
+        kw["nan_reasons"] = dict(kw.get("nan_reasons") or {})
         for name in _ARRAYS:
             kw[name] = np.asarray(kw[name], dtype=float)
         if kw["nongaussian_directions"].ndim == 1:
@@ -143,11 +167,15 @@ class ResidualReport(JsonResult):
     # ------------------------------------------------------------------ reading
     def __str__(self) -> str:
         L = []
+        masked = f"; {self.n_excluded} more left out: {self.excluded}" if self.n_excluded else ""
         L.append(
-            f"ResidualReport: {self.n_tokens} tokens ({self.n_train} fit / {self.n_test} held out), d = {self.d}"
+            f"ResidualReport: {self.n_tokens} tokens ({self.n_train} fit / {self.n_test} held out{masked}), d = {self.d}"
         )
+        why = self.nan_reasons or {}
 
         def row(label, value, note=""):
+            if isinstance(value, float) and math.isnan(value):
+                note = f"why: {why.get(label, 'not computed')}"
             L.append(f"  {label:<40}{_fmt(value)}  {note}".rstrip())
 
         L.append(" reconstruction")
@@ -155,8 +183,7 @@ class ResidualReport(JsonResult):
         row("fvu", self.fvu, f"explained variance {self.explained_variance:.4f}")
         row("explained_variance_legacy", self.explained_variance_legacy, "mean of per-token ratios")
         row("cosine", self.cosine)
-        if not math.isnan(self.l0):
-            row("l0", self.l0, f"dead codes {self.dead_fraction:.1%}")
+        row("l0", self.l0, f"dead codes {self.dead_fraction:.1%}")
         L.append(" Gaussian background (held out, bits per token)")
         row("gaussian_nll_bits", self.gaussian_nll_bits, f"Ledoit–Wolf shrinkage {self.shrinkage:.3g}")
         row("isotropic_nll_bits", self.isotropic_nll_bits)

@@ -16,6 +16,7 @@ from pft.residual._metrics import (
     AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
 )
 from pft.residual._report import ResidualReport
+from pft.residual._score_inputs import prepare
 
 __all__ = ["score"]
 
@@ -75,18 +76,27 @@ def score(
     distributed: bool = False,
     group: Any = None,
     chunk_rows: int | None = None,
+    mask: Any = None,
+    exclude_positions: Any = None,
+    saelens_batch: int | None = None,
 ) -> ResidualReport:
     """Score an interpretation by what its residual ``r = activations − reconstruction`` carries.
 
     Parameters
     ----------
-    activations : (N, d) array or tensor
+    activations : (N, d) array or tensor, or (B, L, ..., d)
         The model's activations ``x``. Integer, float16 and bfloat16 inputs are upcast; all
-        arithmetic is float64.
-    reconstruction : (N, d) array or tensor
-        The interpretation's reconstruction ``x̂`` (an SAE's output, a circuit's prediction).
+        arithmetic is float64. Leading axes are tokens; for an interpretation that declares
+        ``d_in`` (an SAE), the trailing axes that multiply to ``d_in`` make one row (a SAELens
+        ``hook_z`` SAE reads ``(B, L, n_heads, d_head)`` as rows of ``n_heads·d_head``).
+    reconstruction : (N, d) array or tensor, or an interpretation object
+        The interpretation's reconstruction ``x̂`` (an SAE's output, a circuit's prediction), or
+        the interpretation itself (a SAELens ``SAE``, anything :func:`as_interpretation` takes):
+        its reconstruction and codes are then computed ``chunk_rows`` at a time.
     codes : (N, m) array or tensor, optional
-        The interpretation's codes (SAE feature activations), for ``l0`` and ``dead_fraction``.
+        The interpretation's codes (SAE feature activations), for ``l0`` and ``dead_fraction``
+        (read from an interpretation object when one is given; without either they are NaN and
+        ``nan_reasons`` says so).
     holdout : float in (0, 1), default 0.2
         Fraction of tokens held out (chosen at random with ``seed``) to evaluate everything fitted.
     seed : int, default 0
@@ -114,6 +124,16 @@ def score(
         e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
         O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
         Mardia's (at most ``max(4096, √(N d / 4))`` held-out rows).
+    mask : bool array of the activations' leading shape, optional
+        Which tokens count (True); the others are left out of everything (SAELens leaves out
+        special tokens). Integer 0/1 masks (an ``attention_mask``) are read as booleans.
+    exclude_positions : tuple of int, optional
+        Sequence positions (the second axis of ``(B, L, ..., d)`` activations) that never count,
+        e.g. ``(0,)`` for the BOS/attention-sink position. With a mask, the kept rows are copied.
+    saelens_batch : int, optional
+        Compute ``explained_variance_legacy`` as SAELens does: each batch of this many sequences
+        (SAELens' ``eval_batch_size_prompts``; tokens for 2-D input) is centred on its own mean
+        of the tokens that count. Default: one mean over all tokens.
 
     Returns
     -------
@@ -168,6 +188,9 @@ def score(
     >>> np.round(np.abs(bad.nongaussian_directions[:2] @ missed.T).max(axis=0), 2)
     array([1., 1.])
     """
+    pre = prepare(activations, reconstruction, codes=codes, mask=mask, exclude_positions=exclude_positions,
+                  saelens_batch=saelens_batch, chunk_rows=chunk_rows, distributed=distributed)
+    activations, reconstruction, codes = pre.x, pre.xhat, pre.codes
     x, xhat = _as_rows(activations, "activations"), _as_rows(reconstruction, "reconstruction")
     if tuple(xhat.shape) != tuple(x.shape):
         raise InputError(
@@ -329,7 +352,7 @@ def score(
     finally:
         stages.close()
 
-    return ResidualReport(
+    return pre.finish(ResidualReport(
         **anchors_out,
         gaussian_nll_bits=nll_g,
         isotropic_nll_bits=nll_iso,
@@ -358,4 +381,4 @@ def score(
         shrinkage=gauss.shrinkage_,
         l0=l0,
         dead_fraction=dead,
-    )
+    ), red)

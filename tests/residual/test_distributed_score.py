@@ -48,6 +48,9 @@ def _two_ranks_against_one_process(torchrun, tmp_path, device):
     assert significant.sum() >= 2  # the two missing features
     for key, ref in one.items():
         got = dist_rep[key]
+        if isinstance(ref, (str, dict)):  # what was excluded, why a field is NaN
+            assert got == ref, key
+            continue
         if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
             # Directions with kurtosis indistinguishable from 0 are not determined by the data
             # (any rotation among them is as good), so rounding differences move them; the

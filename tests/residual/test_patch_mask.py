@@ -154,8 +154,8 @@ def test_masked_tokens_reach_the_model_bit_for_bit_clean(setup):
     one = s["batches"][:1]
     k0 = torch.as_tensor(keep[:60])
     patch_scores(model, "layer", one, interpretation=interp, loss_fn=sq_loss, progress=False, n_resamples=2,
-                 mask=s["mask"][:60], exclude_positions=(0,))
-    # The capture pass stops at the hooked layer; then one forward per rung (2 Gaussian draws).
+                 mask=s["mask"][:60], exclude_positions=(0,), batch_resamples=False)
+    # The clean forward captures the hooked output; then one forward per rung (2 Gaussian draws).
     assert len(seen) == 8
     clean = seen[0]
     for out in seen[1:]:
@@ -241,7 +241,7 @@ def test_precomputed_reconstruction_has_a_row_per_token_and_masked_rows_are_igno
     det = [j for j in range(len(a.rungs)) if j != i]
     np.testing.assert_allclose(a.loss[det], b.loss[det], rtol=1e-10)
     assert abs(a.loss[i] - b.loss[i]) < 4 * math.hypot(a.loss_se[i], b.loss_se[i])
-    with pytest.raises(InputError, match=r"has 5 rows but `batches` give 720 tokens.*masked tokens included"):
+    with pytest.raises(InputError, match=r"has 5 rows but `batches` give at least 360 tokens.*masked tokens included"):
         patch_scores(model, "layer", bs, interpretation=arr[:5], **kw)
 
 

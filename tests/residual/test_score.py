@@ -159,6 +159,9 @@ def test_chunked_and_memmapped_inputs_give_the_same_report(tmp_path):
     significant = np.abs(np.asarray(whole["nongaussian_z"])) > 10
     for key, ref in whole.items():
         got = chunked[key]
+        if isinstance(ref, (str, dict)):  # what was excluded, why a field is NaN
+            assert got == ref, key
+            continue
         if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
             got, ref = np.asarray(got)[significant], np.asarray(ref)[significant]
         np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=1e-9, atol=1e-9, err_msg=key)

@@ -28,7 +28,7 @@ def _assert_same_report(got, ref):
         have = got[key]
         if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
             have, want = np.asarray(have)[significant], np.asarray(want)[significant]
-        if isinstance(want, str) or want is None:
+        if isinstance(want, (str, dict)) or want is None:
             assert have == want, key
         elif isinstance(want, float) and np.isnan(want):
             assert np.isnan(have), key
