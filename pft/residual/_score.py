@@ -11,6 +11,7 @@ from pft._device import as_device_matrix, concat, host, like, resolve_device, ro
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
+from pft.numeric._pursuit import HeldOutMoments, rank_key
 from pft.numeric._reduce import reducer, uniforms
 from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
 from pft.residual._report import ResidualReport
@@ -265,15 +266,16 @@ def score(
                 yield tr_off, (xc - xh)[~te]
 
         pert = PerturbativeBackground(
-            n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss, device=dev
+            n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
         )
         pert._fit_chunks(train_chunks, red, d)
         stages("perturbative")
 
-        # pass 3: held-out gain and direction kurtosis, ridge cross-products, Mardia's sample
+        # pass 3: held-out gain and direction statistics, ridge cross-products, Mardia's sample
         k = pert.basis_.shape[0]
+        sel = pert.selected_
         gsum = np.zeros(2)
-        ypow = np.zeros((4, k))
+        dirs = HeldOutMoments(len(sel))
         cap = max(1000, int(math.sqrt(_MARDIA_FLOPS / d)))
         keep = min(1.0, cap / n_test)
         sample = []
@@ -285,21 +287,20 @@ def score(
                 y = host(w @ like(pert.basis_.T, w))
                 g = pert._gain_of_projection(y) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
-                y2 = y * y
-                ypow += [y.sum(axis=0), y2.sum(axis=0), (y2 * y).sum(axis=0), (y2 * y2).sum(axis=0)]
+                dirs.add(host(w @ like(sel.T, w)))
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
             val = uniforms(tr_off, int((~te).sum()), seed, 7) < 0.2
             for acc, reg in zip(ridges, (xc, xh)):
                 acc.add_central(reg[~te], r[~te], val)
-        gsum, ypow = red.sum(gsum), red.sum(ypow) / n_test
+        gsum = red.sum(gsum)
         ng_bits = float(gsum[0]) / n_test
         ng_se = math.sqrt(max(float(gsum[1]) - n_test * ng_bits**2, 0.0) / (n_test - 1) / n_test)
-        m1, m2, m3, m4 = ypow
-        c2 = m2 - m1**2
-        c4 = m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
-        kurt = c4 / np.maximum(c2, np.finfo(float).tiny) ** 2 - 3.0
-        z = kurt / math.sqrt(24.0 / n_test)
-        order = np.argsort(-np.abs(z))
+        held = dirs.result(red)
+        share = (sel * sel) @ gauss.eigenvalues_[: sel.shape[1]] / float(np.sum(gauss.eigenvalues_))
+        order = np.argsort(-rank_key(held, share), kind="stable")
+        patterns = gauss.pattern(sel)
+        patterns /= np.linalg.norm(patterns, axis=1, keepdims=True)
+        filters = gauss.filter(sel)
         for acc in ridges:
             acc.set_cross(red)
         stages("held-out")
@@ -333,9 +334,13 @@ def score(
         mardia_kurtosis_z=mar["mardia_kurtosis_z"],
         nongaussian_bits=ng_bits,
         nongaussian_bits_se=ng_se,
-        nongaussian_directions=pert.directions_[order],
-        nongaussian_kurtosis=kurt[order],
-        nongaussian_z=z[order],
+        nongaussian_directions=patterns[order],
+        nongaussian_kurtosis=held["kurtosis"][order],
+        nongaussian_z=held["kurtosis_z"][order],
+        nongaussian_skewness=held["skewness"][order],
+        nongaussian_skewness_z=held["skewness_z"][order],
+        nongaussian_filters=filters[order],
+        nongaussian_variance_share=share[order],
         linear_predictable_fraction=lp_x,
         linear_predictable_from_reconstruction=lp_xhat,
         spectrum=spectrum,
