@@ -274,8 +274,7 @@ class PerturbativeBackground:
                 elif part == "select":  # ... and the last quarter selects
                     m = (u >= 0.375) & (u < 0.5)
                 elif part == "search-raw":
-                    rows = c[like(u < 0.375, c)]
-                    yield rows - like(gauss.mean_, rows), 0
+                    yield c[like(u < 0.375, c)], 0  # not centred: sparse codes are non-negative
                     continue
                 elif part == "estimate":
                     m = (u >= 0.5) & (u < 0.75) if ica else u < 0.5

@@ -3,7 +3,9 @@ selected and scored on rows that did not shape them.
 
 Two sources of candidate directions, then one held-out selection:
 
-* **Sparse coding** of the (centred) rows: a dictionary of ``n_atoms`` unit atoms with one
+* **Sparse coding** of the rows as they are (not centred: a missed feature's codes are
+  non-negative, so its mean lies along its own direction, and centring would pull every atom
+  towards minus the mean of all of them): a dictionary of ``n_atoms`` unit atoms with one
   non-negative code per row (``c_t = max_j ⟨a_j, x_t⟩``, the row assigned to the maximising
   atom), each atom re-estimated as the code-weighted mean of its rows, ``a_j ∝ Σ_{t→j} c_t x_t``
   (the exact least-squares update for one-sparse codes). It is started from the top principal
@@ -68,7 +70,7 @@ def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: np.ndarray, *, n_it
                  metric: np.ndarray | None = None, reduce: Reducer | None = None) -> np.ndarray:
     """One-sparse non-negative dictionary learning, one streamed pass per iteration.
 
-    ``chunks()`` yields centred rows (numpy or tensors on one device); ``start`` (m, d) are the
+    ``chunks()`` yields rows (numpy or tensors on one device); ``start`` (m, d) are the
     initial atoms. Each row goes to the atom with the largest code and the atom becomes the
     code-weighted mean of its rows. Codes are ``⟨a_j, x⟩`` (``metric`` None), or, with ``metric``
     the inverse covariance ``Σ⁻¹``, the least-squares amplitudes ``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j`` (an
@@ -242,7 +244,7 @@ def search_and_select(
 ) -> dict[str, np.ndarray]:
     """The search on one part of the rows and the selection on another.
 
-    ``search_raw()`` yields centred rows of the search part (for sparse coding), ``search_white``
+    ``search_raw()`` yields the (uncentred) rows of the search part (for sparse coding), ``search_white``
     holds whitened search rows in memory (for the pursuit), ``select_white()`` yields whitened
     rows of the selection part. ``eigenvectors`` (d, r) and ``eigenvalues`` (r,) are the
     whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the orthonormal whitened basis (k', r) in
@@ -293,7 +295,8 @@ class FeatureDirections(JsonResult):
     whitened : (k, r) ndarray
         The same directions as unit vectors in the whitened coordinates of the Gaussian fit.
     skewness, kurtosis : (k,) ndarray
-        Held-out skewness and excess kurtosis of the projections (selection rows).
+        Skewness and excess kurtosis of the projections on held-out rows that neither searched
+        nor selected.
     skewness_z, kurtosis_z : (k,) ndarray
         Their Gaussian-null z-scores, ``s/√(6/n)`` and ``κ/√(24/n)``.
     variance_share : (k,) ndarray
@@ -301,8 +304,8 @@ class FeatureDirections(JsonResult):
     source : tuple of str
         ``"sparse"`` (a sparse-coding atom), ``"pursuit"`` (clipped skew-and-kurtosis pursuit)
         or ``"tail"`` (unclipped symmetric pursuit from the heaviest rows).
-    n_search, n_select : int
-        Rows that searched and rows that selected and scored.
+    n_search, n_select, n_test : int
+        Rows that searched, that selected, and that scored.
     """
 
     patterns: np.ndarray = field(repr=False)
@@ -316,10 +319,11 @@ class FeatureDirections(JsonResult):
     source: tuple
     n_search: int
     n_select: int
+    n_test: int
 
     def __str__(self) -> str:
         lines = [f"FeatureDirections: {len(self.skewness)} directions ({self.n_search} rows searched, "
-                 f"{self.n_select} held out to select and score)",
+                 f"{self.n_select} to select, {self.n_test} to score)",
                  f"  {'i':>3} {'skewness':>9} {'z':>8} {'ex. kurtosis':>13} {'z':>8} {'var. share':>11}  source"]
         for i in range(len(self.skewness)):
             lines.append(f"  {i:>3} {self.skewness[i]:>9.3f} {self.skewness_z[i]:>8.1f} {self.kurtosis[i]:>13.3f} "
@@ -332,7 +336,7 @@ def feature_directions(
     k: int,
     *,
     seed: int = 0,
-    select_fraction: float = 0.25,
+    select_fraction: float = 0.2,
     gaussian: Any = None,
     distributed: bool = False,
     group: Any = None,
@@ -352,8 +356,10 @@ def feature_directions(
         Directions returned (fewer when the candidates span fewer distinct directions).
     seed : int
         Seeds the search/selection split of the rows (drawn per row index).
-    select_fraction : float, default 0.25
-        Fraction of rows held out to select and score.
+    select_fraction : float, default 0.2
+        Fraction of rows held out to select among the candidates; as many again are held out to
+        score the selected directions (the statistics returned), so that selection cannot
+        inflate them.
     gaussian : GaussianBackground, optional
         A Gaussian already fitted to ``X`` (whitening); fitted here (Ledoit–Wolf) otherwise.
     distributed, group
@@ -381,8 +387,8 @@ def feature_directions(
         X = as_device_matrix(X, "X", dev if dev is not None else X.device)
     else:
         X = as_matrix(X, "X", min_rows=16)
-    if not 0 < select_fraction < 1:
-        raise InputError(f"`select_fraction` must be in (0, 1); got {select_fraction!r}.")
+    if not 0 < select_fraction < 0.5:
+        raise InputError(f"`select_fraction` must be in (0, 0.5); got {select_fraction!r}.")
     red = reducer(distributed, group)
     offset, N = red.offset_and_total(X.shape[0])
     g = gaussian if gaussian is not None else GaussianBackground(device=dev).fit(X, distributed=distributed, group=group)
@@ -390,17 +396,17 @@ def feature_directions(
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
         raise InputError(f"`k` must be an integer in [1, {r}] (the rank of the data); got {k!r}.")
     u = uniforms(offset, X.shape[0], seed, 13)
-    sel = like(u < select_fraction, X)
-    search, held = X[~sel], X[sel]
+    f = float(select_fraction)
+    search, held, test = X[like(u >= 2 * f, X)], X[like((u >= f) & (u < 2 * f), X)], X[like(u < f, X)]
     cap = max(2048, 2**21 // r)
     thin = like(uniforms(offset, len(search), seed, 14) < cap / max(1.0, float(red.sum(len(search)))), search)
     found = search_and_select(
-        lambda: [search - like(g.mean_, search)], g._whiten(search[thin]), lambda: [g._whiten(held)],
+        lambda: [search], g._whiten(search[thin]), lambda: [g._whiten(held)],
         g.eigenvectors_, g.eigenvalues_, int(k), reduce=red,
     )
     U = found["selected"]
     acc = HeldOutMoments(len(U))
-    wh = g._whiten(held)
+    wh = g._whiten(test)
     acc.add(host(wh @ like(U.T, wh)))
     st = acc.result(red)
     share = (U * U) @ g.eigenvalues_[:r] / float(np.sum(g.eigenvalues_))
@@ -409,5 +415,5 @@ def feature_directions(
         patterns=pat / np.linalg.norm(pat, axis=1, keepdims=True), filters=g.filter(U), whitened=U,
         skewness=st["skewness"], kurtosis=st["kurtosis"], skewness_z=st["skewness_z"], kurtosis_z=st["kurtosis_z"],
         variance_share=share, source=tuple(str(s) for s in found["source"][found["chosen"]]),
-        n_search=int(red.sum(len(search))), n_select=int(st["n"]),
+        n_search=int(red.sum(len(search))), n_select=int(red.sum(len(held))), n_test=int(st["n"]),
     )
