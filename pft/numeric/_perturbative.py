@@ -101,8 +101,12 @@ class PerturbativeBackground:
     ----------
     n_directions : int, default 8
         Number ``r`` of corrected directions.
-    basis : {"ica", "principal"}, default "ica"
-        ``"ica"``: the directions of extreme excess kurtosis (symmetric FastICA). To keep
+    basis : {"features", "ica", "principal"}, default "features"
+        ``"features"``: candidate missed features (:func:`pft.numeric.feature_directions`:
+        sparse-coding atoms and skew-and-kurtosis pursuit optima); three quarters of the
+        choosing half search, the last quarter selects the best ``r`` (orthonormalised in
+        whitened space for the correction; the selected directions themselves are
+        ``selected_``). ``"ica"``: the directions of extreme excess kurtosis (symmetric FastICA). To keep
         selection and fitting noise from reading as structure, the rows are split at random:
         one half chooses the directions, a quarter estimates the cumulants, a quarter
         calibrates their amplitude. ``"principal"``: the top-r principal directions (half the
@@ -124,8 +128,10 @@ class PerturbativeBackground:
         An already fitted Gaussian background to build on (it must have been fitted on the
         same rows passed to ``fit``, or on a superset); ``shrinkage`` is then ignored.
     max_ica_rows : int, optional
-        FastICA holds its rows in memory: at most this many (a random subset of the choosing
-        half when it is larger). Default ``max(4096, 2**22 // d)`` (32 MiB of float64 when d ≤ 1024).
+        FastICA and the pursuit hold their rows in memory: at most this many (a random subset of
+        the choosing half, or of the search part, when it is larger). Default
+        ``max(4096, 2**22 // d)`` for ``"ica"``, ``max(2048, 2**21 // d)`` for ``"features"``
+        (sparse coding streams over every search row).
     device : str or torch.device, optional
         Where the O(N d²) whitening, the FastICA iterations and the projections run (e.g.
         ``"cuda"``); numpy rows are copied there and results come back as numpy. Tensors are
@@ -139,6 +145,9 @@ class PerturbativeBackground:
         Orthonormal rows in whitened coordinates.
     directions_ : (r, d) ndarray
         The same directions as unit activation-space patterns.
+    selected_ : (r, rank) ndarray
+        With ``basis="features"``: the selected directions in whitened coordinates before
+        orthonormalisation (what :func:`pft.residual.score` reports); otherwise ``basis_``.
     kappa3_, kappa4_ : (r, r, r), (r, r, r, r) ndarray
         The cumulant tensors used: thresholded, then scaled by ``amplitude_``.
     amplitude_ : float

@@ -91,7 +91,7 @@ def score(
     device : str or torch.device, optional
         Where every pass runs (e.g. ``"cuda"``, ``"cuda:1"``, ``"cpu"`` for torch on the host):
         each chunk of rows is copied there in its own dtype, upcast to float64 and checked
-        there, and all O(N d²) products (moments, whitening, FastICA, ridge cross-products,
+        there, and all O(N d²) products (moments, whitening, the direction search, ridge cross-products,
         Mardia's O(N² d) blocks) run there; only d-vectors, d × d sums and per-token numbers come
         back to the host, where they are accumulated in float64. Default: numpy on the host.
         The two give the same report up to rounding.
@@ -109,7 +109,7 @@ def score(
     chunk_rows : int, default 65536
         Rows processed at a time. Inputs are read one chunk at a time (pass a ``numpy.memmap``,
         e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
-        O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
+        O(d² + chunk_rows·d) plus the direction search's sample (at most ``max(2048, 2²¹/d)`` rows) and
         Mardia's (at most ``√(2·10¹¹/d)`` held-out rows).
 
     Returns
@@ -123,9 +123,11 @@ def score(
     1. Reconstruction metrics (``mse``, ``fvu``, ...) on all tokens, pooled in float64.
     2. A Gaussian background (Ledoit–Wolf) is fitted to the training residuals; held-out NLL in
        bits under it and under an isotropic Gaussian of the same total variance.
-    3. A :class:`~pft.numeric.PerturbativeBackground` (basis ``"ica"``) is fitted on the
-       training split: FastICA directions of extreme kurtosis from one half of it, cumulants
-       from a quarter, their overall amplitude by maximum likelihood on the last quarter.
+    3. A :class:`~pft.numeric.PerturbativeBackground` (basis ``"features"``) is fitted on the
+       training split: candidate missed features (sparse-coding atoms of the residual and
+       skew-and-kurtosis pursuit optima, :func:`pft.numeric.feature_directions`) searched on
+       three eighths of it and selected on one eighth, cumulants from a quarter, their overall
+       amplitude by maximum likelihood on the last quarter.
        ``nongaussian_bits`` is its mean held-out log-likelihood gain over the Gaussian. Since no
        row that shaped the correction is scored, noise cannot read as structure in either
        direction (a Gaussian residual gets an amplitude near 0 and a gain within its error of 0).
@@ -137,7 +139,9 @@ def score(
        the SE is optimistic — hold out whole documents instead.
     4. Mardia's statistics on the held-out residual, whitened with its own covariance (on a
        random subset of at most ``√(2·10¹¹/d)`` held-out tokens: ``b₁`` costs O(N²d)).
-    5. The directions' held-out excess kurtosis and its null z-score ``κ/√(24/N_test)``.
+    5. The selected directions' held-out skewness and excess kurtosis with their null z-scores
+       ``s/√(6/N_test)``, ``κ/√(24/N_test)``, and their share of the residual variance; they are
+       ordered by held-out ``variance share × (s²/12 + κ²/48)``.
     6. Ridge regressions of ``r`` on ``x`` and on ``x̂`` (held-out R²).
 
     Examples
