@@ -71,8 +71,8 @@ class ResidualReport(JsonResult):
     nongaussian_directions : (k, d) ndarray
         Unit activation-space patterns of the residual's non-Gaussian directions (sparse-coding
         atoms and skew-and-kurtosis pursuit optima selected on training rows; see
-        :func:`pft.numeric.feature_directions`): candidate missed features, ordered by held-out
-        ``variance share × negentropy`` (largest first).
+        :func:`pft.numeric.feature_directions`): candidate missed features, most significant
+        held-out excess kurtosis first.
     nongaussian_kurtosis, nongaussian_z : (k,) ndarray
         Their held-out excess kurtosis and its z-score under the Gaussian null (``√(24/N)``).
     nongaussian_skewness, nongaussian_skewness_z : (k,) ndarray

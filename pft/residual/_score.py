@@ -11,7 +11,7 @@ from pft._device import as_device_matrix, concat, host, like, resolve_device, ro
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
-from pft.numeric._pursuit import HeldOutMoments, rank_key
+from pft.numeric._pursuit import HeldOutMoments
 from pft.numeric._reduce import reducer, uniforms
 from pft.residual._metrics import AnchorSums, RidgeSums, mardia, participation_ratio
 from pft.residual._report import ResidualReport
@@ -141,7 +141,7 @@ def score(
        random subset of at most ``√(2·10¹¹/d)`` held-out tokens: ``b₁`` costs O(N²d)).
     5. The selected directions' held-out skewness and excess kurtosis with their null z-scores
        ``s/√(6/N_test)``, ``κ/√(24/N_test)``, and their share of the residual variance; they are
-       ordered by held-out ``variance share × (s²/12 + κ²/48)``.
+       ordered by ``|κ z-score|``, most significant first.
     6. Ridge regressions of ``r`` on ``x`` and on ``x̂`` (held-out R²).
 
     Examples
@@ -301,7 +301,7 @@ def score(
         ng_se = math.sqrt(max(float(gsum[1]) - n_test * ng_bits**2, 0.0) / (n_test - 1) / n_test)
         held = dirs.result(red)
         share = (sel * sel) @ gauss.eigenvalues_[: sel.shape[1]] / float(np.sum(gauss.eigenvalues_))
-        order = np.argsort(-rank_key(held, share), kind="stable")
+        order = np.argsort(-np.abs(held["kurtosis_z"]), kind="stable")
         patterns = gauss.pattern(sel)
         patterns /= np.linalg.norm(patterns, axis=1, keepdims=True)
         filters = gauss.filter(sel)
