@@ -21,10 +21,13 @@ Two sources of candidate directions, then one held-out selection:
   onto itself, which in high dimension is where plain moment contrasts converge) from the top
   principal directions and the sparse-coding atoms; and unclipped from the rows with the largest
   whitened norm (rare, strong features live in the tails).
-* **Held-out selection**: every candidate's held-out skewness, excess kurtosis, and variance
-  share are measured on rows that neither sparse coding nor the pursuit saw; near-duplicates are
-  merged and the best ``k`` kept (see ``rank``), then orthonormalised in whitened space in rank
-  order (Gram–Schmidt).
+* **Held-out selection**: every candidate's skewness, excess kurtosis and variance share are
+  measured on rows that neither sparse coding nor the pursuit saw; candidates are taken in turn
+  from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) and variance
+  share among the significantly non-Gaussian candidates (large, frequent ones, which are barely
+  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the
+  ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
+  perturbative correction.
 """
 
 from __future__ import annotations
@@ -368,9 +371,11 @@ def feature_directions(
     """Candidate missed features in a residual ``X`` (N, d): sparse-coding atoms and
     skew-and-kurtosis pursuit optima, selected and scored on held-out rows.
 
-    What it maximises: on rows that shaped no candidate, ``variance share × J`` with
-    ``J = s²/12 + κ²/48`` Comon's negentropy estimate from the held-out skewness ``s`` and
-    excess kurtosis ``κ`` (see the module docstring for the two candidate sources).
+    What it selects on, on rows that shaped no candidate: Comon's negentropy estimate
+    ``J = s²/12 + κ²/48`` from the held-out skewness ``s`` and excess kurtosis ``κ``, and the
+    share of the variance among significantly non-Gaussian candidates, taking from the two in
+    turn (see the module docstring for the candidate sources). The statistics returned are
+    measured on a third set of rows.
 
     Parameters
     ----------
