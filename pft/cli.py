@@ -480,6 +480,59 @@ def _run_degrade(args) -> int:
 
 
 _COMMANDS.append("degrade")
+
+
+# --- pft power (issue 12) -----------------------------------------------------------------
+def _add_power(sub) -> None:
+    p = sub.add_parser("power", help="detection power: knock out your own SAE latents and see what pft finds")
+    p.add_argument("acts", help="activations (N, d): .npy, .safetensors or .pt (FILE:NAME picks one tensor)")
+    p.add_argument("codes", help="the SAE's codes (N, m), same formats")
+    p.add_argument("decoder", help="the SAE's decoder rows (m, d) as applied: x̂ = codes·decoder + bias")
+    p.add_argument("--bias", help="decoder bias (d,) (default: zero)")
+    p.add_argument("--rates", default="0.3,0.1,0.03,0.01,0.003,0.001", help="target firing rates, comma-separated")
+    p.add_argument("--per-rate", type=int, default=4, help="latents knocked out together per rate (default 4)")
+    p.add_argument("--tokens", default=None, help="token counts to score, comma-separated (default: all)")
+    p.add_argument("--directions", type=int, default=None, help="directions reported per score (default min(8, d))")
+    p.add_argument("--twin", choices=("covariance", "isotropic"), default="covariance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the result as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="save the recall plot")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_power(args) -> int:
+    import numpy as np
+
+    from pft.errors import InputError
+    from pft.io import load_array
+    from pft.residual import detection_power
+
+    def numbers(text, name, kind):
+        try:
+            return [kind(v) for v in str(text).split(",") if v.strip()]
+        except ValueError as exc:
+            raise InputError(f"`{name}` must be comma-separated numbers; got {text!r}.") from exc
+
+    acts = np.asarray(load_array(args.acts, name="ACTS"), dtype=np.float64)
+    codes = np.asarray(load_array(args.codes, name="CODES"))
+    dec = np.asarray(load_array(args.decoder, name="DECODER"), dtype=np.float64)
+    interp = (codes, dec) if not args.bias else (codes, dec, np.asarray(load_array(args.bias, name="--bias"), dtype=np.float64))
+    res = detection_power(
+        acts, interp, firing_rates=numbers(args.rates, "--rates", float), latents_per_rate=args.per_rate,
+        n_tokens=numbers(args.tokens, "--tokens", int) if args.tokens else None, n_directions=args.directions,
+        twin=args.twin, seed=args.seed, progress=not args.quiet,
+    )
+    print(res)
+    if args.json_out:
+        res.to_json(args.json_out)
+        print(f"json: {args.json_out}")
+    if args.plot:
+        res.plot(args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+_COMMANDS.append("power")
 # --- pft laplace / pft edgeworth (issue 4) ------------------------------------------------
 def _add_laplace(sub) -> None:
     p = sub.add_parser(

@@ -12,6 +12,7 @@ from pft._validate import as_matrix
 from pft.errors import InputError, NotFittedError
 from pft.numeric._background import GaussianBackground
 from pft.numeric._ica import kurtosis_directions
+from pft.numeric._pursuit import search_and_select
 from pft.numeric._moments import Moments
 from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
 
@@ -100,8 +101,12 @@ class PerturbativeBackground:
     ----------
     n_directions : int, default 8
         Number ``r`` of corrected directions.
-    basis : {"ica", "principal"}, default "ica"
-        ``"ica"``: the directions of extreme excess kurtosis (symmetric FastICA). To keep
+    basis : {"features", "ica", "principal"}, default "features"
+        ``"features"``: candidate missed features (:func:`pft.numeric.feature_directions`:
+        sparse-coding atoms and skew-and-kurtosis pursuit optima); three quarters of the
+        choosing half search, the last quarter selects the best ``r`` (orthonormalised in
+        whitened space for the correction; the selected directions themselves are
+        ``selected_``). ``"ica"``: the directions of extreme excess kurtosis (symmetric FastICA). To keep
         selection and fitting noise from reading as structure, the rows are split at random:
         one half chooses the directions, a quarter estimates the cumulants, a quarter
         calibrates their amplitude. ``"principal"``: the top-r principal directions (half the
@@ -123,8 +128,10 @@ class PerturbativeBackground:
         An already fitted Gaussian background to build on (it must have been fitted on the
         same rows passed to ``fit``, or on a superset); ``shrinkage`` is then ignored.
     max_ica_rows : int, optional
-        FastICA holds its rows in memory: at most this many (a random subset of the choosing
-        half when it is larger). Default ``max(4096, 2**22 // d)`` (32 MiB of float64 when d ≤ 1024).
+        FastICA and the pursuit hold their rows in memory: at most this many (a random subset of
+        the choosing half, or of the search part, when it is larger). Default
+        ``max(4096, 2**22 // d)`` for ``"ica"``, ``max(2048, 2**21 // d)`` for ``"features"``
+        (sparse coding streams over every search row).
     device : str or torch.device, optional
         Where the O(N d²) whitening, the FastICA iterations and the projections run (e.g.
         ``"cuda"``); numpy rows are copied there and results come back as numpy. Tensors are
@@ -138,6 +145,9 @@ class PerturbativeBackground:
         Orthonormal rows in whitened coordinates.
     directions_ : (r, d) ndarray
         The same directions as unit activation-space patterns.
+    selected_ : (r, rank) ndarray
+        With ``basis="features"``: the selected directions in whitened coordinates before
+        orthonormalisation (what :func:`pft.residual.score` reports); otherwise ``basis_``.
     kappa3_, kappa4_ : (r, r, r), (r, r, r, r) ndarray
         The cumulant tensors used: thresholded, then scaled by ``amplitude_``.
     amplitude_ : float
@@ -183,7 +193,7 @@ class PerturbativeBackground:
         self,
         *,
         n_directions: int = 8,
-        basis: str = "ica",
+        basis: str = "features",
         directions: Any = None,
         order: int = 2,
         shrinkage: str | float | None = "ledoit-wolf",
@@ -207,8 +217,8 @@ class PerturbativeBackground:
         self.device = device
 
     def _check_settings(self) -> Any:
-        if self.basis not in ("ica", "principal"):
-            raise InputError(f"`basis` must be 'ica' or 'principal'; got {self.basis!r}.")
+        if self.basis not in ("features", "ica", "principal"):
+            raise InputError(f"`basis` must be 'features', 'ica' or 'principal'; got {self.basis!r}.")
         if self.order not in (1, 2):
             raise InputError(f"`order` must be 1 or 2; got {self.order!r}.")
         if not (isinstance(self.threshold, (int, float)) and self.threshold >= 0):
@@ -256,7 +266,7 @@ class PerturbativeBackground:
                 m = m.merge(Moments.from_data_or_empty(c, d))
             gauss = GaussianBackground(shrinkage=self.shrinkage, device=device).fit(red.moments(m))
         rank = gauss.rank_
-        ica = self.directions is None and self.basis == "ica"
+        ica = self.directions is None and self.basis in ("ica", "features")
 
         def whitened(part: str, thin: float = 1.0):
             """(whitened rows of one split, number of calibration rows), chunk by chunk; only the
@@ -268,6 +278,13 @@ class PerturbativeBackground:
                 cal = u >= 0.75 if ica else u >= 0.5
                 if part == "choose":
                     m = u < 0.5 * thin
+                elif part == "search":  # 'features': three quarters of the choosing half search ...
+                    m = u < 0.375 * thin
+                elif part == "select":  # ... and the last quarter selects
+                    m = (u >= 0.375) & (u < 0.5)
+                elif part == "search-raw":
+                    yield c[like(u < 0.375, c)], 0  # not centred: sparse codes are non-negative
+                    continue
                 elif part == "estimate":
                     m = (u >= 0.5) & (u < 0.75) if ica else u < 0.5
                 else:
@@ -298,6 +315,20 @@ class PerturbativeBackground:
                 )
             if self.basis == "principal":
                 B = np.eye(rank)[:r]
+            elif self.basis == "features":
+                if N < 16:
+                    raise InputError(f"`X` has {N} rows; the 'features' basis needs at least 16.")
+                cap = self.max_ica_rows if self.max_ica_rows is not None else max(2048, 2**21 // rank)
+                frac = min(1.0, cap / (0.375 * N))
+                sample = concat([w for w, _ in whitened("search", thin=frac)], rank)
+                found = search_and_select(
+                    lambda: (x for x, _ in whitened("search-raw")), sample,
+                    lambda: (w for w, _ in whitened("select")),
+                    gauss.eigenvectors_, gauss.eigenvalues_, r, reduce=red,
+                )
+                B = found["basis"]
+                self.selected_ = found["selected"]
+                self.search_ = found
             else:
                 if N < 16:
                     raise InputError(f"`X` has {N} rows; the 'ica' basis needs at least 16.")
@@ -343,6 +374,8 @@ class PerturbativeBackground:
         self.basis_ = B
         pat = gauss.pattern(B)
         self.directions_ = pat / np.linalg.norm(pat, axis=1, keepdims=True)
+        if not (self.directions is None and self.basis == "features"):
+            self.selected_ = B
         self._set_tensors(k3, k4)
         self.normalizer_ = 1.0 + float(np.sum(k3 * k3)) / 24.0 + float(np.sum(k4 * k4)) / 96.0
         self.n_features_in_ = d

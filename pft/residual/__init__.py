@@ -2,6 +2,8 @@
 and what the model does when it is replaced by Gaussian noise."""
 
 from pft.residual._across import AcrossReport, score_across
+from pft.residual._knockout import Knockout, knockout, select_latents
+from pft.residual._power import PowerResult, detection_power
 from pft.residual._interpretation import Interpretation, as_interpretation
 from pft.residual._patch import PatchError, patch_scores
 from pft.residual._patch_report import PatchReport
@@ -19,4 +21,9 @@ __all__ = [
     "Interpretation",
     "score_across",
     "AcrossReport",
+    "knockout",
+    "Knockout",
+    "select_latents",
+    "detection_power",
+    "PowerResult",
 ]

@@ -14,6 +14,7 @@ from pft._results import JsonResult
 __all__ = ["ResidualReport", "compare"]
 
 _ARRAYS = ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z", "spectrum")
+_DIRECTION_ARRAYS = ("nongaussian_skewness", "nongaussian_skewness_z", "nongaussian_filters", "nongaussian_variance_share")
 
 
 def _fmt(v: float, width: int = 10) -> str:
@@ -68,10 +69,20 @@ class ResidualReport(JsonResult):
         (:class:`pft.numeric.PerturbativeBackground`) over the Gaussian one, and its standard
         error ``std_t(gain_t)/√N_test`` (see :func:`score` for why that is honest here).
     nongaussian_directions : (k, d) ndarray
-        Unit activation-space patterns of the directions of extreme excess kurtosis of the
-        whitened residual, most significant first: candidate missed features.
+        Unit activation-space patterns of the residual's non-Gaussian directions (sparse-coding
+        atoms and skew-and-kurtosis pursuit optima selected on training rows; see
+        :func:`pft.numeric.feature_directions`): candidate missed features, most significant
+        held-out excess kurtosis first.
     nongaussian_kurtosis, nongaussian_z : (k,) ndarray
         Their held-out excess kurtosis and its z-score under the Gaussian null (``√(24/N)``).
+    nongaussian_skewness, nongaussian_skewness_z : (k,) ndarray
+        Held-out skewness of the same projections and its null z-score (``√(6/N)``).
+    nongaussian_filters : (k, d) ndarray
+        Read-out filters ``f`` with ``fᵀ(x − μ)`` the unit-variance projection along each
+        direction (``Σ⁻¹``-mapped patterns).
+    nongaussian_variance_share : (k,) ndarray
+        Share of the residual's total variance carried along each direction (``‖Σ^{1/2}u‖²/tr Σ``
+        for its whitened unit vector ``u``).
     linear_predictable_fraction : float
         Held-out R² of ``r`` ridge-regressed on ``x`` (Engels et al. 2024 "dark matter").
     linear_predictable_from_reconstruction : float
@@ -131,6 +142,10 @@ class ResidualReport(JsonResult):
     shrinkage: float
     l0: float = math.nan
     dead_fraction: float = math.nan
+    nongaussian_skewness: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    nongaussian_skewness_z: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    nongaussian_filters: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    nongaussian_variance_share: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     n_excluded: int = 0
     excluded: str = ""
     nan_reasons: dict = field(default_factory=dict)
@@ -151,8 +166,12 @@ class ResidualReport(JsonResult):
         kw["nan_reasons"] = dict(kw.get("nan_reasons") or {})
         for name in _ARRAYS:
             kw[name] = np.asarray(kw[name], dtype=float)
-        if kw["nongaussian_directions"].ndim == 1:
-            kw["nongaussian_directions"] = kw["nongaussian_directions"].reshape(0, kw["d"])
+        for name in _DIRECTION_ARRAYS:
+            if name in kw:
+                kw[name] = np.asarray(kw[name], dtype=float)
+        for name in ("nongaussian_directions", "nongaussian_filters"):
+            if name in kw and kw[name].ndim == 1:
+                kw[name] = kw[name].reshape(0, kw["d"])
         return cls(**kw)
 
 
@@ -203,9 +222,15 @@ class ResidualReport(JsonResult):
         k = len(self.nongaussian_kurtosis)
         if k:
             L.append(" non-Gaussian directions (candidate missed features; nongaussian_directions[i])")
-            L.append(f"  {'i':>3} {'excess kurtosis':>16} {'z':>10}")
+            has_skew = len(self.nongaussian_skewness) == k
+            head = f"  {'i':>3} {'excess kurtosis':>16} {'z':>10}"
+            L.append(head + (f" {'skewness':>10} {'z':>10} {'variance share':>15}" if has_skew else ""))
             for i in range(k):
-                L.append(f"  {i:>3} {self.nongaussian_kurtosis[i]:>16.3f} {self.nongaussian_z[i]:>10.1f}")
+                line = f"  {i:>3} {self.nongaussian_kurtosis[i]:>16.3f} {self.nongaussian_z[i]:>10.1f}"
+                if has_skew:
+                    line += (f" {self.nongaussian_skewness[i]:>10.3f} {self.nongaussian_skewness_z[i]:>10.1f}"
+                             f" {self.nongaussian_variance_share[i]:>15.4f}")
+                L.append(line)
         return "\n".join(L)
 
     def plot(self, path: str | None = None):

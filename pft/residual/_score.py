@@ -11,6 +11,7 @@ from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
+from pft.numeric._pursuit import HeldOutMoments
 from pft.numeric._reduce import reducer, uniforms
 from pft.residual._metrics import (
     AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
@@ -103,7 +104,7 @@ def score(
     device : str or torch.device, optional
         Where every pass runs (e.g. ``"cuda"``, ``"cuda:1"``, ``"cpu"`` for torch on the host):
         each chunk of rows is copied there in its own dtype, upcast to float64 and checked
-        there, and all O(N d²) products (moments, whitening, FastICA, ridge cross-products,
+        there, and all O(N d²) products (moments, whitening, the direction search, ridge cross-products,
         Mardia's O(N² d) blocks) run there; only d-vectors, d × d sums and per-token numbers come
         back to the host, where they are accumulated in float64. Default: numpy on the host.
         The two give the same report up to rounding.
@@ -122,7 +123,7 @@ def score(
         Rows processed at a time (default ``2²³/d``: 64 MiB per float64 copy of a chunk; the
         report does not depend on it beyond rounding). Inputs are read one chunk at a time (pass a ``numpy.memmap``,
         e.g. from :func:`pft.io.load_array`, to score files larger than memory): memory stays
-        O(d² + chunk_rows·d) plus FastICA's sample (at most ``max(4096, 2²²/d)`` rows) and
+        O(d² + chunk_rows·d) plus the direction search's sample (at most ``max(2048, 2²¹/d)`` rows) and
         Mardia's (at most ``max(4096, √(N d / 4))`` held-out rows).
     mask : bool array of the activations' leading shape, optional
         Which tokens count (True); the others are left out of everything (SAELens leaves out
@@ -146,9 +147,11 @@ def score(
     1. Reconstruction metrics (``mse``, ``fvu``, ...) on all tokens, pooled in float64.
     2. A Gaussian background (Ledoit–Wolf) is fitted to the training residuals; held-out NLL in
        bits under it and under an isotropic Gaussian of the same total variance.
-    3. A :class:`~pft.numeric.PerturbativeBackground` (basis ``"ica"``) is fitted on the
-       training split: FastICA directions of extreme kurtosis from one half of it, cumulants
-       from a quarter, their overall amplitude by maximum likelihood on the last quarter.
+    3. A :class:`~pft.numeric.PerturbativeBackground` (basis ``"features"``) is fitted on the
+       training split: candidate missed features (sparse-coding atoms of the residual and
+       skew-and-kurtosis pursuit optima, :func:`pft.numeric.feature_directions`) searched on
+       three eighths of it and selected on one eighth, cumulants from a quarter, their overall
+       amplitude by maximum likelihood on the last quarter.
        ``nongaussian_bits`` is its mean held-out log-likelihood gain over the Gaussian. Since no
        row that shaped the correction is scored, noise cannot read as structure in either
        direction (a Gaussian residual gets an amplitude near 0 and a gain within its error of 0).
@@ -162,7 +165,9 @@ def score(
        random subset of ``S = max(4096, √(N d / 4))`` held-out tokens (all of them when fewer):
        ``b₁`` costs O(S² d), at most about a quarter of the one O(N d²) pass, and the null
        means and z-scores are those of ``S`` rows.
-    5. The directions' held-out excess kurtosis and its null z-score ``κ/√(24/N_test)``.
+    5. The selected directions' held-out skewness and excess kurtosis with their null z-scores
+       ``s/√(6/N_test)``, ``κ/√(24/N_test)``, and their share of the residual variance; they are
+       ordered by ``|κ z-score|``, most significant first.
     6. Ridge regressions of ``r`` on ``x`` and on ``x̂`` (held-out R²).
 
     Cost: one O(N d²) pass (the centred co-moment of ``[x | r]`` on each block of tokens: ridge
@@ -304,19 +309,20 @@ def score(
                 yield tr_off, (xc - xh)[~te]
 
         pert = PerturbativeBackground(
-            n_directions=int(n_directions), basis="ica", seed=seed, gaussian=gauss, device=dev
+            n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
         )
         pert._fit_chunks(train_chunks, red, d)
         stages("perturbative")
 
         # pass 2, O(N d k): the legacy ratio on every token; on held-out tokens the gain and the
-        # directions' kurtosis (projections on k filters: no whitening of the rows) and
-        # Mardia's sample
+        # selected directions' statistics (projections on filters: no whitening of the rows)
+        # and Mardia's sample
         r_ = gauss.rank_
-        filters = (gauss.eigenvectors_[:, :r_] / np.sqrt(gauss.eigenvalues_[:r_])) @ pert.basis_.T
+        whiten = gauss.eigenvectors_[:, :r_] / np.sqrt(gauss.eigenvalues_[:r_])
         k = pert.basis_.shape[0]
+        sel = pert.selected_
         gsum = np.zeros(2)
-        ypow = np.zeros((4, k))
+        dirs = HeldOutMoments(len(sel))
         cap = min(n_test, max(_MARDIA_MIN_ROWS, int(math.sqrt(N * d / 4.0))))
         keep = min(1.0, cap / n_test)
         sample = []
@@ -324,22 +330,22 @@ def score(
             anchors.add2(xc, xh)
             rt = (xc - xh)[te]
             if len(rt):
-                y = host((rt - like(gauss.mean_, rt)) @ like(filters, rt))
+                z = rt - like(gauss.mean_, rt)
+                y = host(z @ like(whiten @ pert.basis_.T, rt))
                 g = pert._gain_of_projection(y) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
-                y2 = y * y
-                ypow += [y.sum(axis=0), y2.sum(axis=0), (y2 * y).sum(axis=0), (y2 * y2).sum(axis=0)]
+                dirs.add(host(z @ like(whiten @ sel.T, rt)))
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
         anchors_out = anchors.result(red)
-        gsum, ypow = red.sum(gsum), red.sum(ypow) / n_test
+        gsum = red.sum(gsum)
         ng_bits = float(gsum[0]) / n_test
         ng_se = math.sqrt(max(float(gsum[1]) - n_test * ng_bits**2, 0.0) / (n_test - 1) / n_test)
-        m1, m2, m3, m4 = ypow
-        c2 = m2 - m1**2
-        c4 = m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
-        kurt = c4 / np.maximum(c2, np.finfo(float).tiny) ** 2 - 3.0
-        z = kurt / math.sqrt(24.0 / n_test)
-        order = np.argsort(-np.abs(z))
+        held = dirs.result(red)
+        share = (sel * sel) @ gauss.eigenvalues_[: sel.shape[1]] / float(np.sum(gauss.eigenvalues_))
+        order = np.argsort(-np.abs(held["kurtosis_z"]), kind="stable")
+        patterns = gauss.pattern(sel)
+        patterns /= np.linalg.norm(patterns, axis=1, keepdims=True)
+        filters = gauss.filter(sel)
         stages("held-out")
 
         mar = mardia(concat(sample, d), device=dev, progress=progress, reduce=red)
@@ -366,9 +372,13 @@ def score(
         mardia_kurtosis_z=mar["mardia_kurtosis_z"],
         nongaussian_bits=ng_bits,
         nongaussian_bits_se=ng_se,
-        nongaussian_directions=pert.directions_[order],
-        nongaussian_kurtosis=kurt[order],
-        nongaussian_z=z[order],
+        nongaussian_directions=patterns[order],
+        nongaussian_kurtosis=held["kurtosis"][order],
+        nongaussian_z=held["kurtosis_z"][order],
+        nongaussian_skewness=held["skewness"][order],
+        nongaussian_skewness_z=held["skewness_z"][order],
+        nongaussian_filters=filters[order],
+        nongaussian_variance_share=share[order],
         linear_predictable_fraction=lp_x,
         linear_predictable_from_reconstruction=lp_xhat,
         spectrum=spectrum,

@@ -1,0 +1,62 @@
+"""Cost of the missed-feature search (issue 12): ``PerturbativeBackground(basis="features")``
+against the same fit with ``basis="principal"`` (no search), both on an already fitted Gaussian,
+and against the Gaussian background fit and one float64 ``XᵀX`` over the training rows, in one
+run. Target: the search adds at most two ``XᵀX`` passes over the training rows.
+
+    python -m benchmarks.bench_directions [--tokens 40000] [--dim 384] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run(tokens: int = 40_000, dim: int = 384, repeats: int = 2, seed: int = 0, quick: bool = False) -> list[dict]:
+    from pft.numeric import GaussianBackground, PerturbativeBackground
+
+    if quick:
+        tokens, dim, repeats = 10_000, 128, 1
+    rng = np.random.default_rng(seed)
+    # a residual with 16 sparse non-negative features over a correlated Gaussian
+    feats = rng.normal(size=(16, dim))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    codes = rng.exponential(size=(tokens, 16)) * (rng.random((tokens, 16)) < np.geomspace(0.3, 0.003, 16))
+    X = rng.normal(size=(tokens, dim)) * np.linspace(0.3, 1.5, dim) + 3 * codes @ feats
+    t_xtx = _best(lambda: X.T @ X, repeats)
+    gauss = GaussianBackground().fit(X)
+    t_gauss = _best(lambda: GaussianBackground().fit(X), repeats)
+    t_pc = _best(lambda: PerturbativeBackground(basis="principal", gaussian=gauss).fit(X), repeats)
+    t_ft = _best(lambda: PerturbativeBackground(basis="features", gaussian=gauss).fit(X), repeats)
+    t_ica = _best(lambda: PerturbativeBackground(basis="ica", gaussian=gauss).fit(X), repeats)
+    search, ica = t_ft - t_pc, t_ica - t_pc
+    return [
+        {"benchmark": "direction search", "what": f"XᵀX float64, {tokens} x {dim}", "seconds": t_xtx, "ratio_to_xtx": 1.0},
+        {"benchmark": "direction search", "what": "Gaussian background fit (Ledoit–Wolf)", "seconds": t_gauss,
+         "ratio_to_xtx": t_gauss / t_xtx},
+        {"benchmark": "direction search", "what": "search of basis='features' (fit minus 'principal' fit)", "seconds": search,
+         "ratio_to_xtx": search / t_xtx, "ratio_to_background_fit": search / t_gauss},
+        {"benchmark": "direction search", "what": "search of basis='ica' (the previous default)", "seconds": ica,
+         "ratio_to_xtx": ica / t_xtx, "ratio_to_background_fit": ica / t_gauss},
+    ]
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=40_000)
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--repeats", type=int, default=2)
+    a = p.parse_args()
+    for row in run(a.tokens, a.dim, a.repeats):
+        print(row)
