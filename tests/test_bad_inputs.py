@@ -823,3 +823,35 @@ def test_disk_full_while_writing_leaves_the_old_output_and_exits_2(tmp_path, cap
     assert rc == 2 and err.count("\n") == 1 and "No space left on device" in err
     assert out.read_text() == "the previous report"
     assert sorted(os.listdir(tmp_path)) == ["a.npy", "r.json", "r.npy"]  # the temporary file is gone
+
+
+def test_api_plots_are_written_atomically_and_background_seeds_are_checked(tmp_path, monkeypatch):
+    # A plot that fails half-way through leaves no file (and an existing one untouched); a
+    # GaussianBackground draw refuses a bad seed by name.
+    import matplotlib.figure
+
+    from pft.errors import InputError
+    from pft.numeric import GaussianBackground
+    from pft.residual import score
+    from pft.toy import interpretations, superposition
+
+    data = superposition(6000, d=16, n_features=48, seed=0)
+    rep = score(data.activations, interpretations(data, fvu=0.2, n_missing=2, seed=0)["missing"].reconstruction,
+                progress=False)
+    out = tmp_path / "r.png"
+    out.write_bytes(b"old")
+
+    def broken(self, fname, *a, **k):
+        with open(fname, "wb") as fh:
+            fh.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    with pytest.raises(OSError):
+        rep.plot(str(out))
+    assert out.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]
+    bg = GaussianBackground().fit(np.random.default_rng(0).standard_normal((50, 3)))
+    for bad in (-1, 1.5, "a", True):
+        with pytest.raises(InputError, match="`seed`"):
+            bg.sample(3, seed=bad)
+    assert bg.sample(3, seed=np.random.default_rng(1)).shape == (3, 3)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from pft._output import atomic_path
 from pft._results import JsonResult
 
 __all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult", "epoch_block_se"]
@@ -406,7 +407,8 @@ class SampleResult(JsonResult):
         ax.legend(fontsize=7, loc="upper right")
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path)
+            with atomic_path(path) as tmp:  # never a half-written file
+                fig.savefig(tmp)
         return fig
 
     def __str__(self) -> str:

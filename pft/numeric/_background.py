@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowsq
-from pft._validate import as_matrix
+from pft._validate import as_matrix, check_seed
 from pft.errors import InputError, NotFittedError, NotPositiveDefiniteError
 from pft.numeric._moments import Moments, _is_chunk
 
@@ -348,6 +348,8 @@ class GaussianBackground:
         self._check_fitted()
         if not isinstance(k, (int, np.integer)) or k < 0:
             raise InputError(f"`k` must be a non-negative integer; got {k!r}.")
+        if not isinstance(seed, np.random.Generator) and seed is not None:
+            check_seed(seed)
         rng = np.random.default_rng(seed)
         r = self.rank_
         z = rng.standard_normal((int(k), r))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._output import atomic_path
 from pft._results import JsonResult
 from pft.errors import InputError
 
@@ -193,7 +194,8 @@ class AcrossReport(JsonResult):
         axes[0].legend(fontsize=8)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path)
+            with atomic_path(path) as tmp:  # never a half-written file
+                fig.savefig(tmp)
         return fig
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._output import atomic_path
 from pft._results import JsonResult
 
 __all__ = ["PatchReport", "RUNGS"]
@@ -273,6 +274,7 @@ class PatchReport(JsonResult):
         fig.suptitle(self.module, fontsize=10)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110)
+            with atomic_path(path) as tmp:  # never a half-written file
+                fig.savefig(tmp, dpi=110)
             plt.close(fig)
         return fig

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pft._output import atomic_path
 from pft._results import JsonResult
 from pft._validate import as_matrix
 from pft.errors import InputError
@@ -115,7 +116,8 @@ class PowerResult(JsonResult):
         fig.colorbar(sc, ax=a3, label="log10 firing rate")
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110)
+            with atomic_path(path) as tmp:  # never a half-written file
+                fig.savefig(tmp, dpi=110)
             plt.close(fig)
         return fig
 

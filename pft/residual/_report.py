@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._output import atomic_path
 from pft._results import JsonResult
 
 __all__ = ["ResidualReport", "compare"]
@@ -256,7 +257,8 @@ class ResidualReport(JsonResult):
         a2.set_title(f"non-Gaussian: {self.nongaussian_bits:.3g} ± {self.nongaussian_bits_se:.2g} bits/token")
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110)
+            with atomic_path(path) as tmp:  # never a half-written file
+                fig.savefig(tmp, dpi=110)
             plt.close(fig)
         return fig
 

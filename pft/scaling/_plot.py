@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pft._output import atomic_path
+
 __all__ = ["plot_study"]
 
 
@@ -80,6 +82,7 @@ def plot_study(rows, path) -> Path:
     ax2.set_title("data collapse across widths (open: heavy tails)")
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # never a half-written file
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
