@@ -9,18 +9,10 @@ run. Target: the search adds at most two ``XᵀX`` passes over the training rows
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-
-def _best(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from benchmarks.bench_background import _best
 
 
 def run(tokens: int = 40_000, dim: int = 384, repeats: int = 2, seed: int = 0, quick: bool = False) -> list[dict]:

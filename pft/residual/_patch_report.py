@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import atomic_path
+from pft._output import save_figure
 from pft._results import JsonResult
 
 __all__ = ["PatchReport", "RUNGS"]
@@ -274,7 +274,5 @@ class PatchReport(JsonResult):
         fig.suptitle(self.module, fontsize=10)
         fig.tight_layout()
         if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp, dpi=110)
-            plt.close(fig)
+            save_figure(fig, path, dpi=110)
         return fig

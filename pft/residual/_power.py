@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pft._output import atomic_path
+from pft._output import save_figure
 from pft._results import JsonResult
 from pft._validate import as_matrix
 from pft.errors import InputError
@@ -116,9 +116,7 @@ class PowerResult(JsonResult):
         fig.colorbar(sc, ax=a3, label="log10 firing rate")
         fig.tight_layout()
         if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp, dpi=110)
-            plt.close(fig)
+            save_figure(fig, path, dpi=110)
         return fig
 
 

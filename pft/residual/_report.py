@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import atomic_path
+from pft._output import save_figure
 from pft._results import JsonResult
 
 __all__ = ["ResidualReport", "compare"]
@@ -257,9 +257,7 @@ class ResidualReport(JsonResult):
         a2.set_title(f"non-Gaussian: {self.nongaussian_bits:.3g} ± {self.nongaussian_bits_se:.2g} bits/token")
         fig.tight_layout()
         if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp, dpi=110)
-            plt.close(fig)
+            save_figure(fig, path, dpi=110)
         return fig
 
 
