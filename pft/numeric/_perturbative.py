@@ -248,12 +248,13 @@ class PerturbativeBackground:
         offset, _ = red.offset_and_total(X.shape[0])
         return self._fit_chunks(lambda: iter([(offset, X)]), red, X.shape[1])
 
-    def _fit_chunks(self, chunks, red: Reducer, d: int) -> "PerturbativeBackground":
+    def _fit_chunks(self, chunks, red: Reducer, d: int, n_rows: int | None = None) -> "PerturbativeBackground":
         """The fit, as passes over ``chunks()``: an iterator of ``(global index of the first
         row, (n, d) float64 rows)`` — validated numpy arrays, or float64 tensors on one device.
+        ``n_rows``: the number of rows over all ranks, when the caller knows it (saves a pass).
         Memory: O(d²) plus one chunk plus the ICA sample."""
         device = self._check_settings()
-        N = int(red.sum(sum(len(c) for _, c in chunks())))
+        N = int(n_rows) if n_rows is not None else int(red.sum(sum(len(c) for _, c in chunks())))
         if self.gaussian is not None:
             gauss = self.gaussian
             if not isinstance(gauss, GaussianBackground) or not hasattr(gauss, "mean_"):

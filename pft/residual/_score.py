@@ -311,7 +311,7 @@ def score(
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
         )
-        pert._fit_chunks(train_chunks, red, d)
+        pert._fit_chunks(train_chunks, red, d, n_rows=n_train)
         stages("perturbative")
 
         # pass 2, O(N d k): the legacy ratio on every token; on held-out tokens the gain and the
