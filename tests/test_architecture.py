@@ -1,4 +1,4 @@
-"""The layer boundaries of DESIGN.md, checked in fresh interpreters."""
+"""The layer boundaries of docs/design.md, checked in fresh interpreters."""
 
 import json
 import subprocess

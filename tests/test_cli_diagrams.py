@@ -12,7 +12,7 @@ from pft.cli import main
 def test_table_lists_diagrams_and_their_sum(capsys):
     assert main(["diagrams", "--valences", "4", "--vertices", "4:2"]) == 0
     out = capsys.readouterr().out
-    # φ⁴ at two vertices: sunset 1/48 + dumbbell 1/16 = 1/12 (MATH.md §2: log Z = -g/8 + g²/12)
+    # φ⁴ at two vertices: sunset 1/48 + dumbbell 1/16 = 1/12 (docs/math.md §2: log Z = -g/8 + g²/12)
     assert "2 diagrams, sum of 1/|Aut| = 1/12" in out
     assert " 48 " in out and " 16 " in out
 

@@ -141,7 +141,7 @@ class TemperedPosterior:
 
     Notes
     -----
-    SGLD step (MATH.md section 7; Welling & Teh 2011):
+    SGLD step (docs/math.md section 7; Welling & Teh 2011):
 
         w ← w - (ε/2) [n β ∇L_batch(w) + γ (w - w*)] + N(0, ε I).
 

@@ -2,7 +2,7 @@
 
 With ``L(w) = mean (y - Xw)²`` and ``w*`` the least-squares solution, ``L(w) = L* + ½ (w-w*)ᵀ H
 (w-w*)`` exactly with ``H = 2XᵀX/n``, so the tempered local posterior is the Gaussian
-``N(w*, P⁻¹)``, ``P = nβ H + γ I`` (MATH.md section 7), and
+``N(w*, P⁻¹)``, ``P = nβ H + γ I`` (docs/math.md section 7), and
 ``λ = nβ E[L - L*] = ½ tr(nβH P⁻¹) → d/2`` as ``γ → 0``.
 
 The SGLD (unadjusted Langevin) chain on a Gaussian is linear, ``w' - w* = (I - εP/2)(w - w*) +

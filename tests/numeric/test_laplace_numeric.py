@@ -85,7 +85,7 @@ def _ridge_action(d, m, seed):
 
 
 def test_d100_order1_matches_closed_form():
-    # With M = W G Wᵀ: MATH.md's c1 becomes -(1/8) Σ b_j M_jj² + (1/8) (a∘diag M)ᵀ M (a∘diag M)
+    # With M = W G Wᵀ: docs/math.md's c1 becomes -(1/8) Σ b_j M_jj² + (1/8) (a∘diag M)ᵀ M (a∘diag M)
     # + (1/12) aᵀ (M∘M∘M) a, and ⟨y⟩₁ = -½ G Wᵀ (a∘diag M): an independent truth at d = 100.
     d, m = 100, 40
     fn, A, W, a, b = _ridge_action(d, m, 0)

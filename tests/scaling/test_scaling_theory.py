@@ -22,7 +22,7 @@ def test_relu_critical_excess_kurtosis_is_15_ell_minus_1_over_n():
 
 @pytest.mark.parametrize("name,slopes", [("linear", (1, 1)), ("abs", (1, -1)), ("leaky_relu:0.3", (1, 0.3))])
 def test_scale_invariant_vertex_closed_form(name, slopes):
-    # MATH.md §6: V/K² = (ℓ − 1)(3 A₄/A₂² − 1), A_p = (a₊^p + a₋^p)/2, at criticality
+    # docs/math.md §6: V/K² = (ℓ − 1)(3 A₄/A₂² − 1), A_p = (a₊^p + a₋^p)/2, at criticality
     a, b = slopes
     A2, A4 = (a**2 + b**2) / 2, (a**4 + b**4) / 2
     cp = critical_point(name)

@@ -10,13 +10,13 @@ from pft.symbolic import Diagram
 
 
 def test_figure_eight_and_theta():
-    # Figure eight: one φ⁴ vertex, two self-loops: 2²·2! = 8 (MATH.md §2).
+    # Figure eight: one φ⁴ vertex, two self-loops: 2²·2! = 8 (docs/math.md §2).
     d = Diagram.from_edges([(0, 0), (0, 0)])
     assert (d.valences, d.n_loops, d.automorphisms, d.symmetry_factor) == ((4,), 2, 8, Fraction(1, 8))
-    # Theta: two φ³ vertices, three parallel lines: 2 (swap) · 3! = 12 (MATH.md §1: 1/12).
+    # Theta: two φ³ vertices, three parallel lines: 2 (swap) · 3! = 12 (docs/math.md §1: 1/12).
     t = Diagram.from_edges([(0, 1)] * 3)
     assert (t.n_loops, t.automorphisms, t.is_one_particle_irreducible) == (2, 12, True)
-    # Dumbbell: 2 (swap) · 2 · 2 (loop flips) = 8 (MATH.md §1: 1/8); its middle line is a bridge.
+    # Dumbbell: 2 (swap) · 2 · 2 (loop flips) = 8 (docs/math.md §1: 1/8); its middle line is a bridge.
     b = Diagram.from_edges([(0, 0), (0, 1), (1, 1)])
     assert (b.automorphisms, b.is_one_particle_irreducible, b.is_connected) == (8, False, True)
 

@@ -2,7 +2,7 @@
 
 Truth: `zero_dimensional_series` expands the integral directly in Gaussian moments and shares no
 code with the enumeration; the identity coefficient(Π g_k^{m_k}) = Σ Π(-1)^{m_k}/|Aut| over the
-matching diagrams is MATH.md §2.
+matching diagrams is docs/math.md §2.
 """
 
 import math
@@ -229,7 +229,7 @@ def test_loop_selection_matches_vertex_selection(valences):
 
 def test_stirling_series_from_vacuum_diagrams():
     # ∫ exp(-n(x - log x)) dx = Γ(n+1)/n^(n+1); Stirling's series gives log Z = -n + ½log(2π/n)
-    # + 1/(12n) + 0/n² - 1/(360 n³) + ... (MATH.md §1). With λ_k = ∂ᵏS(1) = (-1)^k (k-1)!, c_m is
+    # + 1/(12n) + 0/n² - 1/(360 n³) + ... (docs/math.md §1). With λ_k = ∂ᵏS(1) = (-1)^k (k-1)!, c_m is
     # Σ Π(-λ_k)/|Aut| over connected vacuum diagrams with L = m + 1 loops and degrees <= 2m + 2.
     want = {1: Fraction(1, 12), 2: Fraction(0), 3: Fraction(-1, 360)}
     for m, c in want.items():

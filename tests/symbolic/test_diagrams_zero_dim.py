@@ -14,7 +14,7 @@ g, g3, g4 = sympy.symbols("g g3 g4")
 
 
 def test_phi4_log_z_low_orders():
-    # log Z of the 0-dim φ⁴ theory: -g/8 + g²/12 - 11 g³/96 (MATH.md §2 and STYLE.md §5; the
+    # log Z of the 0-dim φ⁴ theory: -g/8 + g²/12 - 11 g³/96 (docs/math.md §2; the
     # g³ term also by hand: Wick counts 105·(1/24)³/6 ... minus cross terms).
     s = zero_dimensional_series({4: g}, 3)
     assert sympy.expand(s - (-g / 8 + g**2 / 12 - sympy.Rational(11, 96) * g**3)) == 0

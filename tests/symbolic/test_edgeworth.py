@@ -38,7 +38,7 @@ def test_density_reproduces_the_moments_of_its_cumulants(order):
 
 
 def test_known_second_order_form():
-    # MATH.md §3: f ≈ φ [1 + κ3/6 He3 + κ4/24 He4 + κ3²/72 He6]
+    # docs/math.md §3: f ≈ φ [1 + κ3/6 He3 + κ4/24 He4 + κ3²/72 He6]
     e = edgeworth(2)
     (x,) = e.variables
     k3, k4 = e.cumulants[3], e.cumulants[4]

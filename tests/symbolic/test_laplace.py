@@ -1,5 +1,5 @@
 """Laplace expansion against independent truths: exact Gaussian-integral series, Stirling,
-quadrature at several n (remainders fitted as log-log slopes), MATH.md's c1 formula."""
+quadrature at several n (remainders fitted as log-log slopes), docs/math.md's c1 formula."""
 
 from math import factorial
 
@@ -56,7 +56,7 @@ def test_one_dimensional_coefficients_equal_exact_gaussian_series():
     want = _exact_series_1d(a, 3)
     for k, (c, w) in enumerate(zip(got, want), start=1):
         assert sympy.expand(c - w) == 0, (k, c, w)
-    # MATH.md §1: c1 = 5 a3²/24 - a4/8
+    # docs/math.md §1: c1 = 5 a3²/24 - a4/8
     assert sympy.expand(got[0] - (5 * a[3] ** 2 / 24 - a[4] / 8)) == 0
 
 
@@ -225,7 +225,7 @@ def test_quadrature_is_converged(case):
 
 
 def test_c1_and_mean_match_math_md_formulas(case):
-    # MATH.md §1: c1 = -(1/8) λ_ijkl G_ij G_kl + (1/8) λ_ijk λ_lmn G_ij G_kl G_mn
+    # docs/math.md §1: c1 = -(1/8) λ_ijkl G_ij G_kl + (1/8) λ_ijk λ_lmn G_ij G_kl G_mn
     #                  + (1/12) λ_ijk λ_lmn G_il G_jm G_kn;  ⟨y⟩_1 = -(1/2) G_ij λ_jkl G_kl.
     # Written with explicit loops over sympy entries, independent of the plans.
     e, d = case["e"], case["d"]
