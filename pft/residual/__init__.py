@@ -3,6 +3,7 @@ and what the model does when it is replaced by Gaussian noise."""
 
 from pft.residual._across import AcrossReport, score_across
 from pft.residual._knockout import Knockout, knockout, select_latents
+from pft.residual._massive import massive_tokens
 from pft.residual._power import PowerResult, detection_power
 from pft.residual._interpretation import Interpretation, as_interpretation
 from pft.residual._patch import PatchError, patch_scores
@@ -24,6 +25,7 @@ __all__ = [
     "knockout",
     "Knockout",
     "select_latents",
+    "massive_tokens",
     "detection_power",
     "PowerResult",
 ]

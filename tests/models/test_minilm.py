@@ -86,6 +86,15 @@ def test_end_to_end_capture_score_patch(minilm):
           f"ce_loss_recovered {patch.ce_loss_recovered:.3f}, gaussian_recovered {patch.gaussian_recovered:.3f}")
 
 
+def test_an_encoder_without_attention_sinks_has_no_massive_tokens(minilm):
+    from pft.residual import massive_tokens
+
+    X = capture(minilm, 3, windows(minilm, 16, 64), progress=False)
+    norms = np.linalg.norm(X, axis=1)
+    assert norms.max() < 2 * np.median(norms)  # truth: MiniLM-L6's block outputs have no sinks
+    assert not massive_tokens(X).any()
+
+
 def test_bad_model_inputs(minilm, monkeypatch):
     with pytest.raises(InputError, match="`name` must be one of 'minilm', 'smollm2'"):
         load("gpt2")
