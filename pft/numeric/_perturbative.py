@@ -269,34 +269,35 @@ class PerturbativeBackground:
         rank = gauss.rank_
         ica = self.directions is None and self.basis in ("ica", "features")
 
-        def whitened(part: str, thin: float = 1.0):
-            """(whitened rows of one split, number of calibration rows), chunk by chunk; only the
-            split's rows are whitened. ``ica``: half the rows choose the directions (``thin``: a
-            random fraction of that half), a quarter estimates, a quarter calibrates; otherwise
-            half estimate and half calibrate."""
+        def split(part: str, thin: float = 1.0):
+            """Rows of one split, chunk by chunk, with the number of calibration rows in the
+            chunk. ``ica``: half the rows choose the directions (``thin``: a random fraction of
+            that half; for 'features' three quarters of the choosing half search and the last
+            quarter selects), a quarter estimates, a quarter calibrates; otherwise half estimate
+            and half calibrate. Rows come as they are (not centred: sparse codes are
+            non-negative)."""
             for off, c in chunks():
                 u = uniforms(off, len(c), self.seed, 11)
                 cal = u >= 0.75 if ica else u >= 0.5
                 if part == "choose":
                     m = u < 0.5 * thin
-                elif part == "search":  # 'features': three quarters of the choosing half search ...
+                elif part == "search":
                     m = u < 0.375 * thin
-                elif part == "select":  # ... and the last quarter selects
+                elif part == "select":
                     m = (u >= 0.375) & (u < 0.5)
-                elif part == "search-raw":
-                    yield c[like(u < 0.375, c)], 0  # not centred: sparse codes are non-negative
-                    continue
                 elif part == "estimate":
                     m = (u >= 0.5) & (u < 0.75) if ica else u < 0.5
                 else:
                     m = cal
-                rows = c[like(m, c)]
-                yield (gauss._whiten(rows) if len(rows) else like(np.zeros((0, rank)), c)), int(cal.sum())
+                yield (c if m.all() else c[like(m, c)]), int(cal.sum())
 
         def projected(part: str):
-            """(``w Bᵀ`` on the host, number of calibration rows) for one split, chunk by chunk."""
-            for w, n_cal in whitened(part):
-                yield host(w @ like(B.T, w)), n_cal
+            """(``w Bᵀ`` on the host, number of calibration rows) for one split, chunk by chunk:
+            each row projected on the k filters ``V Λ^{-1/2} Bᵀ`` (d·k per row, no whitening)."""
+            F = gauss.filter(B)
+            shift = F @ gauss.mean_
+            for x, n_cal in split(part):
+                yield (host(x @ like(F.T, x)) - shift if len(x) else np.zeros((0, len(F)))), n_cal
 
         if self.directions is not None:
             P = as_matrix(self.directions, "directions")
@@ -321,10 +322,10 @@ class PerturbativeBackground:
                     raise InputError(f"`X` has {N} rows; the 'features' basis needs at least 16.")
                 cap = self.max_ica_rows if self.max_ica_rows is not None else max(2048, 2**21 // rank)
                 frac = min(1.0, cap / (0.375 * N))
-                sample = concat([w for w, _ in whitened("search", thin=frac)], rank)
+                sample = concat([x for x, _ in split("search", thin=frac)], d)
                 found = search_and_select(
-                    lambda: (x for x, _ in whitened("search-raw")), sample,
-                    lambda: (w for w, _ in whitened("select")),
+                    lambda: (x for x, _ in split("search")), sample, gauss._whiten(sample),
+                    lambda: (x for x, _ in split("select")), gauss.mean_,
                     gauss.eigenvectors_, gauss.eigenvalues_, r, reduce=red,
                 )
                 B = found["basis"]
@@ -337,8 +338,8 @@ class PerturbativeBackground:
                 # `max_ica_rows` of them (a random subset of the choosing half when there are more).
                 cap = self.max_ica_rows if self.max_ica_rows is not None else max(4096, 2**22 // rank)
                 frac = min(1.0, cap / (0.5 * N))
-                sample = concat([w for w, _ in whitened("choose", thin=frac)], rank)
-                B, _ = kurtosis_directions(sample, r, seed=self.seed, reduce=red)
+                sample = concat([x for x, _ in split("choose", thin=frac)], d)
+                B, _ = kurtosis_directions(gauss._whiten(sample), r, seed=self.seed, reduce=red)
 
         acc = _CumulantSums(B.shape[0])
         n_cal = 0

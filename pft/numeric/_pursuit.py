@@ -5,13 +5,17 @@ Two sources of candidate directions, then one held-out selection:
 
 * **Sparse coding** of the rows as they are (not centred: a missed feature's codes are
   non-negative, so its mean lies along its own direction, and centring would pull every atom
-  towards minus the mean of all of them): a dictionary of ``n_atoms`` unit atoms with one
-  non-negative code per row (``c_t = max_j ⟨a_j, x_t⟩``, the row assigned to the maximising
-  atom), each atom re-estimated as the code-weighted mean of its rows, ``a_j ∝ Σ_{t→j} c_t x_t``
-  (the exact least-squares update for one-sparse codes). It is started from the top principal
-  directions with both signs and needs no tails: it finds frequent, high-energy features whose
-  projections are barely non-Gaussian. Every iteration is one streamed pass of sums over rows,
-  so it runs on all rows, chunk by chunk, distributed and on a device like the other passes.
+  towards minus the mean of all of them): two dictionaries of ``n_atoms`` unit atoms (Euclidean
+  read-outs, and least-squares read-outs in the background's metric ``Σ⁻¹``), one non-negative
+  code per row, and the atoms refitted by least squares to their codes, ``D = (CᵀC)⁻¹ CᵀX``
+  (the method of optimal directions; with one code per row, each atom becomes the code-weighted
+  mean of the rows it wins). It is started from the top principal directions with both signs
+  and needs no tails: it finds frequent, high-energy features whose projections are barely
+  non-Gaussian. It iterates on an in-memory sample of the rows, then refines on every row in
+  streamed passes (two sums per pass, CᵀC and CᵀX), so it is fitted on all rows, chunk by
+  chunk, distributed and on a device like the other passes. (:func:`sparse_atoms` also codes
+  each row greedily by several atoms — ``sparsity`` — which separates features that fire
+  together with correlated amplitudes; it is not the default, see ``docs/real_models.md``.)
 * **A skew-and-kurtosis pursuit** in whitened coordinates: for each start ``u`` the one-unit
   fixed point ``u ← κ₃ E[g₂(y) w] + (κ₄/3)(E[g₃(y) w] − 3u)``, ``y = uᵀw``, normalised, which
   climbs Comon's negentropy ``J = κ₃²/12 + κ₄²/48`` (gradient ``κ₃/2 E[y² w] + κ₄/6 E[y³ w]``).
@@ -22,11 +26,11 @@ Two sources of candidate directions, then one held-out selection:
   principal directions and the sparse-coding atoms; and unclipped from the rows with the largest
   whitened norm (rare, strong features live in the tails).
 * **Held-out selection**: every candidate's skewness, excess kurtosis and variance share are
-  measured on rows that neither sparse coding nor the pursuit saw; candidates are taken in turn
+  measured on rows that neither sparse coding nor the pursuit saw (each row projected on the
+  candidates' filters: ``d`` multiply-adds per candidate, no whitening); candidates are taken in turn
   from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) and variance
   share among the significantly non-Gaussian candidates (large, frequent ones, which are barely
-  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the
-  ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
+  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
   perturbative correction.
 """
 
@@ -53,50 +57,108 @@ def _clip(y: Any, c: float) -> Any:
     return y.clamp(-c, c) if is_tensor(y) else np.clip(y, -c, c)
 
 
-def _rowmax(P: Any) -> Any:
-    return P.max(dim=1, keepdim=True).values if is_tensor(P) else P.max(axis=1, keepdims=True)
+def _greedy_codes(P: Any, G: Any, sparsity: int) -> list:
+    """Non-negative greedy codes of rows whose read-outs are ``P`` (n, m): ``sparsity`` times,
+    every row gives the atom with the largest read-out its read-out as code (0 when none is
+    positive) and the read-outs of every atom drop by ``code · G[:, j]`` (``G = F Dᵀ``: atom
+    j's pattern read by every atom's filter). Returns one ``(atom index (n,), code (n,))`` pair
+    per step (the codes as a sparse matrix)."""
+    steps = []
+    if sparsity > 1:
+        P = P.clone() if is_tensor(P) else P.copy()
+        Gt = like(np.ascontiguousarray(G.T), P)
+    for step in range(int(sparsity)):
+        if is_tensor(P):
+            j = P.argmax(dim=1)
+            c = P.gather(1, j[:, None])[:, 0].clamp(min=0.0)
+        else:
+            j = P.argmax(axis=1)
+            c = np.maximum(P[np.arange(P.shape[0]), j], 0.0)
+        steps.append((j, c))
+        if step + 1 < sparsity:
+            P -= c[:, None] * Gt[j]
+    return steps
 
 
-def _zeros_like(P: Any) -> Any:
-    return P.new_zeros(P.shape) if is_tensor(P) else np.zeros_like(P)
+def _code_sums(steps: list, x: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(CᵀC (m, m), CᵀX (m, d))`` on the host for the sparse codes of :func:`_greedy_codes`."""
+    d = x.shape[1]
+    if is_tensor(x):
+        CtX = x.new_zeros((m, d))
+        CtC = x.new_zeros((m * m,))
+        for j, c in steps:
+            CtX.index_add_(0, j, c[:, None] * x)
+        for j1, c1 in steps:
+            for j2, c2 in steps:
+                CtC.index_add_(0, j1 * m + j2, c1 * c2)
+        return host(CtC).reshape(m, m), host(CtX)
+    C = np.zeros((x.shape[0], m))
+    rows = np.arange(x.shape[0])
+    for j, c in steps:
+        C[rows, j] += c
+    return C.T @ C, C.T @ x  # dense: for a few dozen atoms BLAS beats a sparse product
 
 
-def _where(mask: Any, a: Any, b: Any) -> Any:
-    if is_tensor(mask):
-        import torch
-
-        return torch.where(mask, a, b)
-    return np.where(mask, a, b)
-
-
-def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: np.ndarray, *, n_iter: int = 10,
-                 metric: np.ndarray | None = None, reduce: Reducer | None = None) -> np.ndarray:
-    """One-sparse non-negative dictionary learning, one streamed pass per iteration.
+def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int = 10,
+                 metric: Any = None, sparsity: Any = 1, tol: float = 1e-4, reduce: Reducer | None = None) -> Any:
+    """Sparse non-negative dictionary learning, one streamed pass per iteration.
 
     ``chunks()`` yields rows (numpy or tensors on one device); ``start`` (m, d) are the
-    initial atoms. Each row goes to the atom with the largest code and the atom becomes the
-    code-weighted mean of its rows. Codes are ``⟨a_j, x⟩`` (``metric`` None), or, with ``metric``
-    the inverse covariance ``Σ⁻¹``, the least-squares amplitudes ``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j`` (an
-    untied read-out that discounts directions the background already fills). Returns (m, d) unit
-    atoms (an atom no row chose keeps its previous value).
+    initial atoms (one array for every dictionary, or a list with one per dictionary). Each
+    row is coded greedily by up to ``sparsity`` atoms with non-negative codes
+    (:func:`_greedy_codes`), and the atoms become the least-squares fit of the rows to their
+    codes, ``D = (CᵀC)⁻¹ CᵀX`` (the method of optimal directions: two sums per pass, CᵀC and
+    CᵀX). With one code per row this is the code-weighted mean of the rows each atom wins;
+    several codes per row can separate features that fire together with correlated amplitudes,
+    which one code per row merges into their mixture. Read-outs are ``⟨a_j, x⟩`` (``metric``
+    None), or, with ``metric`` the inverse covariance ``Σ⁻¹``, the least-squares amplitudes
+    ``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j`` (an untied read-out that discounts directions the background
+    already fills). ``metric`` may be a list: one dictionary per entry, all learned in the same
+    passes (one product of the rows with every read-out per pass), and ``sparsity`` then a list
+    too, or one value for all. The passes stop once no atom turns by more than ``tol``
+    (``1 − |cos|``) or after ``n_iter``. Returns (m, d) unit atoms (an atom no row uses keeps
+    its previous value), or a list of them when ``metric`` is a list.
     """
     red = reduce or LocalReducer()
-    D = start / np.linalg.norm(start, axis=1, keepdims=True)
+    metrics = list(metric) if isinstance(metric, (list, tuple)) else [metric]
+    starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(metrics)
+    if len(starts) != len(metrics) or len({a.shape for a in starts}) != 1:
+        raise ValueError("sparse_atoms: one (m, d) start per dictionary")
+    m, d = starts[0].shape
+    n_dict = len(metrics)
+    sparsities = list(sparsity) if isinstance(sparsity, (list, tuple)) else [sparsity] * n_dict
+    D = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in starts]
     for _ in range(int(n_iter)):
-        F = D if metric is None else (D @ metric) / np.sum((D @ metric) * D, axis=1, keepdims=True)
-        B = np.zeros_like(D)
+        F = [Dj if M is None else (Dj @ M) / np.sum((Dj @ M) * Dj, axis=1, keepdims=True) for Dj, M in zip(D, metrics)]
+        G = [Fj @ Dj.T for Fj, Dj in zip(F, D)]
+        Fall = np.concatenate(F)
+        CtC = np.zeros((n_dict, m, m))
+        CtX = np.zeros((n_dict * m, d))
         for x in chunks():
             if len(x) == 0:
                 continue
-            P = x @ like(F.T, x)
-            top = _rowmax(P)
-            C = _where(P == top, P * (P > 0), _zeros_like(P))
-            B += host(C.T @ x)
-        B = red.sum(B)
-        nb = np.linalg.norm(B, axis=1)
-        ok = nb > 0
-        D = np.where(ok[:, None], B / np.where(ok, nb, 1.0)[:, None], D)
-    return D
+            P = x @ like(Fall.T, x)
+            for j in range(n_dict):
+                A, B = _code_sums(_greedy_codes(P[:, j * m:(j + 1) * m], G[j], sparsities[j]), x, m)
+                CtC[j] += A
+                CtX[j * m:(j + 1) * m] += B
+        CtC, CtX = red.sum(CtC), red.sum(CtX)
+        Dn = []
+        for j in range(n_dict):
+            A, B, new = CtC[j], CtX[j * m:(j + 1) * m], D[j].copy()
+            ok = np.diag(A) > 0
+            if ok.any():
+                sol = np.linalg.lstsq(A[np.ix_(ok, ok)], B[ok], rcond=None)[0]
+                nb = np.linalg.norm(sol, axis=1)
+                good = nb > 0
+                idx = np.flatnonzero(ok)[good]
+                new[idx] = sol[good] / nb[good, None]
+            Dn.append(new)
+        turn = 1.0 - float(np.min(np.abs(np.sum(np.concatenate(Dn) * np.concatenate(D), axis=1))))
+        D = Dn
+        if turn < tol:
+            break
+    return D if isinstance(metric, (list, tuple)) else D[0]
 
 
 def _sym_decorrelate(W: np.ndarray) -> np.ndarray:
@@ -121,8 +183,8 @@ def pursuit(w: Any, start: np.ndarray, *, clip: float | None = 4.0, max_iter: in
         y3 = y2 * y
         k3 = red.sum(host(y3.sum(0))) / n
         k4 = red.sum(host((y2 * y2).sum(0))) / n - 3.0
-        G3 = red.sum(host(y2.T @ w)) / n
-        G4 = red.sum(host(y3.T @ w)) / n - 3.0 * U
+        G = red.sum(host(concat([y2.T, y3.T], 0) @ w)) / n  # E[y² w] and E[y³ w] in one product
+        G3, G4 = G[: len(U)], G[len(U):] - 3.0 * U
         Un = k3[:, None] * G3 + (k4[:, None] / 3.0) * G4
         nn = np.linalg.norm(Un, axis=1, keepdims=True)
         Un = np.where(nn > 0, Un / np.where(nn > 0, nn, 1.0), U)
@@ -205,16 +267,15 @@ def rank_key(stats: dict[str, np.ndarray], share: np.ndarray) -> np.ndarray:
 
 def selection_keys(stats: dict[str, np.ndarray], share: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """The two orders :func:`select` alternates between, in this order: held-out negentropy
-    ``J`` (sharp missed features: rare, heavy-tailed), and variance share among the candidates
-    whose held-out Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001 after a
-    Bonferroni correction over the candidates (large ones: frequent, high-energy, barely
+    ``J = s²/12 + κ²/48`` (sharp missed features: rare, heavy-tailed), and variance share among
+    the candidates whose held-out Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001
+    after a Bonferroni correction over the candidates (large ones: frequent, high-energy, barely
     non-Gaussian). Insignificant candidates come last in the second order."""
-    s, k, n = stats["skewness"], stats["kurtosis"], stats["n"]
+    s, k = stats["skewness"], stats["kurtosis"]
     jb = stats["skewness_z"] ** 2 + stats["kurtosis_z"] ** 2
     # chi² with 2 degrees of freedom: P(JB > t) = exp(−t/2)
     t = -2.0 * math.log(1e-3 / max(1, int(n_candidates)))
-    J = s * s / 12.0 + k * k / 48.0 - 1.0 / n
-    return J, np.where(jb > t, share, -1.0 / (1.0 + share))
+    return s * s / 12.0 + k * k / 48.0, np.where(jb > t, share, -1.0 / (1.0 + share))
 
 
 def select(C: np.ndarray, keys: Any, k: int) -> np.ndarray:
@@ -256,25 +317,32 @@ def gram_schmidt(U: np.ndarray) -> np.ndarray:
 
 def search_and_select(
     search_raw: Callable[[], Iterable[Any]],
-    search_white: Any,
-    select_white: Callable[[], Iterable[Any]],
+    sample_raw: Any,
+    sample_white: Any,
+    select_raw: Callable[[], Iterable[Any]],
+    mean: np.ndarray,
     eigenvectors: np.ndarray,
     eigenvalues: np.ndarray,
     k: int,
     *,
     n_atoms: int | None = None,
     n_iter: int = 10,
+    n_refine: int = 2,
     clip: float = 4.0,
     max_iter: int = 10,
     reduce: Reducer | None = None,
 ) -> dict[str, np.ndarray]:
     """The search on one part of the rows and the selection on another.
 
-    ``search_raw()`` yields the (uncentred) rows of the search part (for sparse coding), ``search_white``
-    holds whitened search rows in memory (for the pursuit), ``select_white()`` yields whitened
-    rows of the selection part. ``eigenvectors`` (d, r) and ``eigenvalues`` (r,) are the
-    whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the orthonormal whitened basis (k', r) in
-    rank order, every candidate, their held-out statistics and sources.
+    ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
+    random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
+    runs ``n_iter`` iterations on the sample, then ``n_refine`` streamed passes over every search
+    row (each atom becomes the code-weighted mean of all the rows it wins); the pursuits run on
+    the whitened sample. ``select_raw()`` yields the (uncentred) rows of the selection part,
+    which are only ever projected on the candidates' filters. ``mean`` (d,), ``eigenvectors``
+    (d, r) and ``eigenvalues`` (r,) are the whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the
+    orthonormal whitened basis (k', r) in rank order, every candidate, their held-out statistics
+    and sources.
     """
     red = reduce or LocalReducer()
     r = len(eigenvalues)
@@ -283,29 +351,40 @@ def search_and_select(
     V, lam = eigenvectors[:, :r], eigenvalues[:r]
     start = np.concatenate([V[:, :half].T, -V[:, :half].T])
     metric = (V / lam) @ V.T
-    atoms = np.concatenate([sparse_atoms(search_raw, start, n_iter=n_iter, reduce=red),
-                            sparse_atoms(search_raw, start, n_iter=n_iter, metric=metric, reduce=red)])
+    kinds = dict(metric=[None, metric], reduce=red)
+    atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=n_iter, **kinds)
+    if n_refine > 0:
+        atoms = sparse_atoms(search_raw, atoms, n_iter=n_refine, **kinds)
+    atoms = np.concatenate(atoms)
     U_atoms = (atoms @ V) / np.sqrt(lam)  # the whitened direction whose pattern is the atom
     U_atoms /= np.linalg.norm(U_atoms, axis=1, keepdims=True)
     pcs = np.eye(r)[: min(r, k)]
-    U_clip = pursuit(search_white, np.concatenate([pcs, U_atoms[: len(U_atoms) // 2]]), clip=clip, max_iter=max_iter, reduce=red)
-    tails = tail_starts(search_white, k, reduce=red)
+    U_clip = pursuit(sample_white, np.concatenate([pcs, U_atoms[: len(U_atoms) // 2]]), clip=clip, max_iter=max_iter, reduce=red)
+    tails = tail_starts(sample_white, k, reduce=red)
     m_sym = min(r, 2 * k + 4)
     starts = np.concatenate([tails, np.eye(r)])
     starts = _sym_decorrelate(starts[select(starts, np.arange(len(starts), 0, -1.0), m_sym)])
-    U_tail = pursuit(search_white, starts, clip=None, max_iter=max_iter, symmetric=True, reduce=red)
+    U_tail = pursuit(sample_white, starts, clip=None, max_iter=max_iter, symmetric=True, reduce=red)
     C = np.concatenate([U_atoms, U_clip, U_tail])
     source = np.array(["sparse"] * len(U_atoms) + ["pursuit"] * len(U_clip) + ["tail"] * len(U_tail))
-    acc = HeldOutMoments(len(C))
-    for w in select_white():
-        if len(w):
-            acc.add(host(w @ like(C.T, w)))
-    stats = acc.result(red)
+    stats = project_moments(select_raw, C @ (V / np.sqrt(lam)).T, mean, red)
     share = (C * C) @ lam / float(np.sum(lam))
     key = rank_key(stats, share)
     idx = select(C, selection_keys(stats, share, len(C)), k)
     return {"basis": gram_schmidt(C[idx]), "selected": C[idx], "candidates": C, "chosen": idx, "source": source,
             "share": share, "key": key, **{f"candidate_{n}": v for n, v in stats.items() if n != "n"}}
+
+
+def project_moments(rows: Callable[[], Iterable[Any]], filters: np.ndarray, mean: np.ndarray,
+                    reduce: Reducer) -> dict[str, np.ndarray]:
+    """:class:`HeldOutMoments` of the projections ``filters (x − mean)`` of the rows ``rows()``
+    yields (one pass; each row costs ``d·m``, not a whitening)."""
+    acc = HeldOutMoments(len(filters))
+    shift = filters @ mean
+    for x in rows():
+        if len(x):
+            acc.add(host(x @ like(filters.T, x)) - shift)
+    return acc.result(reduce)
 
 
 @dataclass(frozen=True)
@@ -428,15 +507,13 @@ def feature_directions(
     search, held, test = X[like(u >= 2 * f, X)], X[like((u >= f) & (u < 2 * f), X)], X[like(u < f, X)]
     cap = max(2048, 2**21 // r)
     thin = like(uniforms(offset, len(search), seed, 14) < cap / max(1.0, float(red.sum(len(search)))), search)
+    sample = search[thin]
     found = search_and_select(
-        lambda: [search], g._whiten(search[thin]), lambda: [g._whiten(held)],
+        lambda: [search], sample, g._whiten(sample), lambda: [held], g.mean_,
         g.eigenvectors_, g.eigenvalues_, int(k), reduce=red,
     )
     U = found["selected"]
-    acc = HeldOutMoments(len(U))
-    wh = g._whiten(test)
-    acc.add(host(wh @ like(U.T, wh)))
-    st = acc.result(red)
+    st = project_moments(lambda: [test], g.filter(U), g.mean_, red)
     share = (U * U) @ g.eigenvalues_[:r] / float(np.sum(g.eigenvalues_))
     pat = g.pattern(U)
     return FeatureDirections(

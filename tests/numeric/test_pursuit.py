@@ -40,9 +40,29 @@ def test_sparse_atoms_recover_a_planted_one_sparse_dictionary():
     x = (rng.exponential(size=N) * 5)[:, None] * A[which] + 0.3 * rng.normal(size=(N, d))
     x -= x.mean(0)
     start = rng.normal(size=(2 * m, d))
-    D = sparse_atoms(lambda: np.array_split(x, 3), start, n_iter=15)
+    D = sparse_atoms(lambda: np.array_split(x, 3), start, n_iter=15, sparsity=1)
     # centring pulls each code-weighted mean slightly towards −mean: 0.98 here, 0.999 uncentred
     assert np.all(np.abs(D @ A.T).max(axis=0) > 0.97)
+
+
+def test_least_squares_atoms_with_several_codes_per_row_converge_to_the_planted_ones():
+    # noise-free rows, each a non-negative combination of up to three of eight orthonormal atoms
+    # that often fire together; from perturbed atoms, greedy three-sparse codes and the
+    # least-squares update D = (CᵀC)⁻¹CᵀX converge to the planted atoms (a code-weighted mean of
+    # the rows each atom wins would be pulled towards its partners)
+    rng = np.random.default_rng(3)
+    d, m, N = 24, 8, 6000
+    A = np.linalg.qr(rng.normal(size=(d, m)))[0].T
+    codes = np.zeros((N, m))
+    for t in range(N):
+        j = rng.choice(m, size=rng.integers(1, 4), replace=False)
+        codes[t, j] = rng.exponential(3.0, size=len(j)) + 0.5
+    x = codes @ A
+    start = A + 0.15 * rng.normal(size=A.shape)
+    three = sparse_atoms(lambda: np.array_split(x, 3), start, n_iter=40, sparsity=3, tol=1e-12)
+    one = sparse_atoms(lambda: np.array_split(x, 3), start, n_iter=40, sparsity=1, tol=1e-12)
+    assert np.all(np.abs(np.sum(three * A, axis=1)) > 0.999)
+    assert np.min(np.abs(np.sum(one * A, axis=1))) < 0.99
 
 
 def test_pursuit_climbs_to_a_skewed_direction_kurtosis_alone_would_not_prefer():
@@ -105,3 +125,17 @@ def test_bad_input():
         feature_directions(x, 9)
     with pytest.raises(InputError, match="select_fraction"):
         feature_directions(x, 2, select_fraction=0.7)
+
+
+@pytest.mark.parametrize("sparsity", [1, 3])
+def test_sparse_atoms_on_torch_tensors_equal_numpy(sparsity):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x = rng.exponential(size=(3000, 12)) * (rng.random((3000, 12)) < 0.2) + 0.2 * rng.normal(size=(3000, 12))
+    start = rng.normal(size=(6, 12))
+    M = np.linalg.inv(np.cov(x.T))
+    ref = sparse_atoms(lambda: np.array_split(x, 3), start, n_iter=5, sparsity=[sparsity, 1], metric=[None, M])
+    t = torch.from_numpy(x)
+    got = sparse_atoms(lambda: torch.tensor_split(t, 3), start, n_iter=5, sparsity=[sparsity, 1], metric=[None, M])
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
