@@ -305,8 +305,17 @@ def score(
         stages("gaussian")
 
         def train_chunks():
-            for xc, xh, te, tr_off, _ in chunks():
-                yield tr_off, (xc - xh)[~te]
+            """The training rows of r = x − x̂, in blocks of at most 8 MiB (float64) — small
+            enough that the allocator reuses their memory across the search's passes."""
+            step = max(64, 2**20 // d)
+            tr_seen = 0
+            for (lo, hi), te in zip(bounds, te_masks):
+                for a in range(lo, hi, step):
+                    b = min(hi, a + step)
+                    tr = ~te[a - lo : b - lo]
+                    r = rows(x, a, b, "activations") - rows(xhat, a, b, "reconstruction")
+                    yield tr_offset + tr_seen, (r if tr.all() else r[like(tr, r)])
+                    tr_seen += int(tr.sum())
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
