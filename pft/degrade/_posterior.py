@@ -114,8 +114,9 @@ class TemperedPosterior:
         with ``burn_in="auto"``, :meth:`sample` sets ``ε = AUTO_STEP / (n β h̄ + γ)`` from the
         mean top curvature ``h̄`` at the chains' own positions late in the fast burn-in (kept
         in ``step_size_`` and the result). The stationary variance along an eigen-direction of
-        precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the variance bias is 1 % where the
-        chains are, on average. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
+        precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the variance bias is 1 % on average
+        where the chains were measured (at a singular ``w*``, where they go next can be
+        stiffer: at ``w* = 0`` of the 1 → 2 → 1 linear net ``ε p`` averaged 0.05–0.11). Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
         A value given is used as given (checked and warned about in :meth:`sample`).
     batch_size : int, optional
         For a pair: minibatch size for the gradient (rows drawn without replacement,
@@ -439,6 +440,7 @@ class TemperedPosterior:
                 )
 
         self.step_size_ = self._initial_step_size
+        self.chain_curvatures_ = ()
         if check_step_size:
             self._check_step_size()
 

@@ -131,14 +131,15 @@ def test_defaults_at_the_singular_origin():
         assert truth > 0.45
         res = post.sample(20_000, progress=False)
         lam, se = post.learning_coefficient()
-        # The refined step puts ε (nβ h + γ) at AUTO_STEP on average over where the chains
-        # went (h computed here from the draws in closed form); the burn-in, still spreading
-        # out, saw a little less curvature than the stationary chains: allow 0.5-2x.
+        # The refined step aims ε (nβ h + γ) at AUTO_STEP on average over where the chains go
+        # (h computed here from the draws in closed form). It is measured late in the burn-in,
+        # where 4 chains sit at 4 points of a slowly moving valley, so where they then go can
+        # be stiffer by 2-3x: allow 0.5-4x (a variance bias of at most 4 %).
         ep = post.step_size_ * (post.nbeta_ * top_curvature_origin(res.draws.reshape(-1, 4).numpy())
                                 + post.localization_)
         print(f"deep linear at w* = 0, seed {seed}: λ̂ = {lam:.4f} ± {se:.4f}; exact finite-γ {truth:.4f} "
               f"(κ = {kappa:.3f}); 1/2; ε = {post.step_size_:.3g}, mean ε(nβh + γ) = {ep.mean():.3f}")
-        assert 0.5 * AUTO_STEP < ep.mean() < 2 * AUTO_STEP
+        assert 0.5 * AUTO_STEP < ep.mean() < 4 * AUTO_STEP
         assert abs(lam - truth) < 0.15 * truth
         assert lam + 4 * se < 2.0  # clearly below d/2
         z2.append(((lam - truth) / se) ** 2)
@@ -156,14 +157,14 @@ def test_refined_step_size_equals_the_first_at_a_quadratic_minimum(regression):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MixingWarning)  # short chains: only ε matters here
         res = post.sample(50, n_chains=2, progress=False)
-        refined = post.step_size_
+        refined, measured = post.step_size_, post.chain_curvatures_
         post.sample(50, n_chains=2, burn_in=10, progress=False)
     top = float(np.linalg.eigvalsh(h).max())
     assert refined == pytest.approx(before, rel=0.03) and res.step_size == refined
     assert refined == pytest.approx(AUTO_STEP / (post.nbeta_ * top + post.localization_), rel=0.03)
-    assert len(post.chain_curvatures_) == 8
+    assert len(measured) == 8  # 4 points of each chain's burn-in
     # the second call, with an explicit burn-in, kept the step chosen before sampling
-    assert post.step_size_ == before
+    assert post.step_size_ == before and post.chain_curvatures_ == ()
 
 
 @pytest.mark.slow
