@@ -40,6 +40,9 @@ AUTO_LOCALIZATION = 0.01
 BURN_IN_STEP = 8.0
 #: steps at the sampling step size that end burn_in="auto"
 BURN_IN_SETTLE = 200
+#: points per chain, in the last quarter of the fast burn-in, at which the curvature is measured
+#: to refine the default step size
+REFINE_POINTS = 4
 #: random directions probed around w* by :meth:`TemperedPosterior.max_curvature`
 PROBES = 8
 #: ε (n β h_max + γ) above which :meth:`TemperedPosterior.sample` warns (variance bias 14 %).
@@ -105,11 +108,15 @@ class TemperedPosterior:
         ``AUTO_LOCALIZATION · n β · h`` = 1 % of the stiffest tempered curvature near ``w*``
         (see :meth:`max_curvature` and ``docs/learning_coefficient.md``).
     step_size : float, optional
-        ``ε`` of the SGLD step. Default ``AUTO_STEP / (n β h' + γ)`` with ``AUTO_STEP = 0.04``
-        and ``h'`` the larger of ``h`` and the median curvature at draws of the diagonal
-        Gaussian approximation of the posterior: the stationary variance along an
-        eigen-direction of precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the bias is 1 %
-        along the stiffest one. Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
+        ``ε`` of the SGLD step. Default, in two stages: here ``AUTO_STEP / (n β h' + γ)`` with
+        ``AUTO_STEP = 0.04`` and ``h'`` the larger of ``h`` and the median curvature at draws
+        of the diagonal Gaussian approximation of the posterior (used for the burn-in); then,
+        with ``burn_in="auto"``, :meth:`sample` sets ``ε = AUTO_STEP / (n β h̄ + γ)`` from the
+        mean top curvature ``h̄`` at the chains' own positions late in the fast burn-in (kept
+        in ``step_size_`` and the result). The stationary variance along an eigen-direction of
+        precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the variance bias is 1 % on average
+        where the chains were measured (at a singular ``w*``, where they go next can be
+        stiffer: at ``w* = 0`` of the 1 → 2 → 1 linear net ``ε p`` averaged 0.05–0.11). Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
         A value given is used as given (checked and warned about in :meth:`sample`).
     batch_size : int, optional
         For a pair: minibatch size for the gradient (rows drawn without replacement,
@@ -133,7 +140,11 @@ class TemperedPosterior:
     init_loss_ : float
         ``L_n(w*)`` on the full data.
     n_, beta_, nbeta_, localization_, step_size_, batch_size_ : float or None
-        The settings in use (given or chosen).
+        The settings in use (given or chosen); a default ``step_size_`` is the one of the
+        last :meth:`sample` call (refined at the chains' positions), before it the one
+        chosen here.
+    chain_curvatures_ : tuple of float
+        The top curvatures a default step size was refined from (last :meth:`sample` call).
     samples_ : SampleResult
         The result of the last :meth:`sample` call.
     max_curvature_, curvature_at_minimum_, probe_curvatures_, draw_curvatures_ :
@@ -305,6 +316,8 @@ class TemperedPosterior:
                 self.localization_ = AUTO_LOCALIZATION * self.nbeta_ * self.scale_curvature_
             if self.step_size is None:
                 self.step_size_ = AUTO_STEP / (self.nbeta_ * h + self.localization_)
+        #: the step size before any refinement at the chains' positions (used by the burn-in)
+        self._initial_step_size = self.step_size_
 
     # ------------------------------------------------------------------ losses
     def _loss(self, inputs, targets) -> torch.Tensor:
@@ -362,7 +375,11 @@ class TemperedPosterior:
         burn_in : int or "auto"
             SGLD steps discarded at the start of each chain. ``"auto"`` (default): two
             relaxation times of the directions only the localization confines, run at a
-            larger step, then 200 steps at ``ε`` (:meth:`auto_burn_in`).
+            larger step, then 200 steps at ``ε`` (:meth:`auto_burn_in`). With the default
+            step size, every chain's fast burn-in runs first, and the step size is then
+            refined from the top curvature at ``REFINE_POINTS`` points of the last quarter of
+            each (``ε = AUTO_STEP / (n β h̄ + γ)`` with ``h̄`` their mean, lowered so that
+            none has ``ε (n β h + γ) > STEP_WARN``) before the chains go on.
         thin : int
             Keep every ``thin``-th step after burn-in.
         keep_draws : bool
@@ -406,6 +423,9 @@ class TemperedPosterior:
         else:
             burn_in = _positive_int("burn_in", burn_in, minimum=0)
             fast, factor = 0, 1.0
+        # the default step size is refined at the chains' own positions after the fast burn-in
+        # (each call starts again from the value chosen before sampling)
+        refine = self.step_size is None and fast > 0 and getattr(self, "_probe", None) is not None
         thin = _positive_int("thin", thin)
         seed = self.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -419,6 +439,8 @@ class TemperedPosterior:
                     "keep_draws=False (losses only), fewer draws, or a larger `thin`."
                 )
 
+        self.step_size_ = self._initial_step_size
+        self.chain_curvatures_ = ()
         if check_step_size:
             self._check_step_size()
 
@@ -436,53 +458,88 @@ class TemperedPosterior:
         end_curvature = 0.0
         children = np.random.SeedSequence(int(seed)).spawn(n_chains)
         flat = self._flat
+        every = _check_interval(flat.flat.device)
         bar = tqdm(total=n_chains * steps, disable=not progress, desc="SGLD", unit="step")
+
+        def start(c: int) -> dict:
+            s_noise, s_batch = children[c].generate_state(2, dtype=np.uint32)
+            gen = torch.Generator(device=flat.device)
+            gen.manual_seed(int(s_noise))
+            batch_gen = torch.Generator().manual_seed(int(s_batch))
+            # The losses stay on the parameters' device and are read back (and checked for
+            # divergence) every `every` steps: on a GPU a read-back per step would stall it.
+            return {
+                "gen": gen,
+                "batches": self._data.stream(batch_gen),
+                "w": self._anchor.clone(),
+                "trace": torch.empty(steps, dtype=torch.float64, device=flat.flat.device),
+                "checked": 0,
+            }
+
+        def advance(c: int, chain: dict, lo: int, hi: int, eps: float) -> None:
+            """SGLD steps ``lo .. hi - 1`` of chain ``c`` (the loss at step ``s`` is taken
+            before its update); burn-in steps below ``fast`` run at ``factor × eps``."""
+            flat.set(chain["w"])
+            trace, gen, batches = chain["trace"], chain["gen"], chain["batches"]
+            for s in range(lo, hi):
+                inputs, targets = next(batches)
+                flat.zero_grad()
+                loss = self._loss(inputs, targets)
+                loss.backward()
+                trace[s] = loss.detach()
+                if (s + 1) % every == 0 or s == hi - 1:
+                    checked = chain["checked"]
+                    values = trace[checked : s + 1].cpu().numpy()
+                    bad = ~np.isfinite(values) | (values > limit)
+                    if bad.any():
+                        first = int(np.argmax(bad))
+                        self._diverged(c, checked + first, float(values[first]), limit)
+                    chain["checked"] = s + 1
+                k = s - burn_in
+                if k >= 0 and k % thin == 0 and draws is not None:
+                    draws[c, k // thin].copy_(flat.flat.detach())
+                if s < steps - 1:
+                    views, gs = flat.grads()
+                    sgld_update(
+                        flat.flat,
+                        views,
+                        gs,
+                        self._anchor,
+                        self._noise,
+                        step_size=eps * (factor if s < fast else 1.0),
+                        nbeta=self.nbeta_,
+                        localization=self.localization_,
+                        generator=gen,
+                    )
+                bar.update()
+            chain["w"] = flat.flat.detach().clone()
+
         try:
-            for c in range(n_chains):
-                s_noise, s_batch = children[c].generate_state(2, dtype=np.uint32)
-                gen = torch.Generator(device=flat.device)
-                gen.manual_seed(int(s_noise))
-                batch_gen = torch.Generator().manual_seed(int(s_batch))
-                batches = self._data.stream(batch_gen)
-                flat.set(self._anchor)
-                # The losses stay on the parameters' device and are read back (and checked for
-                # divergence) every `every` steps: on a GPU a read-back per step would stall it.
-                trace = torch.empty(steps, dtype=torch.float64, device=flat.flat.device)
-                every = _check_interval(flat.flat.device)
-                checked = 0
-                for s in range(steps):
-                    inputs, targets = next(batches)
-                    flat.zero_grad()
-                    loss = self._loss(inputs, targets)
-                    loss.backward()
-                    trace[s] = loss.detach()
-                    if (s + 1) % every == 0 or s == steps - 1:
-                        values = trace[checked : s + 1].cpu().numpy()
-                        bad = ~np.isfinite(values) | (values > limit)
-                        if bad.any():
-                            first = int(np.argmax(bad))
-                            self._diverged(c, checked + first, float(values[first]), limit)
-                        checked = s + 1
-                    k = s - burn_in
-                    if k >= 0 and k % thin == 0 and draws is not None:
-                        draws[c, k // thin].copy_(flat.flat.detach())
-                    if s < steps - 1:
-                        views, gs = flat.grads()
-                        sgld_update(
-                            flat.flat,
-                            views,
-                            gs,
-                            self._anchor,
-                            self._noise,
-                            step_size=self.step_size_ * (factor if s < fast else 1.0),
-                            nbeta=self.nbeta_,
-                            localization=self.localization_,
-                            generator=gen,
-                        )
-                    bar.update()
+            chains = [start(c) for c in range(n_chains)]
+            if refine:
+                # the fast burn-in of every chain, pausing at REFINE_POINTS evenly spaced points
+                # of its last quarter (1.6 to 2 relaxation times in) to measure the curvature there
+                marks = sorted({int(round(fast * (1 - j / (4 * REFINE_POINTS)))) for j in range(REFINE_POINTS)})
+                seen = []
+                for c, chain in enumerate(chains):
+                    lo = 0
+                    for j, mark in enumerate(marks):
+                        advance(c, chain, lo, mark, self.step_size_)
+                        lo = mark
+                        h = self._top_curvature(*self._probe, torch.Generator().manual_seed(1009 * c + j), 20, 1e-2)
+                        if math.isfinite(h):
+                            seen.append(h)
+                self._refine_step_size(seen)
+                for c, chain in enumerate(chains):
+                    advance(c, chain, fast, steps, self.step_size_)
+            else:
+                for c, chain in enumerate(chains):
+                    advance(c, chain, 0, steps, self.step_size_)
+            for c, chain in enumerate(chains):
+                flat.set(chain["w"])
                 if not bool(torch.isfinite(flat.flat).all()):
                     self._diverged(c, steps - 1, float("nan"), limit)
-                values = trace.cpu().numpy()
+                values = chain["trace"].cpu().numpy()
                 burn[c] = values[:burn_in]
                 losses[c] = values[burn_in::thin]
                 max_increase = max(max_increase, float(values.max()) - self.init_loss_)
@@ -540,7 +597,9 @@ class TemperedPosterior:
         variance depends on the step, to settle (they relax in ``1/(ε p) ≤ 25`` steps at the
         default step). ``factor = BURN_IN_STEP``, lowered so that ``factor ε (n β h + γ)`` stays
         at most ``STEP_WARN`` (never below 1); ``h`` is the curvature the step size was set from
-        and ``γ`` below ``AUTO_LOCALIZATION n β h`` counts as that value.
+        and ``γ`` below ``AUTO_LOCALIZATION n β h`` counts as that value. ``ε`` is the step size
+        chosen before sampling (a default one is refined for the sampling itself, see
+        :meth:`sample`).
         """
         h = self.max_curvature()
         if math.isfinite(h):
@@ -549,10 +608,26 @@ class TemperedPosterior:
         gamma = max(self.localization_, floor)
         if gamma <= 0:
             return 0, BURN_IN_SETTLE, 1.0
+        eps = self._initial_step_size
         p = self.nbeta_ * h + self.localization_ if math.isfinite(h) else float("inf")
-        factor = max(1.0, min(BURN_IN_STEP, STEP_WARN / (self.step_size_ * p)))
-        fast = int(math.ceil(2.0 / (factor * self.step_size_ * gamma)))
+        factor = max(1.0, min(BURN_IN_STEP, STEP_WARN / (eps * p)))
+        fast = int(math.ceil(2.0 / (factor * eps * gamma)))
         return fast, fast + BURN_IN_SETTLE, factor
+
+    def _refine_step_size(self, curvatures) -> None:
+        """Set the default step size from the top curvatures ``curvatures`` measured at the
+        chains' positions late in the fast burn-in: ``ε = AUTO_STEP / (n β h̄ + γ)`` with ``h̄``
+        their mean, so that the variance bias ``ε p / 4`` averaged over the posterior is
+        ``AUTO_STEP / 4`` (1 %), and no point measured has ``ε (n β h + γ)`` above ``STEP_WARN``.
+        Keeps the step size chosen before sampling when nothing usable was measured."""
+        h = np.asarray([v for v in curvatures if math.isfinite(v) and v >= 0], dtype=np.float64)
+        self.chain_curvatures_ = tuple(float(v) for v in h)
+        if h.size == 0 or h.mean() <= 0:
+            self.step_size_ = self._initial_step_size
+            return
+        eps = AUTO_STEP / (self.nbeta_ * float(h.mean()) + self.localization_)
+        eps = min(eps, STEP_WARN / (self.nbeta_ * float(h.max()) + self.localization_))
+        self.step_size_ = eps
 
     def max_curvature(self, *, n_iter: int = 20, tol: float = 1e-2) -> float:
         """The top curvature of the loss near ``w*``: the largest ``|eigenvalue|`` of the
