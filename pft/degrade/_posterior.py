@@ -116,7 +116,8 @@ class TemperedPosterior:
         in ``step_size_`` and the result). The stationary variance along an eigen-direction of
         precision ``p`` is ``1 / (p (1 - ε p / 4))``, so the variance bias is 1 % on average
         where the chains were measured (at a singular ``w*``, where they go next can be
-        stiffer: at ``w* = 0`` of the 1 → 2 → 1 linear net ``ε p`` averaged 0.05–0.11). Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
+        stiffer: at ``w* = 0`` of the 1 → 2 → 1 linear net ``ε p`` averaged 0.05–0.11).
+        Stable for a quadratic loss when ``ε (n β h_max + γ) < 4``.
         A value given is used as given (checked and warned about in :meth:`sample`).
     batch_size : int, optional
         For a pair: minibatch size for the gradient (rows drawn without replacement,
