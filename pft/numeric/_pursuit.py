@@ -5,17 +5,18 @@ Two sources of candidate directions, then one held-out selection:
 
 * **Sparse coding** of the rows as they are (not centred: a missed feature's codes are
   non-negative, so its mean lies along its own direction, and centring would pull every atom
-  towards minus the mean of all of them): two dictionaries of ``n_atoms`` unit atoms (Euclidean
-  read-outs, and least-squares read-outs in the background's metric ``Σ⁻¹``), one non-negative
-  code per row, and the atoms refitted by least squares to their codes, ``D = (CᵀC)⁻¹ CᵀX``
-  (the method of optimal directions; with one code per row, each atom becomes the code-weighted
-  mean of the rows it wins). It is started from the top principal directions with both signs
-  and needs no tails: it finds frequent, high-energy features whose projections are barely
-  non-Gaussian. It iterates on an in-memory sample of the rows, then refines on every row in
-  streamed passes (two sums per pass, CᵀC and CᵀX), so it is fitted on all rows, chunk by
-  chunk, distributed and on a device like the other passes. (:func:`sparse_atoms` also codes
-  each row greedily by several atoms — ``sparsity`` — which separates features that fire
-  together with correlated amplitudes; it is not the default, see ``docs/real_models.md``.)
+  towards minus the mean of all of them): two dictionaries of ``n_atoms`` unit atoms, each row
+  coded greedily with non-negative codes, and the atoms refitted by least squares to their codes,
+  ``D = (CᵀC)⁻¹ CᵀX`` (the method of optimal directions). One dictionary reads rows with its own
+  atoms and gives each row up to three codes: features that fire together (SAE latents often
+  do) then keep apart, where a code-weighted mean of the rows one atom wins converges to their
+  mixture. The other reads them by least squares in the background's metric ``Σ⁻¹``
+  (``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j``, discounting directions the background already fills) with one
+  code per row. Both start from the top principal directions with both signs and need no
+  tails: they find frequent, high-energy features whose projections are barely non-Gaussian.
+  They iterate on an in-memory sample of the rows, then refine on every row in streamed passes
+  (two sums per pass, CᵀC and CᵀX), so they are fitted on all rows, chunk by chunk,
+  distributed and on a device like the other passes.
 * **A skew-and-kurtosis pursuit** in whitened coordinates: for each start ``u`` the one-unit
   fixed point ``u ← κ₃ E[g₂(y) w] + (κ₄/3)(E[g₃(y) w] − 3u)``, ``y = uᵀw``, normalised, which
   climbs Comon's negentropy ``J = κ₃²/12 + κ₄²/48`` (gradient ``κ₃/2 E[y² w] + κ₄/6 E[y³ w]``).
@@ -337,7 +338,7 @@ def search_and_select(
     ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
     random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
     runs ``n_iter`` iterations on the sample, then ``n_refine`` streamed passes over every search
-    row (each atom becomes the code-weighted mean of all the rows it wins); the pursuits run on
+    row (each atom refitted by least squares to the codes of all search rows); the pursuits run on
     the whitened sample. ``select_raw()`` yields the (uncentred) rows of the selection part,
     which are only ever projected on the candidates' filters. ``mean`` (d,), ``eigenvectors``
     (d, r) and ``eigenvalues`` (r,) are the whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the
@@ -351,7 +352,9 @@ def search_and_select(
     V, lam = eigenvectors[:, :r], eigenvalues[:r]
     start = np.concatenate([V[:, :half].T, -V[:, :half].T])
     metric = (V / lam) @ V.T
-    kinds = dict(metric=[None, metric], reduce=red)
+    # Euclidean read-outs with up to three codes per row (features that fire together keep
+    # apart), least-squares read-outs in the background's metric with one (see the module note)
+    kinds = dict(metric=[None, metric], sparsity=[3, 1], reduce=red)
     atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=n_iter, **kinds)
     if n_refine > 0:
         atoms = sparse_atoms(search_raw, atoms, n_iter=n_refine, **kinds)

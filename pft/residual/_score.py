@@ -116,7 +116,9 @@ def score(
     distributed : bool, default False
         Each ``torch.distributed`` rank passes its own tokens (in rank order they make up the
         whole set); every statistic is reduced over ``group`` and every rank returns the same
-        report, equal to a one-process score of the concatenated tokens. Mardia's skewness
+        report, equal to a one-process score of the concatenated tokens up to summation order
+        (1e-10 relative; the fields along the selected directions 1e-8, the direction search
+        being an iteration that stops at a tolerance). Mardia's skewness
         needs all pairs of held-out tokens, so each rank gathers the held-out whitened rows.
     group : torch.distributed process group, optional
     chunk_rows : int, optional

@@ -51,15 +51,18 @@ def _two_ranks_against_one_process(torchrun, tmp_path, device):
         if isinstance(ref, (str, dict)):  # what was excluded, why a field is NaN
             assert got == ref, key
             continue
-        if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
+        tol = 1e-10
+        if key.startswith("nongaussian_") and isinstance(ref, list) and len(ref) == len(significant):
             # Directions with kurtosis indistinguishable from 0 are not determined by the data
             # (any rotation among them is as good), so rounding differences move them; the
-            # significant ones are determined and must agree.
-            got, ref = np.asarray(got)[significant], np.asarray(ref)[significant]
+            # significant ones are determined and must agree — to 1e-8, the search being an
+            # iteration that stops at a tolerance (summation order across ranks moves its end
+            # point at about 1e-10: 2.4e-10 measured on one filter entry)
+            got, ref, tol = np.asarray(got)[significant], np.asarray(ref)[significant], 1e-8
         if isinstance(ref, float) and np.isnan(ref):
             assert np.isnan(got), key
         else:
-            np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=1e-10, atol=1e-10, err_msg=key)
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=tol, atol=tol, err_msg=key)
 
 
 @pytest.mark.slow
