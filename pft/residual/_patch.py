@@ -14,7 +14,7 @@ import numpy as np
 from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError, PftError
-from pft.numeric import GaussianBackground, PerturbativeBackground
+from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.residual._interpretation import as_interpretation, trailing_axes
 from pft.residual._patch_report import RUNGS, PatchReport
 from pft.residual._patch_resume import resume_layer, token_batch
@@ -501,14 +501,22 @@ def _kl_rows_of(clean: _Clean, lg, what: str, keep: Any = None):
 
 
 # ---------------------------------------------------------------------- backgrounds
-def _fit_background(background: Any, r: Any, seed: int, device: Any = None):
-    """``(gaussian, perturbative or None, label)`` from the residual rows ``r`` (a float64
-    tensor). The default Gaussian is fitted where ``r`` lives, with torch (its moments and its
-    eigendecomposition); the other backgrounds are fitted on a numpy copy, as given."""
+def _background_needs_rows(background: Any) -> bool:
+    """Whether fitting ``background`` needs the residual's rows (not only its moments)."""
+    if isinstance(background, PerturbativeBackground):
+        return not hasattr(background, "gaussian_")
+    if isinstance(background, GaussianBackground):
+        return not hasattr(background, "mean_")
+    return background == "perturbative"
+
+
+def _fit_background(background: Any, moments: Moments, r: np.ndarray | None, seed: int, device: Any = None):
+    """``(gaussian, perturbative or None, label)`` from the residual's :class:`Moments` (the
+    default Ledoit–Wolf Gaussian, its eigendecomposition on ``device``) or its rows ``r``
+    (float64 numpy, where :func:`_background_needs_rows`)."""
     if background is None or background == "gaussian":
-        g = GaussianBackground(shrinkage="ledoit-wolf", device=device).fit(r)
+        g = GaussianBackground(shrinkage="ledoit-wolf", device=device).fit(moments)
         return g, None, "Gaussian (Ledoit–Wolf) fitted on these residuals"
-    r = r.cpu().numpy()
     if background == "perturbative":
         pb = PerturbativeBackground(seed=seed, n_directions=min(8, r.shape[1])).fit(r)
         return pb.gaussian_, pb, "perturbative background fitted on these residuals"
@@ -871,7 +879,9 @@ def patch_scores(
             # that need nothing from other batches, while the clean log-probabilities are at hand.
             leads, keeps, token_masks, counts, starts = [], [], [], [], [0]
             R_parts, xh_store, x_store = [], [], []
-            sum_x = None
+            sum_x = moments_r = first_r = None
+            varies = False  # whether r = x − x̂ differs between two tokens that count
+            rows_needed = noise and _background_needs_rows(background)
             clean_logits: list = []
             cache_bytes = x_bytes = 0
             d = None
@@ -925,8 +935,19 @@ def patch_scores(
                 xr = xb if resume_at is not None and token_batch(b, lead) else None
                 if global_rungs:
                     xk64 = xk.double()
-                    sum_x = xk64.sum(dim=0) if sum_x is None else sum_x + xk64.sum(dim=0)
-                    R_parts.append(xk64 - xh.double())
+                    if xk64.shape[0]:
+                        rb = xk64 - xh.double()
+                        sum_x = xk64.sum(dim=0) if sum_x is None else sum_x + xk64.sum(dim=0)
+                        # the residual's moments, one batch at a time (O(d²) memory): its mean and
+                        # the default Gaussian background need nothing else
+                        mb = Moments.from_array(rb, name="x − x̂")
+                        moments_r = mb if moments_r is None else moments_r.merge(mb)
+                        if first_r is None:
+                            first_r = rb[:1]
+                        varies = varies or bool((rb != first_r).any())
+                        if rows_needed:
+                            R_parts.append(rb.cpu())
+                        del rb
                     del xk64
                     xh_store.append(xh)  # reused by every pass-2 rung of this batch (x is the same)
                     if xr is not None:
@@ -968,18 +989,18 @@ def patch_scores(
                 )
 
             if global_rungs:
-                R = torch.cat(R_parts)
+                R = torch.cat(R_parts).numpy() if rows_needed else None
                 del R_parts
                 mean_x = sum_x / n_tokens
-                mean_r = R.mean(dim=0)
+                mean_r = torch.as_tensor(moments_r.mean, device=sum_x.device)
                 if noise:
-                    if not bool(torch.any(R != mean_r)):
+                    if not varies:
                         raise InputError(
                             "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, "
                             "or one off by a constant): there is no noise to model; compare rungs with a plain "
                             "forward instead."
                         )
-                    gauss, pert, bg_label = _fit_background(background, R, int(seed), device)
+                    gauss, pert, bg_label = _fit_background(background, moments_r, R, int(seed), device)
                     if gauss.n_features_in_ != d:
                         raise InputError(
                             f"`background` was fitted on {gauss.n_features_in_} features but the hooked output has {d}."
