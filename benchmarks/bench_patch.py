@@ -6,7 +6,10 @@ extra (sae-lens, transformer-lens); without it the benchmark says so and returns
 Baseline: SAELens' ``run_evals`` with only its CE and KL metrics (``compute_ce_loss``,
 ``compute_kl``): three forwards per batch (clean, SAE spliced, zero-ablated). pft:
 ``patch_scores`` with SAELens' rungs only (``rungs=["clean", "zero_ablation", "recon"]``),
-then with the Gaussian rung added at its default 4 resamples, then with every default rung.
+then with the Gaussian rung added at its default 4 resamples, then with every default rung. The
+patched rungs of a ``HookedTransformer`` run from the hooked block on (``start_at_layer``, see
+``pft.residual._patch_resume``); one more contender runs the Gaussian rungs through the whole
+model with a hook, as for any other torch model, to show what that path costs.
 Both use the same TransformerLens model, SAE, token batches and BOS mask. Timings alternate
 between the contenders and report the median of ``repeats`` rounds (load hits all alike);
 the result is each ratio to the baseline (targets: ≤ 1.5× and ≤ 3×).
@@ -68,7 +71,7 @@ def run(
         print(f"bench_patch: skipped, sae-lens / transformer-lens not installed (pip install 'pft[interop]'): {exc}")
         return []
     from pft.interop import next_token_loss
-    from pft.residual import patch_scores
+    from pft.residual import _patch, patch_scores
 
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -99,12 +102,18 @@ def run(
         run_evals(sae, _Store(tokens, batch), model, ActivationScaler(), ecfg, exclude_special_tokens=[0])
         return time.perf_counter() - t0
 
-    def pft(rungs):
+    def pft(rungs, whole=False):
         def f():
-            t0 = time.perf_counter()
-            patch_scores(model, hook, tokens, batch_size=batch, interpretation=sae, loss_fn=next_token_loss, mask=keep,
-                         rungs=rungs, progress=False, convention="saelens")
-            return time.perf_counter() - t0
+            saved = _patch.resume_layer
+            if whole:  # as for a model that cannot be entered at the hooked block
+                _patch.resume_layer = lambda model, name: None
+            try:
+                t0 = time.perf_counter()
+                patch_scores(model, hook, tokens, batch_size=batch, interpretation=sae, loss_fn=next_token_loss,
+                             mask=keep, rungs=rungs, progress=False, convention="saelens")
+                return time.perf_counter() - t0
+            finally:
+                _patch.resume_layer = saved
 
         return f
 
@@ -114,6 +123,8 @@ def run(
         ("pft patch_scores, + Gaussian (4 draws)", "the same + recon+gaussian", 4,
          pft(["clean", "zero_ablation", "recon", "recon+gaussian"])),
         ("pft patch_scores, default rungs", "all 7", 7, pft(None)),
+        ("pft, + Gaussian, whole model per rung", "as + Gaussian, no start_at_layer", 4,
+         pft(["clean", "zero_ablation", "recon", "recon+gaussian"], whole=True)),
     ]
     for _, _, _, f in contenders:  # warm-up
         f()

@@ -15,7 +15,8 @@ block's ``hook_resid_pre``, ``hook_resid_post`` or the block itself, with
   tokenizer padding on the left (the only case in which ``forward`` builds an attention mask
   from bare token ids);
 - no forward hooks or pre-hooks on the model object itself (they would see a residual stream
-  instead of token ids);
+  instead of token ids), nor on the hooked module besides pft's own (a hook registered after
+  pft's would change the spliced output in a whole forward but not run in a resumed one);
 - batches that are a ``(B, L)`` tensor of token ids, or a tuple/list whose first element is one
   (``model(tokens)``; a Mapping may carry an ``attention_mask`` or other keywords).
 
@@ -58,6 +59,9 @@ def resume_layer(model: Any, name: str) -> int | None:
     k = int(m.group(1))
     n_layers = len(model.blocks)
     if not 0 <= k < n_layers:
+        return None
+    mod = model.get_submodule(name)
+    if mod._forward_hooks or mod._forward_pre_hooks:
         return None
     return k if m.group(3) == "pre" else k + 1
 

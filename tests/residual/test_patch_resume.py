@@ -46,11 +46,12 @@ def setup():
 
 
 class _BlockCalls:
-    """Counts the rows each block of the model sees (a forward hook per block)."""
+    """Counts the rows each block of the model sees (a forward hook on each block's second layer
+    norm: not on a module that may be the one patched)."""
 
     def __init__(self, model):
         self.rows = {i: [] for i in range(N_LAYERS)}
-        self.handles = [b.register_forward_hook(self._make(i)) for i, b in enumerate(model.blocks)]
+        self.handles = [b.ln2.register_forward_hook(self._make(i)) for i, b in enumerate(model.blocks)]
 
     def _make(self, i):
         def f(mod, inp, out):
@@ -155,6 +156,11 @@ def test_what_can_be_resumed():
     h = model.register_forward_pre_hook(lambda m, a: None)
     assert resume_layer(model, "blocks.0.hook_resid_post") is None
     h.remove()
+    model.add_hook("blocks.0.hook_resid_post", lambda act, hook: act)  # someone else's hook on the module
+    assert resume_layer(model, "blocks.0.hook_resid_post") is None
+    assert resume_layer(model, "blocks.1.hook_resid_post") == 2
+    model.reset_hooks()
+    assert resume_layer(model, "blocks.0.hook_resid_post") == 1
 
     class LeftPadded:
         padding_side = "left"
