@@ -644,7 +644,10 @@ def patch_scores(
     batch_resamples : bool, default True
         Run the ``n_resamples`` draws of a noise rung as one forward on the batch repeated
         ``n_resamples`` times along its first axis (each copy spliced with its own draws; the
-        same draws as one forward per draw). Falls back to one forward per draw when the batch
+        same draws as one forward per draw). The repeated batch is capped by the size of its
+        output (logits, or the hooked activations): 8 MiB on a CPU, where larger tensors only
+        add memory traffic, and 1 GiB on an accelerator; past that the draws run in groups
+        (down to one forward per draw). Falls back to one forward per draw when the batch
         holds a tensor with another first axis, or the hooked output or the loss does not keep
         the copies along the first axis.
 
@@ -659,6 +662,14 @@ def patch_scores(
     seen (means and the background need all tokens), ``mean_ablation``, ``recon+mean`` and the
     noise rungs (one forward each with ``batch_resamples``). The clean logits are kept for the
     second group's KL up to 1 GiB; past that the clean forward is run again for it.
+
+    A TransformerLens ``HookedTransformer`` hooked at a block's ``hook_resid_pre``,
+    ``hook_resid_post`` (or the block itself) and called on token ids runs its patched rungs
+    from that block on (``start_at_layer``), on the clean pass's activations spliced: the same
+    numbers, without recomputing the blocks before the splice (their clean outputs are kept up
+    to 1 GiB for the second group). ``recon+residual``, the sanity check, always runs the whole
+    model. The conditions under which this is exact are listed in
+    ``pft.residual._patch_resume``; anything else runs the whole model with a hook.
 
     Rungs, with ``x`` the module's output and ``r = x − x̂``:
 
@@ -847,37 +858,47 @@ def patch_scores(
 
     tiling = {"ok": bool(batch_resamples) and n_resamples > 1}
 
-    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng, x=None):
-        """``n_resamples`` draws of a noise rung, averaged per row: in one forward on the batch
-        repeated along its first axis when the model allows, else one forward per draw."""
+    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng, x=None, copy_bytes=0):
+        """``n_resamples`` draws of a noise rung, averaged per row: in forwards on the batch
+        repeated along its first axis (as many copies as :func:`_tile_group` allows for a copy of
+        ``copy_bytes``) when the model allows, else one forward per draw. Draws are made in the
+        same order either way."""
         n = int(n_resamples)
-        if tiling["ok"]:
-            state = rng.bit_generator.state  # a failed try must not use up the draws
-            B = int(lead[0]) if lead else 0
-            lead_n = (n * B, *lead[1:]) if lead else lead
-
-            def run_tiled(bt, f):
-                return spliced(bt, f, None if x is None else x.repeat(n, 1), lead_n)
-
-            res = _run_tiled(run_tiled, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what)
-            if res is not None:
-                tick(n)
-                return res
-            tiling["ok"] = False  # the model or loss does not keep copies apart: one forward per draw
-            rng.bit_generator.state = state
+        group = _tile_group(n, copy_bytes, device) if tiling["ok"] else 1
         acc_l = acc_k = None
-        for _ in range(n):
-            lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what, x, lead)
+        done = 0
+        while done < n:
+            k = min(group, n - done)
+            if k > 1:
+                state = rng.bit_generator.state  # a failed try must not use up the draws
+                B = int(lead[0]) if lead else 0
+                lead_k = (k * B, *lead[1:]) if lead else lead
+
+                def run_tiled(bt, f):
+                    return spliced(bt, f, None if x is None else x.repeat(k, 1), lead_k)
+
+                res = _run_tiled(run_tiled, b, lead, k, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean,
+                                 what)
+                if res is None:  # the model or loss does not keep copies apart: one forward per draw
+                    tiling["ok"] = False
+                    rng.bit_generator.state = state
+                    group = 1
+                    continue
+                tick(k)
+                lr, kr = res
+            else:
+                lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what, x, lead)
             acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
             if kr is not None:
                 acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
+            done += k
         return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
 
     try:
         with torch.no_grad(), hooked(mod, name, width=interp.d_in) as hook:
             # Pass 1, per batch: the clean forward (capturing the module's output), then the rungs
             # that need nothing from other batches, while the clean log-probabilities are at hand.
-            leads, keeps, token_masks, counts, starts = [], [], [], [], [0]
+            leads, keeps, token_masks, counts, starts, copy_bytes = [], [], [], [], [0], []
             R_parts, xh_store, x_store = [], [], []
             sum_x = moments_r = first_r = None
             varies = False  # whether r = x − x̂ differs between two tokens that count
@@ -914,6 +935,7 @@ def patch_scores(
                 per_loss["clean"][i] = _rows(loss_fn(out, b), "clean", tm)
                 tick()
                 lg = _logits_of(out, logits, vocab)
+                copy_bytes.append(max(xb.numel() * xb.element_size(), 0 if lg is None else lg.numel() * lg.element_size()))
                 lp_clean = None
                 if lg is None:
                     no_kl = no_kl or _no_logits_reason(out, logits, vocab)
@@ -1036,7 +1058,7 @@ def patch_scores(
                     }
                     for rung in global_rungs:
                         if rung in ("recon+gaussian", "recon+perturbative"):
-                            lr, kr = run_resampled(b, lead, makers[rung], tm, lp_clean, rung, rng, xr)
+                            lr, kr = run_resampled(b, lead, makers[rung], tm, lp_clean, rung, rng, xr, copy_bytes[i])
                         else:
                             lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung, xr, lead)
                         per_loss[rung][i], per_kl[rung][i] = lr, kr
@@ -1180,6 +1202,10 @@ _GLOBAL_RUNGS = ("mean_ablation", "recon+mean", "recon+gaussian", "recon+perturb
 #: Clean logits kept from pass 1 for the KL of the pass-2 rungs; beyond this the clean forward
 #: is run again in pass 2 instead.
 _CLEAN_LOGITS_BYTES = 1 << 30
+#: The most bytes of output (logits, or the hooked activations) of one forward on a batch repeated
+#: for several noise draws (see _tile_group): on a CPU, and on an accelerator.
+_TILE_BYTES_CPU = 8 << 20
+_TILE_BYTES = 1 << 30
 #: Clean module outputs kept from pass 1 for the pass-2 rungs of a model that can be entered at
 #: the module (see pft.residual._patch_resume); beyond this those batches run the whole model.
 _RESUME_BYTES = 1 << 30
@@ -1292,7 +1318,7 @@ def _tile(obj: Any, n: int, rows: int):
 
 def _run_tiled(run, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what):
     """One forward on ``n`` stacked copies of batch ``b``, each spliced by its own transform:
-    per-row ``(loss, KL)`` averaged over the copies, or None when the model or the loss does not
+    per-row ``(loss, KL)`` ``(sums, counts)``, the sums added over the copies, or None when the model or the loss does not
     keep the copies apart along the first axis (the caller then runs one forward per draw).
     ``run(batch, transform)`` is the spliced forward."""
     import torch
@@ -1326,7 +1352,18 @@ def _run_tiled(run, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lea
         if lg is not None:
             kr = _kl_rows_of(lp_clean, lg[j * B:(j + 1) * B], what, keep_lead)
             acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
-    return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
+    return acc_l, acc_k
+
+
+def _tile_group(n: int, copy_bytes: int, device: Any) -> int:
+    """How many of ``n`` draws share one forward on the repeated batch, for a batch whose output
+    (logits, or the hooked activations) takes ``copy_bytes``: as many as fit in the tiled-batch
+    budget of the device (at least 1). On a CPU the arithmetic is the same either way and larger
+    tensors only cost memory traffic, so copies are stacked only while they are small (saving the
+    per-forward overhead); on an accelerator a larger batch is fewer, larger kernels, up to a
+    budget that keeps the tiled logits and their KL temporaries in memory."""
+    budget = _TILE_BYTES_CPU if getattr(device, "type", "cpu") == "cpu" else _TILE_BYTES
+    return max(1, min(int(n), budget // max(int(copy_bytes), 1)))
 
 
 def _checked_recon(interp, x, start: int, name: str, keep: Any = None):
