@@ -12,7 +12,7 @@ patched rungs of a ``HookedTransformer`` run from the hooked block on (``start_a
 model with a hook, as for any other torch model, to show what that path costs.
 Both use the same TransformerLens model, SAE, token batches and BOS mask. Timings alternate
 between the contenders and report the median of ``repeats`` rounds (load hits all alike);
-the result is each ratio to the baseline (targets: ≤ 1.5× and ≤ 3×).
+the result is each ratio to the baseline (targets: ≤ 1.5× and ≤ 3×), in wall and CPU time.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def run(
 ) -> list[dict]:
     """Time patch_scores against run_evals; returns one row per contender (``[]`` without sae-lens).
 
-    Rows: ``what``, ``rungs``, ``forwards`` (per batch), ``seconds`` (median), ``tokens_per_s``
-    and ``ratio`` (seconds over run_evals'). ``threads``: torch threads for the run (1 by
+    Rows: ``what``, ``rungs``, ``forwards`` (per batch), ``seconds`` (median wall time),
+    ``tokens_per_s``, ``ratio`` (seconds over run_evals'), and ``cpu_seconds``/``cpu_ratio`` (the
+    process's CPU time: steadier than wall time on a shared machine with one torch thread). ``threads``: torch threads for the run (1 by
     default: steadier on a shared machine; None leaves torch's setting).
     """
     try:
@@ -98,9 +99,9 @@ def run(
                       compute_ce_loss=True)
 
     def t_saelens():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run_evals(sae, _Store(tokens, batch), model, ActivationScaler(), ecfg, exclude_special_tokens=[0])
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     def pft(rungs, whole=False):
         def f():
@@ -108,10 +109,10 @@ def run(
             if whole:  # as for a model that cannot be entered at the hooked block
                 _patch.resume_layer = lambda model, name: None
             try:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 patch_scores(model, hook, tokens, batch_size=batch, interpretation=sae, loss_fn=next_token_loss,
                              mask=keep, rungs=rungs, progress=False, convention="saelens")
-                return time.perf_counter() - t0
+                return time.perf_counter() - t0, time.process_time() - c0
             finally:
                 _patch.resume_layer = saved
 
@@ -132,13 +133,15 @@ def run(
     for _ in range(repeats):
         for name, _, _, f in contenders:
             times[name].append(f())
-    base = statistics.median(times[contenders[0][0]])
+    base = statistics.median(t for t, _ in times[contenders[0][0]])
+    base_cpu = statistics.median(c for _, c in times[contenders[0][0]])
     n_tok = tokens.numel()
     rows = []
     for name, rungs, fwd, _ in contenders:
-        s = statistics.median(times[name])
+        s = statistics.median(t for t, _ in times[name])
+        c = statistics.median(c for _, c in times[name])
         rows.append({"what": name, "rungs": rungs, "forwards": fwd, "seconds": s, "tokens_per_s": n_tok / s,
-                     "ratio": s / base})
+                     "ratio": s / base, "cpu_seconds": c, "cpu_ratio": c / base_cpu})
     return rows
 
 
@@ -148,7 +151,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     rows = run(quick=a.quick)
     for r in rows:
-        print(f"{r['what']:<42}{r['seconds']:>9.3f} s {r['tokens_per_s']:>10.0f} tok/s  ratio {r['ratio']:.2f}")
+        print(f"{r['what']:<42}{r['seconds']:>9.3f} s {r['tokens_per_s']:>10.0f} tok/s  ratio {r['ratio']:.2f}"
+              f"  (CPU time {r['cpu_seconds']:.3f} s, ratio {r['cpu_ratio']:.2f})")
     return 0
 
 
