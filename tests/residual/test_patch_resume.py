@@ -78,7 +78,7 @@ def _run(model, hook, tokens, interp, *, resume=True, monkeypatch=None, counted=
     return rep, calls.rows
 
 
-@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1"])
+@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1", "blocks.2.hook_resid_post"])
 def test_resumed_rungs_equal_the_whole_model_with_a_hook(setup, monkeypatch, hook):
     model, tokens, interp = setup
     kw = dict(rungs=ALL, n_resamples=3, seed=5, exclude_positions=(0,))
@@ -86,9 +86,12 @@ def test_resumed_rungs_equal_the_whole_model_with_a_hook(setup, monkeypatch, hoo
     slow, slow_rows = _run(model, hook, tokens, interp, resume=False, monkeypatch=monkeypatch, **kw)
     # the whole model with a hook: block 0 sees every rung of every batch (the 3 draws as one
     # forward on 12 rows); resumed, only the clean and recon+residual (the sanity check) forwards
-    assert rows[0] == [4, 4] * 3 and slow_rows[0] == [4] * 4 * 3 + [4, 4, 12] * 3
-    # the last block runs in every forward either way
-    assert rows[N_LAYERS - 1] == slow_rows[N_LAYERS - 1] and len(rows[N_LAYERS - 1]) == 7 * 3
+    start = resume_layer(model, hook)
+    assert 0 < start <= N_LAYERS
+    for i in range(N_LAYERS):
+        assert slow_rows[i] == [4] * 4 * 3 + [4, 4, 12] * 3
+        # blocks before the splice run in the clean and sanity forwards only; the rest in all
+        assert rows[i] == ([4, 4] * 3 if i < start else slow_rows[i]), i
     np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-11)
     np.testing.assert_allclose(fast.kl, slow.kl, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(fast.loss_se, slow.loss_se, rtol=1e-8)
