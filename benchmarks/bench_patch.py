@@ -59,8 +59,9 @@ def run(
 
     Rows: ``what``, ``rungs``, ``forwards`` (per batch), ``seconds`` (median wall time),
     ``tokens_per_s``, ``ratio`` (seconds over run_evals'), and ``cpu_seconds``/``cpu_ratio`` (the
-    process's CPU time: steadier than wall time on a shared machine with one torch thread). ``threads``: torch threads for the run (1 by
-    default: steadier on a shared machine; None leaves torch's setting).
+    process's CPU time: steadier than wall time on a shared machine with one torch thread).
+    ``threads``: torch threads for the run (1 by default: steadier on a shared machine; None
+    leaves torch's setting).
     """
     try:
         with warnings.catch_warnings():

@@ -935,7 +935,8 @@ def patch_scores(
                 per_loss["clean"][i] = _rows(loss_fn(out, b), "clean", tm)
                 tick()
                 lg = _logits_of(out, logits, vocab)
-                copy_bytes.append(max(xb.numel() * xb.element_size(), 0 if lg is None else lg.numel() * lg.element_size()))
+                lg_bytes = 0 if lg is None else lg.numel() * lg.element_size()
+                copy_bytes.append(max(xb.numel() * xb.element_size(), lg_bytes))
                 lp_clean = None
                 if lg is None:
                     no_kl = no_kl or _no_logits_reason(out, logits, vocab)
@@ -1318,9 +1319,9 @@ def _tile(obj: Any, n: int, rows: int):
 
 def _run_tiled(run, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what):
     """One forward on ``n`` stacked copies of batch ``b``, each spliced by its own transform:
-    per-row ``(loss, KL)`` ``(sums, counts)``, the sums added over the copies, or None when the model or the loss does not
-    keep the copies apart along the first axis (the caller then runs one forward per draw).
-    ``run(batch, transform)`` is the spliced forward."""
+    per-row ``(loss, KL)`` as ``(sums, counts)`` with the sums added over the copies, or None
+    when the model or the loss does not keep the copies apart along the first axis (the caller
+    then runs one forward per draw). ``run(batch, transform)`` is the spliced forward."""
     import torch
 
     B = int(lead[0]) if lead else 0

@@ -78,7 +78,8 @@ def _run(model, hook, tokens, interp, *, resume=True, monkeypatch=None, counted=
     return rep, calls.rows
 
 
-@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1", "blocks.2.hook_resid_post"])
+@pytest.mark.parametrize(
+    "hook", ["blocks.1.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1", "blocks.2.hook_resid_post"])
 def test_resumed_rungs_equal_the_whole_model_with_a_hook(setup, monkeypatch, hook):
     model, tokens, interp = setup
     kw = dict(rungs=ALL, n_resamples=3, seed=5, exclude_positions=(0,))
@@ -195,7 +196,8 @@ def test_a_mapping_batch_runs_the_whole_model(setup, monkeypatch):
     assert not isinstance(Keywords(), HookedTransformer)
     rep, rows = _run(model, "blocks.1.hook_resid_post", [(tokens[:6],), (tokens[6:],)], interp,
                      rungs=["recon"], exclude_positions=(0,))
-    ref, ref_rows = _run(Keywords(), "tl.blocks.1.hook_resid_post", [{"input_ids": tokens[:6]}, {"input_ids": tokens[6:]}],
-                  interp, rungs=["recon"], exclude_positions=(0,), counted=model)
+    mapped = [{"input_ids": tokens[:6]}, {"input_ids": tokens[6:]}]
+    ref, ref_rows = _run(Keywords(), "tl.blocks.1.hook_resid_post", mapped, interp, rungs=["recon"],
+                         exclude_positions=(0,), counted=model)
     assert rows[0] == [6, 6, 6] and ref_rows[0] == [6] * 5  # tuples of token ids are resumed, Mappings not
     np.testing.assert_allclose(rep.loss, ref.loss, rtol=1e-12)
