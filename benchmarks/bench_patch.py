@@ -6,10 +6,13 @@ extra (sae-lens, transformer-lens); without it the benchmark says so and returns
 Baseline: SAELens' ``run_evals`` with only its CE and KL metrics (``compute_ce_loss``,
 ``compute_kl``): three forwards per batch (clean, SAE spliced, zero-ablated). pft:
 ``patch_scores`` with SAELens' rungs only (``rungs=["clean", "zero_ablation", "recon"]``),
-then with the Gaussian rung added at its default 4 resamples, then with every default rung.
+then with the Gaussian rung added at its default 4 resamples, then with every default rung. The
+patched rungs of a ``HookedTransformer`` run from the hooked block on (``start_at_layer``, see
+``pft.residual._patch_resume``); one more contender runs the Gaussian rungs through the whole
+model with a hook, as for any other torch model, to show what that path costs.
 Both use the same TransformerLens model, SAE, token batches and BOS mask. Timings alternate
 between the contenders and report the median of ``repeats`` rounds (load hits all alike);
-the result is each ratio to the baseline (targets: ≤ 1.5× and ≤ 3×).
+the result is each ratio to the baseline (targets: ≤ 1.5× and ≤ 3×), in wall and CPU time.
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ def run(
 ) -> list[dict]:
     """Time patch_scores against run_evals; returns one row per contender (``[]`` without sae-lens).
 
-    Rows: ``what``, ``rungs``, ``forwards`` (per batch), ``seconds`` (median), ``tokens_per_s``
-    and ``ratio`` (seconds over run_evals'). ``threads``: torch threads for the run (1 by
-    default: steadier on a shared machine; None leaves torch's setting).
+    Rows: ``what``, ``rungs``, ``forwards`` (per batch), ``seconds`` (median wall time),
+    ``tokens_per_s``, ``ratio`` (seconds over run_evals'), and ``cpu_seconds``/``cpu_ratio`` (the
+    process's CPU time: steadier than wall time on a shared machine with one torch thread).
+    ``threads``: torch threads for the run (1 by default: steadier on a shared machine; None
+    leaves torch's setting).
     """
     try:
         with warnings.catch_warnings():
@@ -68,7 +73,7 @@ def run(
         print(f"bench_patch: skipped, sae-lens / transformer-lens not installed (pip install 'pft[interop]'): {exc}")
         return []
     from pft.interop import next_token_loss
-    from pft.residual import patch_scores
+    from pft.residual import _patch, patch_scores
 
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -95,16 +100,22 @@ def run(
                       compute_ce_loss=True)
 
     def t_saelens():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run_evals(sae, _Store(tokens, batch), model, ActivationScaler(), ecfg, exclude_special_tokens=[0])
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    def pft(rungs):
+    def pft(rungs, whole=False):
         def f():
-            t0 = time.perf_counter()
-            patch_scores(model, hook, tokens, batch_size=batch, interpretation=sae, loss_fn=next_token_loss, mask=keep,
-                         rungs=rungs, progress=False, convention="saelens")
-            return time.perf_counter() - t0
+            saved = _patch.resume_layer
+            if whole:  # as for a model that cannot be entered at the hooked block
+                _patch.resume_layer = lambda model, name: None
+            try:
+                t0, c0 = time.perf_counter(), time.process_time()
+                patch_scores(model, hook, tokens, batch_size=batch, interpretation=sae, loss_fn=next_token_loss,
+                             mask=keep, rungs=rungs, progress=False, convention="saelens")
+                return time.perf_counter() - t0, time.process_time() - c0
+            finally:
+                _patch.resume_layer = saved
 
         return f
 
@@ -114,6 +125,8 @@ def run(
         ("pft patch_scores, + Gaussian (4 draws)", "the same + recon+gaussian", 4,
          pft(["clean", "zero_ablation", "recon", "recon+gaussian"])),
         ("pft patch_scores, default rungs", "all 7", 7, pft(None)),
+        ("pft, + Gaussian, whole model per rung", "as + Gaussian, no start_at_layer", 4,
+         pft(["clean", "zero_ablation", "recon", "recon+gaussian"], whole=True)),
     ]
     for _, _, _, f in contenders:  # warm-up
         f()
@@ -121,13 +134,15 @@ def run(
     for _ in range(repeats):
         for name, _, _, f in contenders:
             times[name].append(f())
-    base = statistics.median(times[contenders[0][0]])
+    base = statistics.median(t for t, _ in times[contenders[0][0]])
+    base_cpu = statistics.median(c for _, c in times[contenders[0][0]])
     n_tok = tokens.numel()
     rows = []
     for name, rungs, fwd, _ in contenders:
-        s = statistics.median(times[name])
+        s = statistics.median(t for t, _ in times[name])
+        c = statistics.median(c for _, c in times[name])
         rows.append({"what": name, "rungs": rungs, "forwards": fwd, "seconds": s, "tokens_per_s": n_tok / s,
-                     "ratio": s / base})
+                     "ratio": s / base, "cpu_seconds": c, "cpu_ratio": c / base_cpu})
     return rows
 
 
@@ -137,7 +152,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     rows = run(quick=a.quick)
     for r in rows:
-        print(f"{r['what']:<42}{r['seconds']:>9.3f} s {r['tokens_per_s']:>10.0f} tok/s  ratio {r['ratio']:.2f}")
+        print(f"{r['what']:<42}{r['seconds']:>9.3f} s {r['tokens_per_s']:>10.0f} tok/s  ratio {r['ratio']:.2f}"
+              f"  (CPU time {r['cpu_seconds']:.3f} s, ratio {r['cpu_ratio']:.2f})")
     return 0
 
 

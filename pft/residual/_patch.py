@@ -14,9 +14,10 @@ import numpy as np
 from pft._device import tensor_from_numpy
 from pft._validate import describe
 from pft.errors import InputError, PftError
-from pft.numeric import GaussianBackground, PerturbativeBackground
+from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.residual._interpretation import as_interpretation, trailing_axes
 from pft.residual._patch_report import RUNGS, PatchReport
+from pft.residual._patch_resume import resume_layer, token_batch
 from pft.residual._sampling import sample_perturbative
 
 __all__ = ["patch_scores", "PatchError", "resolve_module", "forward", "hooked"]
@@ -173,6 +174,17 @@ class hooked:
                 "path from these inputs to the output (print(model) lists them)."
             )
         return out
+
+    def resume(self, model: Any, new: Any, start: int):
+        """The model run from block ``start`` on the spliced output ``new`` (see
+        :mod:`pft.residual._patch_resume`); the hooked module, when it runs again (a block's
+        ``hook_resid_pre``), passes ``new`` through unchanged."""
+        self.transform, self.capture, self.stop, self.calls = None, None, False, 0
+        self.armed = True
+        try:
+            return model(new, start_at_layer=start)
+        finally:
+            self.armed = False
 
     def __enter__(self) -> "hooked":
         self.handle = self.module.register_forward_hook(self._hook)
@@ -489,10 +501,22 @@ def _kl_rows_of(clean: _Clean, lg, what: str, keep: Any = None):
 
 
 # ---------------------------------------------------------------------- backgrounds
-def _fit_background(background: Any, r: np.ndarray, seed: int):
-    """``(gaussian, perturbative or None, label)``."""
+def _background_needs_rows(background: Any) -> bool:
+    """Whether fitting ``background`` needs the residual's rows (not only its moments)."""
+    if isinstance(background, PerturbativeBackground):
+        return not hasattr(background, "gaussian_")
+    if isinstance(background, GaussianBackground):
+        return not hasattr(background, "mean_")
+    return background == "perturbative"
+
+
+def _fit_background(background: Any, moments: Moments, r: np.ndarray | None, seed: int, device: Any = None):
+    """``(gaussian, perturbative or None, label)`` from the residual's :class:`Moments` (the
+    default Ledoit–Wolf Gaussian, its eigendecomposition on ``device``) or its rows ``r``
+    (float64 numpy, where :func:`_background_needs_rows`)."""
     if background is None or background == "gaussian":
-        return GaussianBackground(shrinkage="ledoit-wolf").fit(r), None, "Gaussian (Ledoit–Wolf) fitted on these residuals"
+        g = GaussianBackground(shrinkage="ledoit-wolf", device=device).fit(moments)
+        return g, None, "Gaussian (Ledoit–Wolf) fitted on these residuals"
     if background == "perturbative":
         pb = PerturbativeBackground(seed=seed, n_directions=min(8, r.shape[1])).fit(r)
         return pb.gaussian_, pb, "perturbative background fitted on these residuals"
@@ -508,6 +532,27 @@ def _fit_background(background: Any, r: np.ndarray, seed: int):
         f"`background` must be None, 'gaussian', 'perturbative', a GaussianBackground or a "
         f"PerturbativeBackground; got {describe(background)}."
     )
+
+
+class _GaussianDraws:
+    """Draws of a fitted :class:`GaussianBackground` as float64 tensors on ``device``: the
+    standard normals ``z`` come from the caller's numpy generator exactly as in
+    ``GaussianBackground.sample`` (the same stream), and ``μ + z Λ^{1/2} Vᵀ`` is formed where the
+    model runs (no host round trip of the (k, d) draws)."""
+
+    def __init__(self, g: GaussianBackground, device: Any) -> None:
+        import torch
+
+        r = int(g.rank_)
+        self.r = r
+        self.factor = torch.as_tensor(np.sqrt(g.eigenvalues_[:r])[:, None] * g.eigenvectors_[:, :r].T, device=device)
+        self.mean = torch.as_tensor(g.mean_, device=device)
+
+    def __call__(self, k: int, rng: np.random.Generator):
+        import torch
+
+        z = torch.from_numpy(rng.standard_normal((int(k), self.r))).to(self.factor.device)
+        return torch.addmm(self.mean, z, self.factor)
 
 
 # ---------------------------------------------------------------------- the score
@@ -599,7 +644,10 @@ def patch_scores(
     batch_resamples : bool, default True
         Run the ``n_resamples`` draws of a noise rung as one forward on the batch repeated
         ``n_resamples`` times along its first axis (each copy spliced with its own draws; the
-        same draws as one forward per draw). Falls back to one forward per draw when the batch
+        same draws as one forward per draw). The repeated batch is capped by the size of its
+        output (logits, or the hooked activations): 8 MiB on a CPU, where larger tensors only
+        add memory traffic, and 1 GiB on an accelerator; past that the draws run in groups
+        (down to one forward per draw). Falls back to one forward per draw when the batch
         holds a tensor with another first axis, or the hooked output or the loss does not keep
         the copies along the first axis.
 
@@ -614,6 +662,14 @@ def patch_scores(
     seen (means and the background need all tokens), ``mean_ablation``, ``recon+mean`` and the
     noise rungs (one forward each with ``batch_resamples``). The clean logits are kept for the
     second group's KL up to 1 GiB; past that the clean forward is run again for it.
+
+    A TransformerLens ``HookedTransformer`` hooked at a block's ``hook_resid_pre``,
+    ``hook_resid_post`` (or the block itself) and called on token ids runs its patched rungs
+    from that block on (``start_at_layer``), on the clean pass's activations spliced: the same
+    numbers, without recomputing the blocks before the splice (their clean outputs are kept up
+    to 1 GiB for the second group). ``recon+residual``, the sanity check, always runs the whole
+    model. The conditions under which this is exact are listed in
+    ``pft.residual._patch_resume``; anything else runs the whole model with a hook.
 
     Rungs, with ``x`` the module's output and ``r = x − x̂``:
 
@@ -775,14 +831,26 @@ def patch_scores(
             if extra is not None:
                 return xh + torch.as_tensor(extra).to(dtype=xk.dtype, device=xk.device)
             if sampler is not None:
-                z = torch.from_numpy(sampler(xk.shape[0]))
+                z = sampler(xk.shape[0])
+                z = z if isinstance(z, torch.Tensor) else torch.from_numpy(z)
                 return xh + z.to(dtype=xk.dtype, device=xk.device)
             return xh
 
         return splicer(keep)(g)
 
-    def run_once(b, transform, keep_lead, lp_clean, what):
-        out = hook.run(model, b, transform=transform)
+    resume_at = resume_layer(model, name)
+
+    def spliced(b, transform, x=None, lead=None):
+        """The model's output on batch ``b`` with the module's output replaced by
+        ``transform(x)``: the whole forward with a hook, or, given the clean output ``x``
+        (flat rows) of a model that can be entered there (``resume_at``), only the rest of it."""
+        if x is None:
+            return hook.run(model, b, transform=transform)
+        new = transform(x)
+        return hook.resume(model, new.reshape(*lead, new.shape[-1]), resume_at)
+
+    def run_once(b, transform, keep_lead, lp_clean, what, x=None, lead=None):
+        out = spliced(b, transform, x, lead)
         lr = _rows(loss_fn(out, b), what, keep_lead)
         kr = _kl_rows(lp_clean, out, logits, what, keep_lead, vocab)
         tick()
@@ -790,34 +858,53 @@ def patch_scores(
 
     tiling = {"ok": bool(batch_resamples) and n_resamples > 1}
 
-    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng):
-        """``n_resamples`` draws of a noise rung, averaged per row: in one forward on the batch
-        repeated along its first axis when the model allows, else one forward per draw."""
+    def run_resampled(b, lead, make_transform, keep_lead, lp_clean, what, rng, x=None, copy_bytes=0):
+        """``n_resamples`` draws of a noise rung, averaged per row: in forwards on the batch
+        repeated along its first axis (as many copies as :func:`_tile_group` allows for a copy of
+        ``copy_bytes``) when the model allows, else one forward per draw. Draws are made in the
+        same order either way."""
         n = int(n_resamples)
-        if tiling["ok"]:
-            state = rng.bit_generator.state  # a failed try must not use up the draws
-            res = _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what)
-            if res is not None:
-                tick(n)
-                return res
-            tiling["ok"] = False  # the model or loss does not keep copies apart: one forward per draw
-            rng.bit_generator.state = state
+        group = _tile_group(n, copy_bytes, device) if tiling["ok"] else 1
         acc_l = acc_k = None
-        for _ in range(n):
-            lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what)
+        done = 0
+        while done < n:
+            k = min(group, n - done)
+            if k > 1:
+                state = rng.bit_generator.state  # a failed try must not use up the draws
+                B = int(lead[0]) if lead else 0
+                lead_k = (k * B, *lead[1:]) if lead else lead
+
+                def run_tiled(bt, f):
+                    return spliced(bt, f, None if x is None else x.repeat(k, 1), lead_k)
+
+                res = _run_tiled(run_tiled, b, lead, k, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean,
+                                 what)
+                if res is None:  # the model or loss does not keep copies apart: one forward per draw
+                    tiling["ok"] = False
+                    rng.bit_generator.state = state
+                    group = 1
+                    continue
+                tick(k)
+                lr, kr = res
+            else:
+                lr, kr = run_once(b, make_transform(), keep_lead, lp_clean, what, x, lead)
             acc_l = lr if acc_l is None else (acc_l[0] + lr[0], lr[1])
             if kr is not None:
                 acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
+            done += k
         return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
 
     try:
         with torch.no_grad(), hooked(mod, name, width=interp.d_in) as hook:
             # Pass 1, per batch: the clean forward (capturing the module's output), then the rungs
             # that need nothing from other batches, while the clean log-probabilities are at hand.
-            leads, keeps, token_masks, counts, starts = [], [], [], [], [0]
-            X_parts, R_parts, xh_store = [], [], []
+            leads, keeps, token_masks, counts, starts, copy_bytes = [], [], [], [], [0], []
+            R_parts, xh_store, x_store = [], [], []
+            sum_x = moments_r = first_r = None
+            varies = False  # whether r = x − x̂ differs between two tokens that count
+            rows_needed = noise and _background_needs_rows(background)
             clean_logits: list = []
-            cache_bytes = 0
+            cache_bytes = x_bytes = 0
             d = None
             for i, b in enumerate(batches):
                 cap: list = []
@@ -848,6 +935,8 @@ def patch_scores(
                 per_loss["clean"][i] = _rows(loss_fn(out, b), "clean", tm)
                 tick()
                 lg = _logits_of(out, logits, vocab)
+                lg_bytes = 0 if lg is None else lg.numel() * lg.element_size()
+                copy_bytes.append(max(xb.numel() * xb.element_size(), lg_bytes))
                 lp_clean = None
                 if lg is None:
                     no_kl = no_kl or _no_logits_reason(out, logits, vocab)
@@ -855,7 +944,9 @@ def patch_scores(
                     if not torch.all(torch.isfinite(lg)):
                         raise PatchError("the clean model's logits contain NaN/inf; check the inputs.")
                     lp_clean = _Clean(lg)
-                    per_kl["clean"][i] = _kl_rows_of(lp_clean, lg, "clean", tm)
+                    # KL(p_clean ‖ p_clean) = 0 exactly; only which entries count is needed
+                    zero_kl = torch.zeros(lg.shape[:-1], dtype=torch.float64, device=lg.device)
+                    per_kl["clean"][i] = _rows(zero_kl, "clean", tm, label="KL", check=False)
                     if global_rungs:
                         nbytes = lg.numel() * lg.element_size()
                         cache_bytes += nbytes
@@ -863,10 +954,28 @@ def patch_scores(
                 del out
                 start = starts[i]
                 xh = _checked_recon(interp, xb, start, name, keep)
+                # the patched rungs run the model from the module on, from x, where that is exact
+                xr = xb if resume_at is not None and token_batch(b, lead) else None
                 if global_rungs:
-                    X_parts.append(xk.double().cpu().numpy())
-                    R_parts.append((xk.double() - xh.double()).cpu().numpy())
+                    xk64 = xk.double()
+                    if xk64.shape[0]:
+                        rb = xk64 - xh.double()
+                        sum_x = xk64.sum(dim=0) if sum_x is None else sum_x + xk64.sum(dim=0)
+                        # the residual's moments, one batch at a time (O(d²) memory): its mean and
+                        # the default Gaussian background need nothing else
+                        mb = Moments.from_array(rb, name="x − x̂")
+                        moments_r = mb if moments_r is None else moments_r.merge(mb)
+                        if first_r is None:
+                            first_r = rb[:1]
+                        varies = varies or bool((rb != first_r).any())
+                        if rows_needed:
+                            R_parts.append(rb.cpu())
+                        del rb
+                    del xk64
                     xh_store.append(xh)  # reused by every pass-2 rung of this batch (x is the same)
+                    if xr is not None:
+                        x_bytes += xr.numel() * xr.element_size()
+                    x_store.append(xr if x_bytes <= _RESUME_BYTES else None)
                 local = {
                     "zero_ablation": lambda: const(np.zeros(d), keep),
                     "recon": lambda: recon_plus(keep, start, cached=xh),
@@ -874,12 +983,14 @@ def patch_scores(
                 }
                 for rung in want:
                     if rung in local:
-                        lr, kr = run_once(b, local[rung](), tm, lp_clean, rung)
+                        # the sanity rung runs the whole model: it checks that the splice reaches it
+                        xs = None if rung == "recon+residual" else xr
+                        lr, kr = run_once(b, local[rung](), tm, lp_clean, rung, xs, lead)
                         per_loss[rung][i], per_kl[rung][i] = lr, kr
                 if not sanity_all and i == 0:
                     lr, _ = run_once(b, local["recon+residual"](), tm, None, "recon+residual")
                     sanity_rows.append((per_loss["clean"][0], lr))
-                del xh, xb, xk, lp_clean
+                del xh, xb, xk, xr, lp_clean
             masks.finish()
             n_all = starts[-1]
             n_tokens = int(sum(counts))
@@ -901,20 +1012,18 @@ def patch_scores(
                 )
 
             if global_rungs:
-                X = np.concatenate(X_parts)
-                R = np.concatenate(R_parts)
-                del X_parts, R_parts
-                mean_x = X.mean(axis=0)
-                mean_r = R.mean(axis=0)
-                del X
+                R = torch.cat(R_parts).numpy() if rows_needed else None
+                del R_parts
+                mean_x = sum_x / n_tokens
+                mean_r = torch.as_tensor(moments_r.mean, device=sum_x.device)
                 if noise:
-                    if not np.any(R - mean_r):
+                    if not varies:
                         raise InputError(
                             "the residual x − x̂ is constant over every token of `batches` (an exact interpretation, "
                             "or one off by a constant): there is no noise to model; compare rungs with a plain "
                             "forward instead."
                         )
-                    gauss, pert, bg_label = _fit_background(background, R, int(seed))
+                    gauss, pert, bg_label = _fit_background(background, moments_r, R, int(seed), device)
                     if gauss.n_features_in_ != d:
                         raise InputError(
                             f"`background` was fitted on {gauss.n_features_in_} features but the hooked output has {d}."
@@ -924,6 +1033,7 @@ def patch_scores(
                             "`rungs` asks for 'recon+perturbative' but `background` is Gaussian; pass "
                             "background='perturbative' (or a PerturbativeBackground)."
                         )
+                    draws = _GaussianDraws(gauss, device) if "recon+gaussian" in want else None
                 del R
                 # Pass 2, per batch: the rungs that need every batch's tokens (means, backgrounds).
                 for i, b in enumerate(batches):
@@ -938,23 +1048,23 @@ def patch_scores(
                             del out
                         lp_clean = _Clean(lg)
                         clean_logits[i] = None
-                    xh = xh_store[i]
+                    xh, xr, lead = xh_store[i], x_store[i], leads[i]
                     makers = {
                         "mean_ablation": lambda: const(mean_x, keep),
                         "recon+mean": lambda: recon_plus(keep, start, extra=mean_r, cached=xh),
                         "recon+gaussian": lambda: recon_plus(
-                            keep, start, sampler=lambda k: gauss.sample(k, seed=rng), cached=xh),
+                            keep, start, sampler=lambda k: draws(k, rng), cached=xh),
                         "recon+perturbative": lambda: recon_plus(
                             keep, start, sampler=lambda k: sample_perturbative(pert, k, seed=rng), cached=xh),
                     }
                     for rung in global_rungs:
                         if rung in ("recon+gaussian", "recon+perturbative"):
-                            lr, kr = run_resampled(b, leads[i], makers[rung], tm, lp_clean, rung, rng)
+                            lr, kr = run_resampled(b, lead, makers[rung], tm, lp_clean, rung, rng, xr, copy_bytes[i])
                         else:
-                            lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung)
+                            lr, kr = run_once(b, makers[rung](), tm, lp_clean, rung, xr, lead)
                         per_loss[rung][i], per_kl[rung][i] = lr, kr
-                    del lp_clean
-                    xh_store[i] = None
+                    del lp_clean, xr
+                    xh_store[i] = x_store[i] = None
     finally:
         if bar is not None:
             bar.close()
@@ -1093,6 +1203,13 @@ _GLOBAL_RUNGS = ("mean_ablation", "recon+mean", "recon+gaussian", "recon+perturb
 #: Clean logits kept from pass 1 for the KL of the pass-2 rungs; beyond this the clean forward
 #: is run again in pass 2 instead.
 _CLEAN_LOGITS_BYTES = 1 << 30
+#: The most bytes of output (logits, or the hooked activations) of one forward on a batch repeated
+#: for several noise draws (see _tile_group): on a CPU, and on an accelerator.
+_TILE_BYTES_CPU = 8 << 20
+_TILE_BYTES = 1 << 30
+#: Clean module outputs kept from pass 1 for the pass-2 rungs of a model that can be entered at
+#: the module (see pft.residual._patch_resume); beyond this those batches run the whole model.
+_RESUME_BYTES = 1 << 30
 
 
 def _requested_rungs(rungs: Any, background: Any) -> list[str]:
@@ -1200,10 +1317,11 @@ def _tile(obj: Any, n: int, rows: int):
     return None
 
 
-def _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what):
+def _run_tiled(run, b, lead, n, make_transform, loss_fn, logits, vocab, keep_lead, lp_clean, what):
     """One forward on ``n`` stacked copies of batch ``b``, each spliced by its own transform:
-    per-row ``(loss, KL)`` averaged over the copies, or None when the model or the loss does not
-    keep the copies apart along the first axis (the caller then runs one forward per draw)."""
+    per-row ``(loss, KL)`` as ``(sums, counts)`` with the sums added over the copies, or None
+    when the model or the loss does not keep the copies apart along the first axis (the caller
+    then runs one forward per draw). ``run(batch, transform)`` is the spliced forward."""
     import torch
 
     B = int(lead[0]) if lead else 0
@@ -1219,7 +1337,7 @@ def _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, 
         return torch.cat([fj(x[j * rows:(j + 1) * rows]) for j, fj in enumerate(fs)])
 
     try:
-        out = hook.run(model, bt, transform=f)
+        out = run(bt, f)
     except _Untileable:
         return None
     loss = loss_fn(out, bt)
@@ -1235,7 +1353,18 @@ def _run_tiled(hook, model, b, lead, n, make_transform, loss_fn, logits, vocab, 
         if lg is not None:
             kr = _kl_rows_of(lp_clean, lg[j * B:(j + 1) * B], what, keep_lead)
             acc_k = kr if acc_k is None else (acc_k[0] + kr[0], kr[1])
-    return (acc_l[0] / n, acc_l[1]), (None if acc_k is None else (acc_k[0] / n, acc_k[1]))
+    return acc_l, acc_k
+
+
+def _tile_group(n: int, copy_bytes: int, device: Any) -> int:
+    """How many of ``n`` draws share one forward on the repeated batch, for a batch whose output
+    (logits, or the hooked activations) takes ``copy_bytes``: as many as fit in the tiled-batch
+    budget of the device (at least 1). On a CPU the arithmetic is the same either way and larger
+    tensors only cost memory traffic, so copies are stacked only while they are small (saving the
+    per-forward overhead); on an accelerator a larger batch is fewer, larger kernels, up to a
+    budget that keeps the tiled logits and their KL temporaries in memory."""
+    budget = _TILE_BYTES_CPU if getattr(device, "type", "cpu") == "cpu" else _TILE_BYTES
+    return max(1, min(int(n), budget // max(int(copy_bytes), 1)))
 
 
 def _checked_recon(interp, x, start: int, name: str, keep: Any = None):

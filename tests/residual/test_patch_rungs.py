@@ -144,3 +144,36 @@ def test_saelens_convention_replaces_masked_tokens_in_the_ablation_rungs_only(se
     assert sae.convention == "saelens" and "convention 'saelens'" in str(sae)
     unmasked = _run(setup, rungs=["zero_ablation", "recon"])[0]
     assert _run(setup, rungs=["zero_ablation", "recon"], convention="saelens")[0].loss.tolist() == unmasked.loss.tolist()
+
+
+def test_default_background_from_streamed_moments_equals_a_fit_on_the_rows(setup):
+    """The default Gaussian is fitted from the residual's moments merged batch by batch, with
+    torch; an unfitted GaussianBackground is fitted on the stacked rows with numpy. Same draws
+    (on a residual with distinct eigenvalues: in a degenerate eigenspace any basis is right,
+    and two solvers may pick different ones)."""
+    from pft.numeric import GaussianBackground
+
+    model, batches, _ = setup
+    kw = dict(rungs=["recon", "recon+mean", "recon+gaussian"], seed=3)
+    a, _ = _run((model, batches, lambda h: 0.5 * h), **kw)
+    b, _ = _run((model, batches, lambda h: 0.5 * h), background=GaussianBackground(shrinkage="ledoit-wolf"), **kw)
+    assert b.background.startswith("the given Gaussian background (fitted")
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-10)
+    np.testing.assert_allclose(a.loss_se, b.loss_se, rtol=1e-7)
+
+
+def test_draws_are_grouped_under_the_tiled_batch_budget(setup, monkeypatch):
+    from pft.residual import _patch
+
+    kw = dict(rungs=["recon", "recon+gaussian"], seed=2)
+    ref, _ = _run(setup, batch_resamples=False, **kw)
+    # one copy of a batch's hooked output is 12 × 6 × 5 float64 = 2880 bytes: two per forward
+    monkeypatch.setattr(_patch, "_TILE_BYTES_CPU", 2 * 2880 + 100)
+    got, rows = _run(setup, **kw)
+    assert rows.count(24) == 4 * 2 and rows.count(48) == 0
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)
+    np.testing.assert_allclose(got.loss_se, ref.loss_se, rtol=1e-9)
+    monkeypatch.setattr(_patch, "_TILE_BYTES_CPU", 2000)  # less than one copy: one forward per draw
+    got, rows = _run(setup, **kw)
+    assert rows.count(12) == 4 * (2 + 4) + 1 and len(rows) == 4 * 6 + 1
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)

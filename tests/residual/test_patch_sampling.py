@@ -76,3 +76,22 @@ def test_polynomial_against_a_naive_twin_in_three_directions():
             h += d[i, j] * d[k, l] + d[i, k] * d[j, l] + d[i, l] * d[j, k]
             he4 += k4[i, j, k, l] * h
         assert edgeworth_polynomial(k3, k4, y[n : n + 1])[0] == pytest.approx(he3 / 6 + he4 / 24, rel=1e-10)
+
+
+def test_gaussian_draws_on_the_model_side_are_the_backgrounds_own_samples():
+    """patch_scores forms μ + z Λ^{1/2} Vᵀ with torch from the same normals as
+    GaussianBackground.sample: the same draws, seed for seed, also on a rank-deficient fit."""
+    import torch
+
+    from pft.numeric import GaussianBackground
+    from pft.residual._patch import _GaussianDraws
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 5)) + rng.normal(size=5)  # rank 3 of 5
+    for g in (GaussianBackground().fit(x), GaussianBackground(shrinkage=None, singular="project").fit(x)):
+        draws = _GaussianDraws(g, torch.device("cpu"))
+        a, b = np.random.default_rng(7), np.random.default_rng(7)
+        for k in (1, 64, 3):
+            got = draws(k, a)
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and got.shape == (k, 5)
+            np.testing.assert_allclose(got.numpy(), g.sample(k, seed=b), rtol=1e-12, atol=1e-12)
