@@ -31,7 +31,8 @@ Two sources of candidate directions, then one held-out selection:
   candidates' filters: ``d`` multiply-adds per candidate, no whitening); candidates are taken in turn
   from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) and variance
   share among the significantly non-Gaussian candidates (large, frequent ones, which are barely
-  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
+  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the
+  ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
   perturbative correction.
 """
 
@@ -100,8 +101,8 @@ def _code_sums(steps: list, x: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
     return C.T @ C, C.T @ x  # dense: for a few dozen atoms BLAS beats a sparse product
 
 
-def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int = 10,
-                 metric: Any = None, sparsity: Any = 1, tol: float = 1e-4, reduce: Reducer | None = None) -> Any:
+def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int = 10, metric: Any = None,
+                 sparsity: Any = 1, tol: float = 1e-4, reduce: Reducer | None = None) -> Any:
     """Sparse non-negative dictionary learning, one streamed pass per iteration.
 
     ``chunks()`` yields rows (numpy or tensors on one device); ``start`` (m, d) are the
@@ -130,7 +131,8 @@ def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int
     sparsities = list(sparsity) if isinstance(sparsity, (list, tuple)) else [sparsity] * n_dict
     D = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in starts]
     for _ in range(int(n_iter)):
-        F = [Dj if M is None else (Dj @ M) / np.sum((Dj @ M) * Dj, axis=1, keepdims=True) for Dj, M in zip(D, metrics)]
+        F = [Dj if M is None else (Dj @ M) / np.sum((Dj @ M) * Dj, axis=1, keepdims=True)
+             for Dj, M in zip(D, metrics)]
         G = [Fj @ Dj.T for Fj, Dj in zip(F, D)]
         Fall = np.concatenate(F)
         CtC = np.zeros((n_dict, m, m))
