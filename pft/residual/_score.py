@@ -249,15 +249,20 @@ def score(
             return as_device_matrix(a[lo:hi], name, dev, **where)
         return host(a[lo:hi]) if validated[0] else as_matrix(a[lo:hi], name, **where)
 
-    def chunks():
+    def chunks(step: int | None = None):
         """(x, x̂, held-out mask, global train index of the first train row, same for test):
-        numpy on the host, or float64 tensors on ``device``."""
+        numpy on the host, or float64 tensors on ``device``; each chunk in blocks of at most
+        ``step`` rows when given."""
         tr_seen = te_seen = 0
-        for (lo, hi), te in zip(bounds, te_masks):
-            xc, xh = rows(x, lo, hi, "activations"), rows(xhat, lo, hi, "reconstruction")
-            yield xc, xh, like(te, xc), tr_offset + tr_seen, te_offset + te_seen
-            tr_seen += int((~te).sum())
-            te_seen += int(te.sum())
+        for (lo, hi), te_chunk in zip(bounds, te_masks):
+            block = step or max(1, hi - lo)
+            for a in range(lo, hi, block):
+                b = min(hi, a + block)
+                te = te_chunk[a - lo : b - lo]
+                xc, xh = rows(x, a, b, "activations"), rows(xhat, a, b, "reconstruction")
+                yield xc, xh, like(te, xc), tr_offset + tr_seen, te_offset + te_seen
+                tr_seen += int((~te).sum())
+                te_seen += int(te.sum())
 
     stages = _Stages(["moments", "gaussian", "perturbative", "held-out", "mardia", "predictability"], progress)
     try:
@@ -310,15 +315,9 @@ def score(
         def train_chunks():
             """The training rows of r = x − x̂, in blocks of at most 8 MiB (float64) — small
             enough that the allocator reuses their memory across the search's passes."""
-            step = max(64, 2**20 // d)
-            tr_seen = 0
-            for (lo, hi), te in zip(bounds, te_masks):
-                for a in range(lo, hi, step):
-                    b = min(hi, a + step)
-                    tr = ~te[a - lo : b - lo]
-                    r = rows(x, a, b, "activations") - rows(xhat, a, b, "reconstruction")
-                    yield tr_offset + tr_seen, (r if tr.all() else r[like(tr, r)])
-                    tr_seen += int(tr.sum())
+            for xc, xh, te, tr_off, _ in chunks(step=max(64, 2**20 // d)):
+                r = xc - xh
+                yield tr_off, (r if not te.any() else r[~te])
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
