@@ -84,9 +84,8 @@ def _greedy_codes(P: Any, G: Any, sparsity: int) -> list:
 
 def _code_sums(steps: list, x: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
     """``(CᵀC (m, m), CᵀX (m, d))`` on the host for the sparse codes of :func:`_greedy_codes`."""
-    d = x.shape[1]
     if is_tensor(x):
-        CtX = x.new_zeros((m, d))
+        CtX = x.new_zeros((m, x.shape[1]))
         CtC = x.new_zeros((m * m,))
         for j, c in steps:
             CtX.index_add_(0, j, c[:, None] * x)
