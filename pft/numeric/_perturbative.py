@@ -18,7 +18,10 @@ from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
 
 __all__ = ["PerturbativeBackground", "sample_cumulants"]
 
-_CHUNK = 1024  # rows per block of the r⁴-wide products (1024·8⁴·8 B = 32 MiB)
+
+def _block_rows(r: int) -> int:
+    """Rows per block of the (rows, r²) outer-product matrices: 4 MiB each."""
+    return max(16, 2**19 // (r * r))
 
 
 class _CumulantSums:
@@ -44,16 +47,23 @@ class _CumulantSums:
         self.mean = red.sum(self.s1) / self.n
 
     def add_central(self, y: np.ndarray) -> None:
+        # every sum is a Gram product of per-row outer products (r² columns), so the r⁴ tensors
+        # come from one matrix product per chunk instead of r⁴-wide elementwise work:
+        # Σ z_i z_j z_k z_l = (VᵀV)_(ij)(kl) with V = z ⊗ z, and the squares' sums likewise from
+        # a = z ∘ z.
         z = y - self.mean
+        r = self.r
         self.C += z.T @ z
-        for a in range(0, z.shape[0], _CHUNK):
-            zc = z[a : a + _CHUNK]
-            p3 = np.einsum("ni,nj,nk->nijk", zc, zc, zc, optimize=True)
-            self.m3 += p3.sum(axis=0)
-            self.s3 += (p3 * p3).sum(axis=0)
-            p4 = np.einsum("nijk,nl->nijkl", p3, zc, optimize=True)
-            self.m4 += p4.sum(axis=0)
-            self.s4 += (p4 * p4).sum(axis=0)
+        step = _block_rows(r)
+        for a in range(0, z.shape[0], step):
+            zc = z[a : a + step]
+            sq = zc * zc
+            V = (zc[:, :, None] * zc[:, None, :]).reshape(len(zc), r * r)
+            U = (sq[:, :, None] * sq[:, None, :]).reshape(len(zc), r * r)
+            self.m3 += (V.T @ zc).reshape(r, r, r)
+            self.s3 += (U.T @ sq).reshape(r, r, r)
+            self.m4 += (V.T @ V).reshape(r, r, r, r)
+            self.s4 += (U.T @ U).reshape(r, r, r, r)
 
     def result(self, red: Reducer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         N = self.n
@@ -246,11 +256,20 @@ class PerturbativeBackground:
             X = as_matrix(X, "X", min_rows=need)
         red = reducer(distributed, group)
         offset, _ = red.offset_and_total(X.shape[0])
-        return self._fit_chunks(lambda: iter([(offset, X)]), red, X.shape[1])
+        def chunks(keep=None):
+            if keep is None:
+                return iter([(offset, X)])
+            m = keep(offset, int(X.shape[0]))
+            return iter([(offset, X if m.all() else X[like(m, X)])])
+
+        return self._fit_chunks(chunks, red, X.shape[1])
 
     def _fit_chunks(self, chunks, red: Reducer, d: int, n_rows: int | None = None) -> "PerturbativeBackground":
-        """The fit, as passes over ``chunks()``: an iterator of ``(global index of the first
-        row, (n, d) float64 rows)`` — validated numpy arrays, or float64 tensors on one device.
+        """The fit, as passes over ``chunks(keep=None)``: an iterator of ``(global index of the
+        first row, (n, d) float64 rows)`` — validated numpy arrays, or float64 tensors on one
+        device. ``keep``, when given, is called as ``keep(index of the chunk's first row, n)``
+        and returns a boolean mask of the chunk's rows to yield (the index is that of the first
+        row before masking); rows it drops need never be read.
         ``n_rows``: the number of rows over all ranks, when the caller knows it (saves a pass).
         Memory: O(d²) plus one chunk plus the ICA sample."""
         device = self._check_settings()
@@ -276,20 +295,24 @@ class PerturbativeBackground:
             quarter selects), a quarter estimates, a quarter calibrates; otherwise half estimate
             and half calibrate. Rows come as they are (not centred: sparse codes are
             non-negative)."""
-            for off, c in chunks():
-                u = uniforms(off, len(c), self.seed, 11)
+            n_cal = []
+
+            def keep(off: int, n: int) -> np.ndarray:
+                u = uniforms(off, n, self.seed, 11)
                 cal = u >= 0.75 if ica else u >= 0.5
+                n_cal.append(int(cal.sum()))
                 if part == "choose":
-                    m = u < 0.5 * thin
-                elif part == "search":
-                    m = u < 0.375 * thin
-                elif part == "select":
-                    m = (u >= 0.375) & (u < 0.5)
-                elif part == "estimate":
-                    m = (u >= 0.5) & (u < 0.75) if ica else u < 0.5
-                else:
-                    m = cal
-                yield (c if m.all() else c[like(m, c)]), int(cal.sum())
+                    return u < 0.5 * thin
+                if part == "search":
+                    return u < 0.375 * thin
+                if part == "select":
+                    return (u >= 0.375) & (u < 0.5)
+                if part == "estimate":
+                    return (u >= 0.5) & (u < 0.75) if ica else u < 0.5
+                return cal
+
+            for _, c in chunks(keep):
+                yield c, n_cal[-1]
 
         def projected(part: str):
             """(``w Bᵀ`` on the host, number of calibration rows) for one split, chunk by chunk:
@@ -396,17 +419,18 @@ class PerturbativeBackground:
 
     def _g(self, y: np.ndarray) -> np.ndarray:
         """``κ₃·He₃(y)/6 + κ₄·He₄(y)/24`` for rows of y (N, r)."""
+        r = self.kappa3_.shape[0]
+        K3 = self.kappa3_.reshape(r * r, r)
+        K4 = self.kappa4_.reshape(r * r, r * r)
+        M4 = self._M4.reshape(r * r)
         out = np.empty(y.shape[0])
-        for a in range(0, y.shape[0], _CHUNK):
-            yc = y[a : a + _CHUNK]
-            t3 = np.einsum("ijk,ni,nj,nk->n", self.kappa3_, yc, yc, yc, optimize=True) - 3.0 * yc @ self._v3
-            yy = np.einsum("ni,nj->nij", yc, yc)
-            t4 = (
-                np.einsum("ijkl,nij,nkl->n", self.kappa4_, yy, yy, optimize=True)
-                - 6.0 * np.einsum("nij,ij->n", yy, self._M4)
-                + 3.0 * self._tr4
-            )
-            out[a : a + _CHUNK] = t3 / 6.0 + t4 / 24.0
+        step = _block_rows(r)
+        for a in range(0, y.shape[0], step):
+            yc = y[a : a + step]
+            yy = (yc[:, :, None] * yc[:, None, :]).reshape(len(yc), r * r)  # rows of y ⊗ y
+            t3 = np.sum((yy @ K3) * yc, axis=1) - 3.0 * yc @ self._v3
+            t4 = np.sum((yy @ K4) * yy, axis=1) - 6.0 * yy @ M4 + 3.0 * self._tr4
+            out[a : a + step] = t3 / 6.0 + t4 / 24.0
         return out
 
     def _rows(self, X: Any) -> Any:

@@ -243,11 +243,14 @@ def score(
 
     validated = [False]  # every chunk is checked (shape, dtype, NaN/inf) on the first pass only
 
-    def rows(a: Any, lo: int, hi: int, name: str) -> Any:
+    def rows(a: Any, lo: int, hi: int, name: str, block: Any = None) -> Any:
+        """Rows lo:hi of ``a`` (or the ``block`` already read from there) as float64, checked
+        on the first pass."""
+        block = a[lo:hi] if block is None else block
         where = {"row_offset": offset + lo, "of_rows": _rows_note(lo, hi, N_local)}
         if dev is not None:
-            return as_device_matrix(a[lo:hi], name, dev, **where)
-        return host(a[lo:hi]) if validated[0] else as_matrix(a[lo:hi], name, **where)
+            return as_device_matrix(block, name, dev, **where)
+        return host(block) if validated[0] else as_matrix(block, name, **where)
 
     def chunks(step: int | None = None):
         """(x, x̂, held-out mask, global train index of the first train row, same for test):
@@ -312,12 +315,32 @@ def score(
         nll_iso = 0.5 * (d * math.log(2 * math.pi * var) + float(np.trace(S_te)) / n_test / var) / _LN2
         stages("gaussian")
 
-        def train_chunks():
-            """The training rows of r = x − x̂, in blocks of at most 8 MiB (float64) — small
-            enough that the allocator reuses their memory across the search's passes."""
-            for xc, xh, te, tr_off, _ in chunks(step=max(64, 2**20 // d)):
-                r = xc - xh
-                yield tr_off, (r if not te.any() else r[~te])
+        step = max(64, 2**20 // d)
+
+        def train_chunks(keep=None):
+            """The training rows of r = x − x̂ (those ``keep(first train index, n)`` selects, when
+            given), in blocks of at most 8 MiB (float64) — small enough that the allocator reuses
+            their memory across the search's passes. Only the rows kept are subtracted; host
+            float blocks (checked by pass 1) with the float64 upcast done on the fly."""
+            tr_seen = 0
+            for (lo, hi), te_chunk in zip(bounds, te_masks):
+                for a in range(lo, hi, step):
+                    b = min(hi, a + step)
+                    idx = np.flatnonzero(~te_chunk[a - lo : b - lo])
+                    off, n_tr = tr_offset + tr_seen, len(idx)
+                    tr_seen += n_tr
+                    if keep is not None:
+                        idx = idx[keep(off, n_tr)]
+                    xs, hs = x[a:b], xhat[a:b]
+                    if dev is None and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in (xs, hs)):
+                        if len(idx) < b - a:
+                            xs, hs = xs[idx], hs[idx]
+                        yield off, np.subtract(xs, hs, dtype=np.float64)
+                    else:
+                        r = rows(x, a, b, "activations", xs) - rows(xhat, a, b, "reconstruction", hs)
+                        if len(idx) < b - a:
+                            r = r[like(np.isin(np.arange(b - a), idx), r)]
+                        yield off, r
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev

@@ -72,6 +72,25 @@ def test_density_is_normalised_monte_carlo():
     assert abs(ratio.mean() - 1.0) < 4 * se
 
 
+def test_cumulant_sums_equal_a_naive_loop_over_index_tuples():
+    # the tensors and their SEs come from Gram products of outer products; a loop over every
+    # index tuple with the textbook formulas is the independent twin
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal((3000, 3)) @ rng.standard_normal((3, 3)) + rng.exponential(1.0, (3000, 3))
+    k3, se3, k4, se4 = sample_cumulants(y)
+    z = y - y.mean(axis=0)
+    C = z.T @ z / len(z)
+    for i, j, k in itertools.product(range(3), repeat=3):
+        p = z[:, i] * z[:, j] * z[:, k]
+        assert k3[i, j, k] == pytest.approx(p.mean(), rel=1e-10, abs=1e-12)
+        assert se3[i, j, k] == pytest.approx(p.std() / math.sqrt(len(p)), rel=1e-8)
+        for l in range(3):
+            q = p * z[:, l]
+            gauss = C[i, j] * C[k, l] + C[i, k] * C[j, l] + C[i, l] * C[j, k]
+            assert k4[i, j, k, l] == pytest.approx(q.mean() - gauss, rel=1e-10, abs=1e-12)
+            assert se4[i, j, k, l] == pytest.approx(q.std() / math.sqrt(len(q)), rel=1e-8)
+
+
 def test_cumulants_match_closed_form_gamma():
     # Standardised Gamma(k): κ3 = 2/√k, κ4 = 6/k (exact).
     shape = 20.0
