@@ -191,6 +191,12 @@ def _add_score(sub) -> None:
     p.add_argument("--directions", type=int, default=None, help="non-Gaussian directions to find (default min(8, d))")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument(
+        "--precision",
+        choices=["float64", "float32", "tf32"],
+        default="float64",
+        help="arithmetic of the one O(N d²) Gram product (float32: about twice as fast on a CPU, fields move < 1e-4)",
+    )
+    p.add_argument(
         "--device",
         default=None,
         help="torch device every pass runs on, e.g. cuda (under torchrun --distributed: cuda:LOCAL_RANK)",
@@ -257,6 +263,7 @@ def _run_score(args) -> int:
             n_directions=args.directions,
             progress=not args.quiet and rank == 0,
             distributed=args.distributed,
+            precision=args.precision,
         )
     finally:
         if args.distributed:

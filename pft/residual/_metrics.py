@@ -261,7 +261,7 @@ def mardia(
     }
 
 
-def joint_moments(x: Any, r: Any, *, block: int = 8192) -> tuple[Moments, Moments]:
+def joint_moments(x: Any, r: Any, *, block: int = 8192, precision: str = "float64") -> tuple[Moments, Moments]:
     """Statistics of the joint rows ``[x | r]`` and of ``r`` alone, from one Gram product.
 
     Returns ``(joint, rm)``: ``joint`` holds the count, mean and centred co-moment of the
@@ -271,6 +271,9 @@ def joint_moments(x: Any, r: Any, *, block: int = 8192) -> tuple[Moments, Moment
     the one O(n d²) product a residual score needs: every ridge regression of ``r`` on ``x``
     or on ``x̂ = x − r`` and every Gaussian held-out likelihood follows from it in closed form.
     Rows are taken ``block`` at a time and merged (Chan et al.), so memory stays O(block·d).
+    ``precision`` is the arithmetic of the Gram product, as in
+    :meth:`pft.numeric.Moments.from_array`: each block is centred in float64 and only its
+    within-block sums are taken in float32 (or TF32 on CUDA), then merged in float64.
     Numpy arrays or float64 tensors on one device (reduced there; d-vectors and d × d sums
     come back).
     """
@@ -286,7 +289,7 @@ def joint_moments(x: Any, r: Any, *, block: int = 8192) -> tuple[Moments, Moment
             w = np.concatenate([xb, rb], axis=1)
         mean = w.mean(axis=0)
         z = w - mean
-        com = z.T @ z
+        com = _gram(z, precision)
         zr = z[:, d:]
         sq = rowsq(zr)
         n = int(w.shape[0])
@@ -299,6 +302,24 @@ def joint_moments(x: Any, r: Any, *, block: int = 8192) -> tuple[Moments, Moment
             )
         )
     return joint, rm
+
+
+def _gram(z: Any, precision: str) -> Any:
+    """``zᵀz`` with its products in ``precision``, returned in float64 (numpy or a tensor)."""
+    if precision == "float64":
+        return z.T @ z
+    if not is_tensor(z):
+        z32 = z.astype(np.float32)
+        return (z32.T @ z32).astype(np.float64)
+    import torch
+
+    z32 = z.to(torch.float32)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    try:
+        return (z32.T @ z32).to(torch.float64)
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def on_reconstruction(joint: Moments) -> Moments:

@@ -80,6 +80,7 @@ def score(
     mask: Any = None,
     exclude_positions: Any = None,
     saelens_batch: int | None = None,
+    precision: str = "float64",
 ) -> ResidualReport:
     """Score an interpretation by what its residual ``r = activations − reconstruction`` carries.
 
@@ -137,6 +138,14 @@ def score(
         Compute ``explained_variance_legacy`` as SAELens does: each batch of this many sequences
         (SAELens' ``eval_batch_size_prompts``; tokens for 2-D input) is centred on its own mean
         of the tokens that count. Default: one mean over all tokens.
+    precision : {"float64", "float32", "tf32"}, default "float64"
+        Arithmetic of the one O(N d²) product, the Gram matrix of ``[x | r]`` (as in
+        :class:`pft.numeric.GaussianBackground`): each block of rows is centred in float64 and
+        only its within-block sums are taken in float32 (TF32 on CUDA for ``"tf32"``), then
+        merged in float64. ``"float32"`` halves that pass's time on a CPU; the report's
+        fields move by less than 1e-4 relative (about 1e-6 for most), the directions and filters
+        the iterative search returns by less than 1e-3 (6.6e-4 measured on ``pft.toy``); every
+        other statistic stays float64.
 
     Returns
     -------
@@ -214,6 +223,8 @@ def score(
         n_directions = min(8, d)
     if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
         raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
+    if precision not in ("float64", "float32", "tf32"):
+        raise InputError(f"`precision` must be one of 'float64', 'float32', 'tf32'; got {precision!r}.")
     if chunk_rows is None:
         chunk_rows = max(256, 2**23 // d)  # 64 MiB per float64 copy of a chunk
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
@@ -287,7 +298,7 @@ def score(
             block[~te_h] = uniforms(tr_off, int((~te_h).sum()), seed, 7) < 0.2
             for b in range(3):
                 m = like(block == b, xc)
-                jm, rm = joint_moments(xc[m], r[m])
+                jm, rm = joint_moments(xc[m], r[m], precision=precision)
                 joint[b], rmom[b] = joint[b].merge(jm), rmom[b].merge(rm)
             if c is not None:
                 nz = as_matrix(c[lo:hi], "codes", row_offset=offset + lo) != 0
