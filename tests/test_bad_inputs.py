@@ -650,6 +650,15 @@ def overflowing_magnitudes(t):
     return ["score", a, r, "--quiet"]
 
 
+@case(r"`reconstruction` has values as large as 3e\+70")
+def overflowing_reconstruction(t):
+    a = _acts().astype(np.float64)
+    r = a.copy()
+    r[5, 2] = 3e70  # one entry: the row-norm bound triggers the exact maximum, which is named
+    a, r = _pair(t, acts=a, recon=r)
+    return ["score", a, r, "--quiet"]
+
+
 @case(r"has RMS .*e-7\d, below 1e-60")
 def underflowing_residual(t):
     a = _acts().astype(np.float64) * 1e-70

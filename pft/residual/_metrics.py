@@ -95,27 +95,28 @@ class AnchorSums:
         self.hi = np.full(d, -np.inf)
         self.legacy = np.zeros(3)  # Σ (1 − ‖r‖²/‖x − x̄‖²), count of tokens with x ≠ x̄, Σ ‖x − x̄‖²
 
-    def add(self, x: Any, xhat: Any) -> None:
+    def add(self, x: Any, xhat: Any, r: Any = None) -> None:
+        """One chunk's sums; ``r``: its ``x − x̂`` when the caller already has it."""
         if not x.shape[0]:
             return
-        for a, name in ((x, "activations"), (xhat, "reconstruction")):
-            lo = host(a.amin(0) if is_tensor(a) else a.min(axis=0))
-            hi = host(a.amax(0) if is_tensor(a) else a.max(axis=0))
-            big = max(float(-lo.min()), float(hi.max()))
-            if big > _MAX_ABS:
+        lo = host(x.amin(0) if is_tensor(x) else x.min(axis=0))
+        hi = host(x.amax(0) if is_tensor(x) else x.max(axis=0))
+        self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
+        nx2, nh2 = host(rowsq(x)), host(rowsq(xhat))
+        for name, big in (("activations", max(float(-lo.min()), float(hi.max()))), ("reconstruction", None)):
+            if big is None and math.sqrt(float(nh2.max())) > _MAX_ABS:  # a row norm bounds every entry
+                big = float(host(abs(xhat).max()))
+            if big is not None and big > _MAX_ABS:
                 raise InputError(
                     f"`{name}` has values as large as {big:.3g}; beyond {_MAX_ABS:g} the residual's fourth moments "
                     "overflow float64. Divide activations and reconstruction by one large factor (every score but "
                     "`mse` is scale-invariant)."
                 )
-            if a is x:
-                self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
-        nx2 = host(rowsq(x))
-        denom = np.sqrt(nx2) * np.sqrt(host(rowsq(xhat)))
+        denom = np.sqrt(nx2) * np.sqrt(nh2)
         cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
         self.n += x.shape[0]
         self.sx += host(x.sum(axis=0))
-        self.sums += [float(rowsq(x - xhat).sum()), nx2.sum(), cos.sum()]
+        self.sums += [float(rowsq(x - xhat if r is None else r).sum()), nx2.sum(), cos.sum()]
 
     def set_mean(self, red: Reducer) -> None:
         """Pool the means; constant activations (no variance to explain) raise here, after one pass."""
@@ -135,10 +136,12 @@ class AnchorSums:
                 "explained variance are undefined (0/0). Check that the right array was passed."
             )
 
-    def add2(self, x: Any, xhat: Any) -> None:
+    def add2(self, x: Any, xhat: Any, r: Any = None) -> None:
+        """The second pass's sums (about the pooled mean); ``r``: ``x − x̂`` when known."""
         dev = host(rowsq(x - like(self.mu, x)))
         ok = dev > 0
-        self.legacy += [np.sum(1.0 - host(rowsq(x - xhat))[ok] / dev[ok]), ok.sum(), dev.sum()]
+        r2 = host(rowsq(x - xhat if r is None else r))
+        self.legacy += [np.sum(1.0 - r2[ok] / dev[ok]), ok.sum(), dev.sum()]
 
     def result(self, red: Reducer) -> dict[str, float]:
         sums, legacy, n = red.sum(self.sums), red.sum(self.legacy), self.n
@@ -281,19 +284,20 @@ def joint_moments(x: Any, r: Any, *, block: int = 8192, precision: str = "float6
     joint, rm = Moments(d=d + q), Moments(d=q)
     for a in range(0, int(x.shape[0]), block):
         xb, rb = x[a : a + block], r[a : a + block]
+        n = int(xb.shape[0])
+        mx, mr = xb.mean(axis=0), rb.mean(axis=0)
         if is_tensor(xb):
             import torch
 
-            w = torch.cat([xb, rb], dim=1)
-        else:
-            w = np.concatenate([xb, rb], axis=1)
-        mean = w.mean(axis=0)
-        z = w - mean
+            z = torch.cat([xb - mx, rb - mr], dim=1)
+        else:  # the centred rows written once, into one buffer (no concatenated copy)
+            z = np.empty((n, d + q))
+            np.subtract(xb, mx, out=z[:, :d])
+            np.subtract(rb, mr, out=z[:, d:])
         com = _gram(z, precision)
         zr = z[:, d:]
         sq = rowsq(zr)
-        n = int(w.shape[0])
-        mean, com = host(mean), host(com)
+        mean, com = np.concatenate([host(mx), host(mr)]), host(com)
         joint = joint.merge(Moments(d=d + q, count=n, mean=mean, comoment=com))
         rm = rm.merge(
             Moments(

@@ -291,8 +291,8 @@ def score(
         nz_rows = 0.0
         active = np.zeros(c.shape[1], dtype=bool) if c is not None else None
         for (lo, hi), (xc, xh, te, tr_off, _) in zip(bounds, chunks()):
-            anchors.add(xc, xh)
             r = xc - xh
+            anchors.add(xc, xh, r)
             te_h = te.cpu().numpy() if is_tensor(te) else te
             block = np.full(len(te_h), 2)  # 0: ridge fit, 1: ridge validation, 2: held out
             block[~te_h] = uniforms(tr_off, int((~te_h).sum()), seed, 7) < 0.2
@@ -371,15 +371,17 @@ def score(
         cap = min(n_test, max(_MARDIA_MIN_ROWS, int(math.sqrt(N * d / 4.0))))
         keep = min(1.0, cap / n_test)
         sample = []
+        # the k basis and k selected filters in one product per chunk
+        filters_both = np.concatenate([whiten @ pert.basis_.T, whiten @ sel.T], axis=1)
         for xc, xh, te, _, te_off in chunks():
-            anchors.add2(xc, xh)
-            rt = (xc - xh)[te]
+            r = xc - xh
+            anchors.add2(xc, xh, r)
+            rt = r[te]
             if len(rt):
-                z = rt - like(gauss.mean_, rt)
-                y = host(z @ like(whiten @ pert.basis_.T, rt))
-                g = pert._gain_of_projection(y) / _LN2
+                y = host((rt - like(gauss.mean_, rt)) @ like(filters_both, rt))
+                g = pert._gain_of_projection(y[:, :k]) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
-                dirs.add(host(z @ like(whiten @ sel.T, rt)))
+                dirs.add(y[:, k:])
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
         anchors_out = anchors.result(red)
         gsum = red.sum(gsum)
