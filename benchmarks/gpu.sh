@@ -15,12 +15,15 @@
 # Steps (full size; estimates for an H200 with a 16-core host, ~2.5 minutes in all):
 #   score        200k x 1024 float32: score(device=None) vs score(device=DEV) on the same data, and
 #                the largest relative difference between the two reports     ~60-90 s (host run)
+#   score-scale  1M x 1024 float32 (issue targets): score of tensors already on DEV (>= 1M tokens/s),
+#                and of the same rows from host memory against the host-to-DEV copy of them
+#                (<= 2x), both with precision float64 and float32                         ~40-60 s
 #   normals      raw normal_() float64 rate on DEV vs the host: the ensemble samplers' limit   ~5 s
 #   background   1M x 1024 float32 in 65536-row chunks: pft's fit in float64/float32/TF32 on DEV vs
 #                torch.cov(float64) on DEV and vs pft's numpy fit on the host  ~30 s (data made on host)
 #   scaling      exact vs weight-by-weight ensembles, ReLU, widths 64..4096, depth 16        ~20 s
 #   summary      the exact sampler's normals/s as a fraction of the normal_() limit
-# Each step has its own time limit (75, 15, 50, 40, 10 s at full size), so one slow step cannot
+# Each step has its own time limit (75, 120, 15, 50, 40, 10 s at full size), so one slow step cannot
 # starve the others; a step that runs out prints "TIMED OUT" and counts as failed.
 set -uo pipefail
 dev="${1:-cuda}"
@@ -32,17 +35,19 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ "${PFT_BENCH_SMALL:-0}" != 0 ]]; then
   sizes=small
   score_size=(20000 64)
+  scale_size=(20000 64)
   normals=$((1 << 20))
   bg=(--tokens 20000 --dim 64 --repeats 1 --chunk 4096)
   sc=(--widths 16,64 --depth 4 --seconds 0.2 --repeats 1)
-  limits=(600 600 600 600 600)
+  limits=(600 600 600 600 600 600)
 else
   sizes=full
   score_size=(200000 1024)
+  scale_size=(1000000 1024)
   normals=$((1 << 28))
   bg=(--tokens 1000000 --dim 1024 --repeats 2 --chunk 65536)
   sc=(--widths 64,256,1024,4096 --depth 16 --seconds 1 --repeats 2)
-  limits=(75 15 50 40 10)  # seconds: score normals background scaling summary (190 in all)
+  limits=(75 15 50 40 10 120)  # seconds: score normals background scaling summary score-scale (310 in all)
 fi
 
 failed=()
@@ -96,6 +101,43 @@ with open(out, "w", newline="") as fh:
     w.writerow(["score", "device=None (host numpy)", N, d, times[None], N / times[None], 1.0, "baseline"])
     w.writerow(["score", f"device={dev}", N, d, times[dev], N / times[dev], ratio,
                 f"ratio = host time / device time; max report rel. diff {worst:.1e} ({where_worst})"])
+PY
+}
+
+score_scale_bench() {  # the issue's GPU targets: rows already on the device, and from host memory
+  step score-scale "${limits[5]}" "$py" - "$dev" "${scale_size[@]}" "$dir/gpu-score-scale.csv" <<'PY'
+import csv, sys, time
+import torch
+from pft.residual import score
+
+dev, N, d, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sync = torch.cuda.synchronize if str(dev).startswith("cuda") else (lambda: None)
+g = torch.Generator().manual_seed(0)
+x = torch.randn(N, d, generator=g)  # float32 on the host, a residual with sparse heavy tails
+feats = torch.nn.functional.normalize(torch.randn(8, d, generator=g), dim=1)
+codes = (torch.rand(N, 8, generator=g) < 0.02) * torch.empty(N, 8).exponential_(1 / 3.0, generator=g)
+xh = x - (0.3 * torch.randn(N, d, generator=g) + codes @ feats)
+
+def clock(fn):
+    sync(); t = time.perf_counter(); r = fn(); sync()
+    return time.perf_counter() - t, r
+
+t_copy, (xd, xhd) = clock(lambda: (x.to(dev), xh.to(dev)))
+rows = [["score-scale", "host-to-device copy of x and x̂", N, d, t_copy, N / t_copy, 1.0, "baseline for the from-host rows"]]
+print(f"copy of {N} x {d} float32 x and x̂ to {dev}: {t_copy:.2f} s")
+for prec in ("float64", "float32"):
+    t_dev, _ = clock(lambda: score(xd, xhd, device=dev, progress=False, precision=prec))
+    t_host, _ = clock(lambda: score(x, xh, device=dev, progress=False, precision=prec))
+    print(f"precision={prec}: on the device {t_dev:.2f} s = {N / t_dev:.3e} tokens/s (target >= 1e6); "
+          f"from host memory {t_host:.2f} s = {t_host / t_copy:.2f}x the copy (target <= 2x)")
+    rows.append(["score-scale", f"score, rows on {dev}, precision={prec}", N, d, t_dev, N / t_dev, t_dev / t_copy,
+                 "target >= 1e6 tokens/s"])
+    rows.append(["score-scale", f"score from host memory, device={dev}, precision={prec}", N, d, t_host, N / t_host,
+                 t_host / t_copy, "ratio = time / copy time; target <= 2"])
+with open(out, "w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(["benchmark", "what", "tokens", "dim", "seconds", "tokens_per_s", "ratio", "note"])
+    w.writerows(rows)
 PY
 }
 
@@ -153,6 +195,7 @@ main() {
     --csv "$dir/gpu-background.csv"
   step scaling "${limits[3]}" "$py" -m benchmarks.bench_scaling --device "$dev" "${sc[@]}" --csv "$dir/gpu-scaling.csv"
   summary
+  score_scale_bench
   echo
   if ((${#failed[@]})); then
     echo "gpu.sh: FAILED steps: ${failed[*]}"
