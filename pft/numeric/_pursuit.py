@@ -267,17 +267,33 @@ def rank_key(stats: dict[str, np.ndarray], share: np.ndarray) -> np.ndarray:
     return share * (s * s / 12.0 + k * k / 48.0 - 1.0 / n)
 
 
-def selection_keys(stats: dict[str, np.ndarray], share: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two orders :func:`select` alternates between, in this order: held-out negentropy
-    ``J = s²/12 + κ²/48`` (sharp missed features: rare, heavy-tailed), and variance share among
-    the candidates whose held-out Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001
-    after a Bonferroni correction over the candidates (large ones: frequent, high-energy, barely
-    non-Gaussian). Insignificant candidates come last in the second order."""
+def selection_keys(stats: dict[str, np.ndarray], share: np.ndarray, n_candidates: int, *,
+                   rank: int | None = None, atoms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two orders :func:`select` alternates between, in this order.
+
+    * Held-out negentropy ``J = s²/12 + κ²/48`` (sharp missed features: rare, heavy-tailed),
+      among the candidates whose variance share is above twice that of an average direction,
+      ``2/rank`` (a missed feature adds its variance to the background's; a direction of
+      below-average variance with a few extreme tokens is a sharp corner of the residual, not a
+      feature). The others follow, in the same order.
+    * Variance share (large features: frequent, high-energy, barely non-Gaussian) among the
+      sparse-coding atoms (``atoms``, a boolean mask; all candidates when None) whose held-out
+      Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001 after a Bonferroni
+      correction over the candidates. Atoms are fitted to explain the rows by non-negative codes;
+      a pursuit optimum maximises non-Gaussianity, and where that is a mixture of two features
+      that fire together it has more variance than either, so taking it by variance first would
+      block both (they lie within |cos| 0.5 of it). Insignificant candidates and non-atoms come
+      last in this order.
+    """
     s, k = stats["skewness"], stats["kurtosis"]
     jb = stats["skewness_z"] ** 2 + stats["kurtosis_z"] ** 2
     # chi² with 2 degrees of freedom: P(JB > t) = exp(−t/2)
     t = -2.0 * math.log(1e-3 / max(1, int(n_candidates)))
-    return s * s / 12.0 + k * k / 48.0, np.where(jb > t, share, -1.0 / (1.0 + share))
+    J = s * s / 12.0 + k * k / 48.0
+    if rank is not None:
+        J = np.where(share > 2.0 / rank, J, -1.0 / (1.0 + J))
+    large = (jb > t) if atoms is None else (jb > t) & np.asarray(atoms, dtype=bool)
+    return J, np.where(large, share, -1.0 / (1.0 + share))
 
 
 def select(C: np.ndarray, keys: Any, k: int) -> np.ndarray:
@@ -328,7 +344,7 @@ def search_and_select(
     k: int,
     *,
     n_atoms: int | None = None,
-    n_iter: int = 10,
+    n_iter: int = 30,
     n_refine: int = 2,
     clip: float = 4.0,
     max_iter: int = 10,
@@ -374,7 +390,7 @@ def search_and_select(
     stats = project_moments(select_raw, C @ (V / np.sqrt(lam)).T, mean, red)
     share = (C * C) @ lam / float(np.sum(lam))
     key = rank_key(stats, share)
-    idx = select(C, selection_keys(stats, share, len(C)), k)
+    idx = select(C, selection_keys(stats, share, len(C), rank=r, atoms=source == "sparse"), k)
     return {"basis": gram_schmidt(C[idx]), "selected": C[idx], "candidates": C, "chosen": idx, "source": source,
             "share": share, "key": key, **{f"candidate_{n}": v for n, v in stats.items() if n != "n"}}
 
