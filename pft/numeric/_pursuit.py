@@ -14,9 +14,11 @@ Two sources of candidate directions, then one held-out selection:
   (``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j``, discounting directions the background already fills) with one
   code per row. Both start from the top principal directions with both signs and need no
   tails: they find frequent, high-energy features whose projections are barely non-Gaussian.
-  They iterate on an in-memory sample of the rows, then refine on every row in streamed passes
-  (two sums per pass, CᵀC and CᵀX), so they are fitted on all rows, chunk by chunk,
-  distributed and on a device like the other passes.
+  They iterate on an in-memory sample of the rows (10 times; the three-code dictionary 40 more
+  on every other sample row: two features that fire together start as one atom, their mixture,
+  and separate slowly), then refine on every row in streamed passes (two sums per pass, CᵀC and
+  CᵀX), so they are fitted on all rows, chunk by chunk, distributed and on a device like the
+  other passes.
 * **A skew-and-kurtosis pursuit** in whitened coordinates: for each start ``u`` the one-unit
   fixed point ``u ← κ₃ E[g₂(y) w] + (κ₄/3)(E[g₃(y) w] − 3u)``, ``y = uᵀw``, normalised, which
   climbs Comon's negentropy ``J = κ₃²/12 + κ₄²/48`` (gradient ``κ₃/2 E[y² w] + κ₄/6 E[y³ w]``).
@@ -29,9 +31,11 @@ Two sources of candidate directions, then one held-out selection:
 * **Held-out selection**: every candidate's skewness, excess kurtosis and variance share are
   measured on rows that neither sparse coding nor the pursuit saw (each row projected on the
   candidates' filters: ``d`` multiply-adds per candidate, no whitening); candidates are taken in turn
-  from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) and variance
-  share among the significantly non-Gaussian candidates (large, frequent ones, which are barely
-  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the
+  from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) among those
+  with more than twice an average direction's variance, and variance share among the
+  significantly non-Gaussian sparse-coding atoms (large, frequent features, which are barely
+  non-Gaussian; a pursuit optimum may mix two features that fire together, and then has more
+  variance than either) — skipping any within |cos| 0.5 of the span of those already taken, and the
   ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
   perturbative correction.
 """
@@ -344,7 +348,8 @@ def search_and_select(
     k: int,
     *,
     n_atoms: int | None = None,
-    n_iter: int = 30,
+    n_iter: int | tuple[int, int] = (50, 10),
+    extra_stride: int = 2,
     n_refine: int = 2,
     clip: float = 4.0,
     max_iter: int = 10,
@@ -354,10 +359,13 @@ def search_and_select(
 
     ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
     random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
-    runs ``n_iter`` iterations on the sample, then ``n_refine`` streamed passes over every search
-    row (each atom refitted by least squares to the codes of all search rows); the pursuits run on
-    the whitened sample. ``select_raw()`` yields the (uncentred) rows of the selection part,
-    which are only ever projected on the candidates' filters. ``mean`` (d,), ``eigenvectors``
+    runs ``n_iter`` iterations on the sample (one number, or one for the three-code Euclidean
+    dictionary and one for the one-code ``Σ⁻¹`` dictionary; the three-code dictionary's
+    iterations beyond the other's run on every ``extra_stride``-th sample row), then
+    ``n_refine`` streamed passes over every search row (each atom refitted by least squares to
+    the codes of all search rows); the pursuits run on the whitened sample. ``select_raw()``
+    yields the (uncentred) rows of the selection part, which are only ever projected on the
+    candidates' filters. ``mean`` (d,), ``eigenvectors``
     (d, r) and ``eigenvalues`` (r,) are the whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the
     orthonormal whitened basis (k', r) in rank order, every candidate, their held-out statistics
     and sources.
@@ -372,7 +380,14 @@ def search_and_select(
     # Euclidean read-outs with up to three codes per row (features that fire together keep
     # apart), least-squares read-outs in the background's metric with one (see the module note)
     kinds = dict(metric=[None, metric], sparsity=[3, 1], reduce=red)
-    atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=n_iter, **kinds)
+    n_three, n_one = (n_iter, n_iter) if isinstance(n_iter, (int, np.integer)) else n_iter
+    atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=min(n_three, n_one), **kinds)
+    # the three-code dictionary iterates on alone: co-firing features separate slowly (see above)
+    if n_three > n_one:
+        part = sample_raw[:: max(1, int(extra_stride))]
+        atoms[0] = sparse_atoms(lambda: [part], atoms[0], n_iter=n_three - n_one, sparsity=3, reduce=red)
+    elif n_one > n_three:
+        atoms[1] = sparse_atoms(lambda: [sample_raw], atoms[1], n_iter=n_one - n_three, metric=metric, reduce=red)
     if n_refine > 0:
         atoms = sparse_atoms(search_raw, atoms, n_iter=n_refine, **kinds)
     atoms = np.concatenate(atoms)
