@@ -14,11 +14,10 @@ Two sources of candidate directions, then one held-out selection:
   (``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j``, discounting directions the background already fills) with one
   code per row. Both start from the top principal directions with both signs and need no
   tails: they find frequent, high-energy features whose projections are barely non-Gaussian.
-  They iterate on an in-memory sample of the rows (10 times; the three-code dictionary 40 more
-  on every other sample row: two features that fire together start as one atom, their mixture,
-  and separate slowly), then refine on every row in streamed passes (two sums per pass, CᵀC and
-  CᵀX), so they are fitted on all rows, chunk by chunk, distributed and on a device like the
-  other passes.
+  They iterate on an in-memory sample of the rows (10 times; the three-code dictionary 40 more:
+  two features that fire together start as one atom, their mixture, and separate slowly), then
+  refine on every row in streamed passes (two sums per pass, CᵀC and CᵀX), so they are fitted on
+  all rows, chunk by chunk, distributed and on a device like the other passes.
 * **A skew-and-kurtosis pursuit** in whitened coordinates: for each start ``u`` the one-unit
   fixed point ``u ← κ₃ E[g₂(y) w] + (κ₄/3)(E[g₃(y) w] − 3u)``, ``y = uᵀw``, normalised, which
   climbs Comon's negentropy ``J = κ₃²/12 + κ₄²/48`` (gradient ``κ₃/2 E[y² w] + κ₄/6 E[y³ w]``).
@@ -349,7 +348,6 @@ def search_and_select(
     *,
     n_atoms: int | None = None,
     n_iter: int | tuple[int, int] = (50, 10),
-    extra_stride: int = 2,
     n_refine: int = 2,
     clip: float = 4.0,
     max_iter: int = 10,
@@ -360,15 +358,13 @@ def search_and_select(
     ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
     random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
     runs ``n_iter`` iterations on the sample (one number, or one for the three-code Euclidean
-    dictionary and one for the one-code ``Σ⁻¹`` dictionary; the three-code dictionary's
-    iterations beyond the other's run on every ``extra_stride``-th sample row), then
-    ``n_refine`` streamed passes over every search row (each atom refitted by least squares to
-    the codes of all search rows); the pursuits run on the whitened sample. ``select_raw()``
-    yields the (uncentred) rows of the selection part, which are only ever projected on the
-    candidates' filters. ``mean`` (d,), ``eigenvectors``
-    (d, r) and ``eigenvalues`` (r,) are the whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the
-    orthonormal whitened basis (k', r) in rank order, every candidate, their held-out statistics
-    and sources.
+    dictionary and one for the one-code ``Σ⁻¹`` dictionary), then ``n_refine`` streamed passes
+    over every search row (each atom refitted by least squares to the codes of all search rows);
+    the pursuits run on the whitened sample. ``select_raw()`` yields the (uncentred) rows of the
+    selection part, which are only ever projected on the candidates' filters. ``mean`` (d,),
+    ``eigenvectors`` (d, r) and ``eigenvalues`` (r,) are the whitening's:
+    ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the orthonormal whitened basis (k', r) in rank order,
+    every candidate, their held-out statistics and sources.
     """
     red = reduce or LocalReducer()
     r = len(eigenvalues)
@@ -384,8 +380,7 @@ def search_and_select(
     atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=min(n_three, n_one), **kinds)
     # the three-code dictionary iterates on alone: co-firing features separate slowly (see above)
     if n_three > n_one:
-        part = sample_raw[:: max(1, int(extra_stride))]
-        atoms[0] = sparse_atoms(lambda: [part], atoms[0], n_iter=n_three - n_one, sparsity=3, reduce=red)
+        atoms[0] = sparse_atoms(lambda: [sample_raw], atoms[0], n_iter=n_three - n_one, sparsity=3, reduce=red)
     elif n_one > n_three:
         atoms[1] = sparse_atoms(lambda: [sample_raw], atoms[1], n_iter=n_one - n_three, metric=metric, reduce=red)
     if n_refine > 0:

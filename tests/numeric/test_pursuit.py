@@ -108,7 +108,7 @@ def _cofiring_pair(seed, N=20000, d=48):
 def test_feature_directions_report_both_of_a_cofiring_pair():
     # against the planted directions: both of the pair matched at |cos| ≥ 0.9 by the 8 reported
     # directions on at least 5 of 6 seeds. Measured, the smaller of the two best |cos| per seed:
-    # 0.98 0.75 0.98 0.97 0.98 0.98.
+    # 0.98 0.77 0.98 0.97 0.98 0.98.
     # The previous search (10 sample iterations of the sparse coding; variance share over every
     # candidate, pursuit optima included) reached 0.9 on 3 of the 6 (0.85 0.73 0.98 0.96 0.82
     # 0.97): a mixture of the pair, with more variance than either, was taken first and blocked
