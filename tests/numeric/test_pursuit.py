@@ -195,3 +195,23 @@ def test_sparse_atoms_on_torch_tensors_equal_numpy(sparsity):
     got = sparse_atoms(lambda: torch.tensor_split(t, 3), start, n_iter=5, sparsity=[sparsity, 1], metric=[None, M])
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_iterations_per_dictionary_equal_running_the_dictionaries_apart():
+    # n_iter=(a, b): both dictionaries iterate min(a, b) times together, then the one with more
+    # iterations continues alone — the same atoms as learning each dictionary by itself
+    from pft.numeric._pursuit import search_and_select
+
+    rng = np.random.default_rng(5)
+    x = rng.exponential(size=(3000, 10)) * (rng.random((3000, 10)) < 0.2) + 0.3 * rng.normal(size=(3000, 10))
+    g = GaussianBackground().fit(x)
+    V, lam = g.eigenvectors_, g.eigenvalues_
+    M = (V / lam) @ V.T
+    start = np.concatenate([V[:, :4].T, -V[:, :4].T])
+    out = search_and_select(lambda: [x], x, g._whiten(x), lambda: [x], g.mean_, V, lam, 4,
+                            n_iter=(7, 3), n_refine=0)
+    three = sparse_atoms(lambda: [x], start, n_iter=7, sparsity=3, tol=0.0)
+    one = sparse_atoms(lambda: [x], start, n_iter=3, sparsity=1, metric=M, tol=0.0)
+    U = (np.concatenate([three, one]) @ V) / np.sqrt(lam)
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    np.testing.assert_allclose(out["candidates"][: len(U)], U, atol=1e-9)
