@@ -14,9 +14,10 @@ Two sources of candidate directions, then one held-out selection:
   (``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j``, discounting directions the background already fills) with one
   code per row. Both start from the top principal directions with both signs and need no
   tails: they find frequent, high-energy features whose projections are barely non-Gaussian.
-  They iterate on an in-memory sample of the rows, then refine on every row in streamed passes
-  (two sums per pass, CᵀC and CᵀX), so they are fitted on all rows, chunk by chunk,
-  distributed and on a device like the other passes.
+  They iterate on an in-memory sample of the rows (10 times; the three-code dictionary 40 more:
+  two features that fire together start as one atom, their mixture, and separate slowly), then
+  refine on every row in streamed passes (two sums per pass, CᵀC and CᵀX), so they are fitted on
+  all rows, chunk by chunk, distributed and on a device like the other passes.
 * **A skew-and-kurtosis pursuit** in whitened coordinates: for each start ``u`` the one-unit
   fixed point ``u ← κ₃ E[g₂(y) w] + (κ₄/3)(E[g₃(y) w] − 3u)``, ``y = uᵀw``, normalised, which
   climbs Comon's negentropy ``J = κ₃²/12 + κ₄²/48`` (gradient ``κ₃/2 E[y² w] + κ₄/6 E[y³ w]``).
@@ -29,9 +30,11 @@ Two sources of candidate directions, then one held-out selection:
 * **Held-out selection**: every candidate's skewness, excess kurtosis and variance share are
   measured on rows that neither sparse coding nor the pursuit saw (each row projected on the
   candidates' filters: ``d`` multiply-adds per candidate, no whitening); candidates are taken in turn
-  from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) and variance
-  share among the significantly non-Gaussian candidates (large, frequent ones, which are barely
-  non-Gaussian) — skipping any within |cos| 0.5 of the span of those already taken, and the
+  from two orders — held-out negentropy ``J = s²/12 + κ²/48`` (sharp, rare features) among those
+  with more than twice an average direction's variance, and variance share among the
+  significantly non-Gaussian sparse-coding atoms (large, frequent features, which are barely
+  non-Gaussian; a pursuit optimum may mix two features that fire together, and then has more
+  variance than either) — skipping any within |cos| 0.5 of the span of those already taken, and the
   ``k`` kept are orthonormalised in whitened space (Gram–Schmidt, in the order taken) for the
   perturbative correction.
 """
@@ -267,17 +270,33 @@ def rank_key(stats: dict[str, np.ndarray], share: np.ndarray) -> np.ndarray:
     return share * (s * s / 12.0 + k * k / 48.0 - 1.0 / n)
 
 
-def selection_keys(stats: dict[str, np.ndarray], share: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two orders :func:`select` alternates between, in this order: held-out negentropy
-    ``J = s²/12 + κ²/48`` (sharp missed features: rare, heavy-tailed), and variance share among
-    the candidates whose held-out Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001
-    after a Bonferroni correction over the candidates (large ones: frequent, high-energy, barely
-    non-Gaussian). Insignificant candidates come last in the second order."""
+def selection_keys(stats: dict[str, np.ndarray], share: np.ndarray, n_candidates: int, *,
+                   rank: int | None = None, atoms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two orders :func:`select` alternates between, in this order.
+
+    * Held-out negentropy ``J = s²/12 + κ²/48`` (sharp missed features: rare, heavy-tailed),
+      among the candidates whose variance share is above twice that of an average direction,
+      ``2/rank`` (a missed feature adds its variance to the background's; a direction of
+      below-average variance with a few extreme tokens is a sharp corner of the residual, not a
+      feature). The others follow, in the same order.
+    * Variance share (large features: frequent, high-energy, barely non-Gaussian) among the
+      sparse-coding atoms (``atoms``, a boolean mask; all candidates when None) whose held-out
+      Jarque–Bera statistic ``z_s² + z_κ²`` is significant at 0.001 after a Bonferroni
+      correction over the candidates. Atoms are fitted to explain the rows by non-negative codes;
+      a pursuit optimum maximises non-Gaussianity, and where that is a mixture of two features
+      that fire together it has more variance than either, so taking it by variance first would
+      block both (they lie within |cos| 0.5 of it). Insignificant candidates and non-atoms come
+      last in this order.
+    """
     s, k = stats["skewness"], stats["kurtosis"]
     jb = stats["skewness_z"] ** 2 + stats["kurtosis_z"] ** 2
     # chi² with 2 degrees of freedom: P(JB > t) = exp(−t/2)
     t = -2.0 * math.log(1e-3 / max(1, int(n_candidates)))
-    return s * s / 12.0 + k * k / 48.0, np.where(jb > t, share, -1.0 / (1.0 + share))
+    J = s * s / 12.0 + k * k / 48.0
+    if rank is not None:
+        J = np.where(share > 2.0 / rank, J, -1.0 / (1.0 + J))
+    large = (jb > t) if atoms is None else (jb > t) & np.asarray(atoms, dtype=bool)
+    return J, np.where(large, share, -1.0 / (1.0 + share))
 
 
 def select(C: np.ndarray, keys: Any, k: int) -> np.ndarray:
@@ -328,7 +347,7 @@ def search_and_select(
     k: int,
     *,
     n_atoms: int | None = None,
-    n_iter: int = 10,
+    n_iter: int | tuple[int, int] = (50, 10),
     n_refine: int = 2,
     clip: float = 4.0,
     max_iter: int = 10,
@@ -338,13 +357,14 @@ def search_and_select(
 
     ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
     random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
-    runs ``n_iter`` iterations on the sample, then ``n_refine`` streamed passes over every search
-    row (each atom refitted by least squares to the codes of all search rows); the pursuits run on
-    the whitened sample. ``select_raw()`` yields the (uncentred) rows of the selection part,
-    which are only ever projected on the candidates' filters. ``mean`` (d,), ``eigenvectors``
-    (d, r) and ``eigenvalues`` (r,) are the whitening's: ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the
-    orthonormal whitened basis (k', r) in rank order, every candidate, their held-out statistics
-    and sources.
+    runs ``n_iter`` iterations on the sample (one number, or one for the three-code Euclidean
+    dictionary and one for the one-code ``Σ⁻¹`` dictionary), then ``n_refine`` streamed passes
+    over every search row (each atom refitted by least squares to the codes of all search rows);
+    the pursuits run on the whitened sample. ``select_raw()`` yields the (uncentred) rows of the
+    selection part, which are only ever projected on the candidates' filters. ``mean`` (d,),
+    ``eigenvectors`` (d, r) and ``eigenvalues`` (r,) are the whitening's:
+    ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the orthonormal whitened basis (k', r) in rank order,
+    every candidate, their held-out statistics and sources.
     """
     red = reduce or LocalReducer()
     r = len(eigenvalues)
@@ -356,7 +376,13 @@ def search_and_select(
     # Euclidean read-outs with up to three codes per row (features that fire together keep
     # apart), least-squares read-outs in the background's metric with one (see the module note)
     kinds = dict(metric=[None, metric], sparsity=[3, 1], reduce=red)
-    atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=n_iter, **kinds)
+    n_three, n_one = (n_iter, n_iter) if isinstance(n_iter, (int, np.integer)) else n_iter
+    atoms = sparse_atoms(lambda: [sample_raw], start, n_iter=min(n_three, n_one), **kinds)
+    # the three-code dictionary iterates on alone: co-firing features separate slowly (see above)
+    if n_three > n_one:
+        atoms[0] = sparse_atoms(lambda: [sample_raw], atoms[0], n_iter=n_three - n_one, sparsity=3, reduce=red)
+    elif n_one > n_three:
+        atoms[1] = sparse_atoms(lambda: [sample_raw], atoms[1], n_iter=n_one - n_three, metric=metric, reduce=red)
     if n_refine > 0:
         atoms = sparse_atoms(search_raw, atoms, n_iter=n_refine, **kinds)
     atoms = np.concatenate(atoms)
@@ -374,7 +400,7 @@ def search_and_select(
     stats = project_moments(select_raw, C @ (V / np.sqrt(lam)).T, mean, red)
     share = (C * C) @ lam / float(np.sum(lam))
     key = rank_key(stats, share)
-    idx = select(C, selection_keys(stats, share, len(C)), k)
+    idx = select(C, selection_keys(stats, share, len(C), rank=r, atoms=source == "sparse"), k)
     return {"basis": gram_schmidt(C[idx]), "selected": C[idx], "candidates": C, "chosen": idx, "source": source,
             "share": share, "key": key, **{f"candidate_{n}": v for n, v in stats.items() if n != "n"}}
 

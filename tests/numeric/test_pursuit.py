@@ -8,8 +8,9 @@ from scipy import integrate, stats
 
 from pft.errors import InputError
 from pft.numeric import feature_directions
+from pft.numeric import GaussianBackground
 from pft.numeric._pursuit import (HeldOutMoments, _clipped_normal_m4, gram_schmidt, pursuit, select,
-                                  sparse_atoms)
+                                  selection_keys, sparse_atoms)
 from pft.numeric._reduce import LocalReducer
 
 
@@ -88,6 +89,61 @@ def test_select_drops_duplicates_and_mixtures_and_gram_schmidt_is_orthonormal():
     np.testing.assert_allclose(Q @ Q.T, np.eye(3), atol=1e-12)
 
 
+def _cofiring_pair(seed, N=20000, d=48):
+    """Rows with two orthonormal sparse features a, b that fire together on 10 % of the rows
+    (each also alone on 3 %), four independent sparse features, and a correlated Gaussian
+    background."""
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    a, b, others = Q[0], Q[1], Q[2:6]
+    joint = rng.random(N) < 0.1
+    ca = (joint | (rng.random(N) < 0.03)) * rng.exponential(size=N)
+    cb = (joint | (rng.random(N) < 0.03)) * rng.exponential(size=N)
+    co = rng.exponential(size=(N, 4)) * (rng.random((N, 4)) < 0.1)
+    mix = np.eye(d) * 0.5 + 0.3 * rng.normal(size=(d, d)) / np.sqrt(d)
+    x = rng.normal(size=(N, d)) @ mix + 4.0 * (np.outer(ca, a) + np.outer(cb, b) + co @ others)
+    return x, a, b
+
+
+def test_feature_directions_report_both_of_a_cofiring_pair():
+    # against the planted directions: both of the pair matched at |cos| ≥ 0.9 by the 8 reported
+    # directions on at least 5 of 6 seeds. Measured, the smaller of the two best |cos| per seed:
+    # 0.98 0.77 0.98 0.97 0.98 0.98.
+    # The previous search (10 sample iterations of the sparse coding; variance share over every
+    # candidate, pursuit optima included) reached 0.9 on 3 of the 6 (0.85 0.73 0.98 0.96 0.82
+    # 0.97): a mixture of the pair, with more variance than either, was taken first and blocked
+    # the other.
+    worse = []
+    for seed in range(6):
+        x, a, b = _cofiring_pair(seed)
+        P = feature_directions(x, 8, seed=seed).patterns
+        worse.append(min(np.abs(P @ a).max(), np.abs(P @ b).max()))
+    assert sum(c >= 0.9 for c in worse) >= 5, np.round(worse, 3)
+
+
+def test_selection_keys_skip_low_variance_tails_and_non_atoms_by_variance():
+    # candidates (variance share in units of an average direction's, 1/r): 0 a sharp direction
+    # of half the average variance (a corner of the residual), 1 a sharp feature (3x), 2 a
+    # pursuit optimum that mixes two features (4x), 3 and 4 the two features as atoms (2.5x,
+    # 2.4x), 5 an insignificant atom (5x)
+    n, r = 5000, 10
+    skew = np.array([20.0, 2.0, 1.2, 1.0, 1.0, 0.01])
+    kurt = np.array([400.0, 6.0, 2.0, 1.5, 1.5, 0.01])
+    st = {"skewness": skew, "kurtosis": kurt, "skewness_z": skew / math.sqrt(6 / n),
+          "kurtosis_z": kurt / math.sqrt(24 / n)}
+    share = np.array([0.5, 3.0, 4.0, 2.5, 2.4, 5.0]) / r
+    atoms = np.array([False, False, False, True, True, True])
+    J, S = selection_keys(st, share, 6, rank=r, atoms=atoms)
+    assert list(np.argsort(-J, kind="stable")) == [1, 2, 3, 4, 5, 0]  # 0: share 0.5/r < 2/r, last
+    assert J[0] < 0 < J[5]
+    assert list(np.argsort(-S, kind="stable")[:2]) == [3, 4]  # share order: atoms that are significant
+    assert np.all(S[[0, 1, 2, 5]] < 0)
+    # without rank and atoms: the previous keys (negentropy; share of every significant candidate)
+    J0, S0 = selection_keys(st, share, 6)
+    np.testing.assert_allclose(J0, skew**2 / 12 + kurt**2 / 48)
+    assert list(np.argsort(-S0, kind="stable")[:2]) == [2, 1]
+
+
 def test_feature_directions_find_a_planted_skewed_feature():
     rng = np.random.default_rng(3)
     d, N = 24, 12000
@@ -139,3 +195,23 @@ def test_sparse_atoms_on_torch_tensors_equal_numpy(sparsity):
     got = sparse_atoms(lambda: torch.tensor_split(t, 3), start, n_iter=5, sparsity=[sparsity, 1], metric=[None, M])
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_iterations_per_dictionary_equal_running_the_dictionaries_apart():
+    # n_iter=(a, b): both dictionaries iterate min(a, b) times together, then the one with more
+    # iterations continues alone — the same atoms as learning each dictionary by itself
+    from pft.numeric._pursuit import search_and_select
+
+    rng = np.random.default_rng(5)
+    x = rng.exponential(size=(3000, 10)) * (rng.random((3000, 10)) < 0.2) + 0.3 * rng.normal(size=(3000, 10))
+    g = GaussianBackground().fit(x)
+    V, lam = g.eigenvectors_, g.eigenvalues_
+    M = (V / lam) @ V.T
+    start = np.concatenate([V[:, :4].T, -V[:, :4].T])
+    out = search_and_select(lambda: [x], x, g._whiten(x), lambda: [x], g.mean_, V, lam, 4,
+                            n_iter=(7, 3), n_refine=0)
+    three = sparse_atoms(lambda: [x], start, n_iter=7, sparsity=3, tol=0.0)
+    one = sparse_atoms(lambda: [x], start, n_iter=3, sparsity=1, metric=M, tol=0.0)
+    U = (np.concatenate([three, one]) @ V) / np.sqrt(lam)
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    np.testing.assert_allclose(out["candidates"][: len(U)], U, atol=1e-9)
