@@ -263,20 +263,15 @@ def score(
             return as_device_matrix(block, name, dev, **where)
         return host(block) if validated[0] else as_matrix(block, name, **where)
 
-    def chunks(step: int | None = None):
-        """(x, x̂, held-out mask, global train index of the first train row, same for test):
-        numpy on the host, or float64 tensors on ``device``; each chunk in blocks of at most
-        ``step`` rows when given."""
+    def chunks():
+        """(x, x̂, held-out mask, global train index of the first train row, same for test),
+        chunk by chunk: numpy on the host, or float64 tensors on ``device``."""
         tr_seen = te_seen = 0
-        for (lo, hi), te_chunk in zip(bounds, te_masks):
-            block = step or max(1, hi - lo)
-            for a in range(lo, hi, block):
-                b = min(hi, a + block)
-                te = te_chunk[a - lo : b - lo]
-                xc, xh = rows(x, a, b, "activations"), rows(xhat, a, b, "reconstruction")
-                yield xc, xh, like(te, xc), tr_offset + tr_seen, te_offset + te_seen
-                tr_seen += int((~te).sum())
-                te_seen += int(te.sum())
+        for (lo, hi), te in zip(bounds, te_masks):
+            xc, xh = rows(x, lo, hi, "activations"), rows(xhat, lo, hi, "reconstruction")
+            yield xc, xh, like(te, xc), tr_offset + tr_seen, te_offset + te_seen
+            tr_seen += int((~te).sum())
+            te_seen += int(te.sum())
 
     stages = _Stages(["moments", "gaussian", "perturbative", "held-out", "mardia", "predictability"], progress)
     try:
