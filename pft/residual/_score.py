@@ -141,11 +141,12 @@ def score(
     precision : {"float64", "float32", "tf32"}, default "float64"
         Arithmetic of the one O(N d²) product, the Gram matrix of ``[x | r]`` (as in
         :class:`pft.numeric.GaussianBackground`): each block of rows is centred in float64 and
-        only its within-block sums are taken in float32 (TF32 on CUDA for ``"tf32"``), then
-        merged in float64. ``"float32"`` halves that pass's time on a CPU; the report's
-        fields move by less than 1e-4 relative (about 1e-6 for most), the directions and filters
-        the iterative search returns by less than 1e-3 (6.6e-4 measured on ``pft.toy``); every
-        other statistic stays float64.
+        only its within-block sums are taken in float32, then merged in float64.
+        ``"float32"`` halves that pass's time on a CPU; the report's fields move by less than
+        1e-4 relative (about 1e-6 for most), the directions and filters the iterative search
+        returns by less than 1e-3 (6.6e-4 measured on ``pft.toy``); every other statistic stays
+        float64. ``"tf32"``: TF32 tensor cores on CUDA (products accurate to about 1e-3, so
+        the fields move by more); float32 elsewhere.
 
     Returns
     -------

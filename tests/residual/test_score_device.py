@@ -46,6 +46,27 @@ def test_score_on_device_equals_numpy(pair, device):
     _assert_same_report(got, ref)
 
 
+@pytest.mark.parametrize("precision", ["float32", "tf32"])
+def test_low_precision_gram_on_device_stays_within_the_documented_bound(pair, device, precision):
+    # the float64 numpy report is the reference; score's docstring promises < 1e-4 relative
+    # (max-norm for arrays), < 1e-3 for the directions and filters (TF32 is float32 off CUDA;
+    # on CUDA its 1e-3 products are outside this bound and only the float32 case is checked)
+    if precision == "tf32" and str(device).startswith("cuda"):
+        pytest.skip("TF32 products are 1e-3-accurate: the documented bound is for float32")
+    data, xh = pair
+    ref = score(data.activations, xh, seed=1, progress=False, chunk_rows=5000).to_dict()
+    got = score(data.activations, xh, seed=1, progress=False, chunk_rows=5000, device=device,
+                precision=precision).to_dict()
+    for key, want in ref.items():
+        if isinstance(want, (str, dict, bool)) or want is None:
+            continue
+        a, b = np.asarray(want, float), np.asarray(got[key], float)
+        if not np.isfinite(a).all():
+            continue
+        err = float(np.max(np.abs(a - b), initial=0.0)) / max(float(np.max(np.abs(a), initial=0.0)), 1e-12)
+        assert err < (1e-3 if key in ("nongaussian_directions", "nongaussian_filters") else 1e-4), key
+
+
 def test_score_takes_tensors_already_on_the_device_in_float32(pair, device):
     data, xh = pair
     x32, xh32 = data.activations.astype(np.float32), xh.astype(np.float32)
