@@ -1,5 +1,6 @@
 """Shared toy models for the pft.degrade tests: a regular linear regression whose tempered
-posterior is an exact Gaussian, and a parameter checksum to prove models are not mutated."""
+posterior is an exact Gaussian, stationary AR(1) chains with a known autocorrelation, and a
+parameter checksum to prove models are not mutated."""
 
 import hashlib
 import math
@@ -43,9 +44,24 @@ def checksum(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def ar1_chains(rho, n_chains, n, rng):
+    """Stationary AR(1) chains x_t = ρ x_{t-1} + sqrt(1-ρ²) ξ_t (unit variance), (n_chains, n)."""
+    x = np.empty((n_chains, n))
+    x[:, 0] = rng.normal(size=n_chains)
+    xi = rng.normal(size=(n_chains, n)) * math.sqrt(1 - rho**2)
+    for t in range(1, n):
+        x[:, t] = rho * x[:, t - 1] + xi[:, t]
+    return x
+
+
 @pytest.fixture
 def regression():
     return make_regression
+
+
+@pytest.fixture(name="ar1")
+def ar1_fixture():
+    return ar1_chains
 
 
 @pytest.fixture(name="checksum")

@@ -10,39 +10,28 @@ from pft.degrade._diagnostics import drift_z, mcse_mean
 from pft.errors import InputError
 
 
-def ar1(rho, n_chains, n, seed):
-    """Stationary AR(1) chains x_t = ρ x_{t-1} + sqrt(1-ρ²) ξ_t (unit variance)."""
-    rng = np.random.default_rng(seed)
-    x = np.empty((n_chains, n))
-    x[:, 0] = rng.normal(size=n_chains)
-    xi = rng.normal(size=(n_chains, n)) * math.sqrt(1 - rho**2)
-    for t in range(1, n):
-        x[:, t] = rho * x[:, t - 1] + xi[:, t]
-    return x
-
-
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
-def test_ess_of_ar1_matches_integrated_autocorrelation_time(rho):
+def test_ess_of_ar1_matches_integrated_autocorrelation_time(rho, ar1):
     # AR(1): ρ_k = ρ^k, so τ = 1 + 2 Σ ρ^k = (1 + ρ)/(1 - ρ) exactly. The ESS estimate of
     # N = 80 000 draws has a relative error of a few per cent at these τ; allow 12 %.
-    x = ar1(rho, 4, 20_000, seed=1)
+    x = ar1(rho, 4, 20_000, np.random.default_rng(1))
     truth = x.size * (1 - rho) / (1 + rho)
     assert abs(effective_sample_size(x) / truth - 1) < 0.12
 
 
-def test_mcse_is_calibrated_over_replicates():
+def test_mcse_is_calibrated_over_replicates(ar1):
     # The spread of the means of 200 independent AR(1) runs is the true standard error of one
     # run's mean; the average mcse_mean must agree with it (sd of an sd from 200 runs: 5 %).
     rho, means, ses = 0.8, [], []
     for seed in range(200):
-        x = ar1(rho, 2, 500, seed=100 + seed)
+        x = ar1(rho, 2, 500, np.random.default_rng(100 + seed))
         means.append(x.mean())
         ses.append(mcse_mean(x))
     assert abs(np.mean(ses) / np.std(means, ddof=1) - 1) < 0.2
 
 
-def test_split_rhat_near_one_for_mixed_chains_and_large_when_not():
-    x = ar1(0.5, 4, 2000, seed=2)
+def test_split_rhat_near_one_for_mixed_chains_and_large_when_not(ar1):
+    x = ar1(0.5, 4, 2000, np.random.default_rng(2))
     assert abs(split_rhat(x) - 1) < 0.01
     shifted = x + np.array([0.0, 0.0, 0.0, 1.0])[:, None]
     assert split_rhat(shifted) > 1.1
@@ -54,12 +43,12 @@ def test_split_rhat_near_one_for_mixed_chains_and_large_when_not():
     assert split_rhat(scaled) > 1.1
 
 
-def test_drift_z_is_standard_normal_when_stationary_and_large_for_a_trend():
-    zs = [drift_z(ar1(0.5, 4, 1000, seed=10 + s)) for s in range(40)]
+def test_drift_z_is_standard_normal_when_stationary_and_large_for_a_trend(ar1):
+    zs = [drift_z(ar1(0.5, 4, 1000, np.random.default_rng(10 + s))) for s in range(40)]
     # 40 draws of an (approximately) standard normal: mean within 4/sqrt(40), sd in [0.6, 1.5].
     assert abs(np.mean(zs)) < 4 / math.sqrt(40)
     assert 0.6 < np.std(zs) < 1.5
-    x = ar1(0.5, 4, 1000, seed=3) + np.linspace(1.0, 0.0, 1000)  # a falling loss
+    x = ar1(0.5, 4, 1000, np.random.default_rng(3)) + np.linspace(1.0, 0.0, 1000)  # a falling loss
     assert drift_z(x) > 4
     assert math.isnan(drift_z(x[:, :50]))  # segments too short to judge
 

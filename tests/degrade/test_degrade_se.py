@@ -17,15 +17,6 @@ from scipy.integrate import quad
 from pft.degrade._results import ChainDiagnostics, SampleResult
 
 
-def ar1(phi, n_chains, n, rng):
-    x = np.empty((n_chains, n))
-    x[:, 0] = rng.normal(size=n_chains)
-    xi = rng.normal(size=(n_chains, n)) * math.sqrt(1 - phi**2)
-    for t in range(1, n):
-        x[:, t] = phi * x[:, t - 1] + xi[:, t]
-    return x
-
-
 def var_of_mean(phi, n):
     """Variance of the mean of n draws of a unit-variance stationary AR(1) series."""
     return (n * (1 + phi) / (1 - phi) - 2 * phi * (1 - phi**n) / (1 - phi) ** 2) / n**2
@@ -49,7 +40,7 @@ def test_var_of_mean_formula_is_the_sum_of_autocovariances():
 
 
 @pytest.mark.parametrize("slow_sd, n_chains", [(0.0, 4), (0.12, 4), (0.12, 8)])
-def test_se_includes_modes_slower_than_a_chain(slow_sd, n_chains):
+def test_se_includes_modes_slower_than_a_chain(slow_sd, n_chains, ar1):
     # 200 runs of C chains x 2000 draws, φ = 0.9 (τ = 19). With the slow mode (s = 0.12) its
     # share of the variance of the mean is 60 %: the autocorrelation-time SE alone must
     # then fall clearly short, while the reported SE (the larger of it and the between-chain
