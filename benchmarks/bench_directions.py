@@ -7,7 +7,8 @@ The search is timed two ways: the features fit minus the principal fit (what it 
 difference of two timings, so noisy on a shared machine), and the time spent inside the search
 itself (sparse coding on the sample and its streamed refinement, the pursuits, the held-out
 selection pass), measured by wrapping it during the features fit. Its in-memory part works on
-at most ``max(2048, 2²¹/d)`` rows whatever N is, so the ratio falls as N grows.
+at most ``max(2048, 2²¹/d)`` rows whatever N is (sparse coding on half of them, the pursuits on
+all, float32 products), so the ratio falls as N grows.
 
     python -m benchmarks.bench_directions [--tokens 40000] [--dim 384] [--repeats 2]
 """

@@ -17,7 +17,7 @@ from pft._validate import as_matrix, check_finite, describe
 from pft.errors import InputError
 
 __all__ = [
-    "is_tensor", "host", "like", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
+    "is_tensor", "host", "like", "like_dtype", "single", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
 ]
 
 
@@ -46,6 +46,26 @@ def like(a: Any, ref: Any) -> Any:
     arr = np.asarray(a)
     dtype = torch.bool if arr.dtype == bool else torch.float64
     return torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype, device=ref.device)
+
+
+def like_dtype(a: Any, ref: Any) -> Any:
+    """``a`` (numpy or tensor) in the backend, device and dtype of ``ref`` (so that a product
+    with ``ref`` runs in ``ref``'s precision)."""
+    if not is_tensor(ref):
+        return np.asarray(host(a) if is_tensor(a) else a, dtype=ref.dtype)
+    return like(a, ref).to(ref.dtype)
+
+
+def single(a: Any, scale: float = 1.0) -> Any:
+    """A float32 copy of an array or tensor (times ``scale``, applied before the cast), in its
+    own backend and on its own device."""
+    if scale != 1.0:
+        a = a * scale
+    if is_tensor(a):
+        import torch
+
+        return a.to(torch.float32)
+    return np.asarray(a, dtype=np.float32)
 
 
 def rowsq(a: Any) -> Any:

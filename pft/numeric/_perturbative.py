@@ -288,13 +288,14 @@ class PerturbativeBackground:
         rank = gauss.rank_
         ica = self.directions is None and self.basis in ("ica", "features")
 
-        def split(part: str, thin: float = 1.0):
+        def split(part: str, thin: float = 1.0, half: list | None = None):
             """Rows of one split, chunk by chunk, with the number of calibration rows in the
             chunk. ``ica``: half the rows choose the directions (``thin``: a random fraction of
             that half; for 'features' three quarters of the choosing half search and the last
             quarter selects), a quarter estimates, a quarter calibrates; otherwise half estimate
             and half calibrate. Rows come as they are (not centred: sparse codes are
-            non-negative)."""
+            non-negative). ``half``, a list, receives for each chunk the mask of the yielded
+            rows that fall in half of the split (by the same global uniforms)."""
             n_cal = []
 
             def keep(off: int, n: int) -> np.ndarray:
@@ -304,6 +305,8 @@ class PerturbativeBackground:
                 if part == "choose":
                     return u < 0.5 * thin
                 if part == "search":
+                    if half is not None:
+                        half.append((u < 0.1875 * thin)[u < 0.375 * thin])
                     return u < 0.375 * thin
                 if part == "select":
                     return (u >= 0.375) & (u < 0.5)
@@ -345,11 +348,13 @@ class PerturbativeBackground:
                     raise InputError(f"`X` has {N} rows; the 'features' basis needs at least 16.")
                 cap = self.max_ica_rows if self.max_ica_rows is not None else max(2048, 2**21 // rank)
                 frac = min(1.0, cap / (0.375 * N))
-                sample = concat([x for x, _ in split("search", thin=frac)], d)
+                half: list = []
+                sample = concat([x for x, _ in split("search", thin=frac, half=half)], d)
                 found = search_and_select(
                     lambda: (x for x, _ in split("search")), sample, gauss._whiten(sample),
                     lambda: (x for x, _ in split("select")), gauss.mean_,
-                    gauss.eigenvectors_, gauss.eigenvalues_, r, reduce=red,
+                    gauss.eigenvectors_, gauss.eigenvalues_, r,
+                    sample_half=np.concatenate(half) if half else np.zeros(0, dtype=bool), reduce=red,
                 )
                 B = found["basis"]
                 self.selected_ = found["selected"]

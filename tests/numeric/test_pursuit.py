@@ -210,8 +210,11 @@ def test_iterations_per_dictionary_equal_running_the_dictionaries_apart():
     start = np.concatenate([V[:, :4].T, -V[:, :4].T])
     out = search_and_select(lambda: [x], x, g._whiten(x), lambda: [x], g.mean_, V, lam, 4,
                             n_iter=(7, 3), n_refine=0)
-    three = sparse_atoms(lambda: [x], start, n_iter=7, sparsity=3, tol=0.0)
-    one = sparse_atoms(lambda: [x], start, n_iter=3, sparsity=1, metric=M, tol=0.0)
+    x32 = x.astype(np.float32)  # the search's products run in float32
+    three = sparse_atoms(lambda: [x32], start, n_iter=7, sparsity=3, tol=0.0)
+    one = sparse_atoms(lambda: [x32], start, n_iter=3, sparsity=1, metric=M, tol=0.0)
     U = (np.concatenate([three, one]) @ V) / np.sqrt(lam)
     U /= np.linalg.norm(U, axis=1, keepdims=True)
-    np.testing.assert_allclose(out["candidates"][: len(U)], U, atol=1e-9)
+    # float32 products: one product with both dictionaries' read-outs rounds differently from
+    # one per dictionary (8.5e-8 measured)
+    np.testing.assert_allclose(out["candidates"][: len(U)], U, atol=1e-6)

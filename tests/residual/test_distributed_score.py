@@ -51,18 +51,24 @@ def _two_ranks_against_one_process(torchrun, tmp_path, device):
         if isinstance(ref, (str, dict)):  # what was excluded, why a field is NaN
             assert got == ref, key
             continue
-        tol = 1e-10
-        if key.startswith("nongaussian_") and isinstance(ref, list) and len(ref) == len(significant):
+        search = key.startswith("nongaussian_")
+        if search and isinstance(ref, list) and len(ref) == len(significant):
             # Directions with kurtosis indistinguishable from 0 are not determined by the data
             # (any rotation among them is as good), so rounding differences move them; the
-            # significant ones are determined and must agree — to 1e-8, the search being an
-            # iteration that stops at a tolerance (summation order across ranks moves its end
-            # point at about 1e-10: 2.4e-10 measured on one filter entry)
-            got, ref, tol = np.asarray(got)[significant], np.asarray(ref)[significant], 1e-8
+            # significant ones are determined and must agree
+            got, ref = np.asarray(got)[significant], np.asarray(ref)[significant]
         if isinstance(ref, float) and np.isnan(ref):
             assert np.isnan(got), key
+        elif search:
+            # Everything downstream of the direction search agrees to 1e-3 of the array's
+            # largest entry: the search's products are float32 (each rank sums its own rows, one
+            # process all of them in one product, so they round differently) and it iterates,
+            # which moves its end point by about 1e-4 (1.2e-4 measured on a filter entry on the
+            # torch path, 1.3e-7 relative on nongaussian_bits); the rest agrees to 1e-10
+            a, b = np.asarray(ref, float), np.asarray(got, float)
+            assert np.max(np.abs(a - b), initial=0.0) < 1e-3 * max(np.max(np.abs(a), initial=0.0), 1e-12), key
         else:
-            np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=tol, atol=tol, err_msg=key)
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=1e-10, atol=1e-10, err_msg=key)
 
 
 @pytest.mark.slow

@@ -10,8 +10,10 @@ from pft.errors import InputError
 from pft.residual import score
 from pft.toy import interpretations, superposition
 
-# Fields downstream of the FastICA iterations: converged to a tolerance, so rounding (a
-# different summation order on another device) moves them by ~tol, not by 1e-10.
+# Fields downstream of the direction search: its products are float32 and it iterates, so a
+# different summation order (another backend, other chunks or ranks) moves its end point by
+# about 1e-4 (1.5e-4 measured on a unit direction, 8e-6 relative on nongaussian_bits), not 1e-10;
+# they are compared in max-norm relative to the array's largest entry.
 _ICA = ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z", "nongaussian_bits", "nongaussian_bits_se",
         "nongaussian_skewness", "nongaussian_skewness_z", "nongaussian_filters", "nongaussian_variance_share")
 
@@ -35,8 +37,15 @@ def _assert_same_report(got, ref):
         elif isinstance(want, float) and np.isnan(want):
             assert np.isnan(have), key
         else:
-            tol = 1e-6 if key in _ICA else 1e-9
-            np.testing.assert_allclose(np.asarray(have, float), np.asarray(want, float), rtol=tol, atol=tol, err_msg=key)
+            a, b = np.asarray(want, float), np.asarray(have, float)
+            if key in _ICA:
+                assert _max_rel(a, b) < 1e-3, key
+            else:
+                np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9, err_msg=key)
+
+
+def _max_rel(a, b):
+    return float(np.max(np.abs(a - b), initial=0.0)) / max(float(np.max(np.abs(a), initial=0.0)), 1e-12)
 
 
 def test_score_on_device_equals_numpy(pair, device):
