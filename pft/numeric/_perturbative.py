@@ -351,9 +351,9 @@ class PerturbativeBackground:
                 half: list = []
                 sample = concat([x for x, _ in split("search", thin=frac, half=half)], d)
                 found = search_and_select(
-                    lambda: (x for x, _ in split("search")), sample, gauss._whiten(sample),
+                    lambda: (x for x, _ in split("search")), sample,
                     lambda: (x for x, _ in split("select")), gauss.mean_,
-                    gauss.eigenvectors_, gauss.eigenvalues_, r,
+                    gauss.eigenvectors_[:, :rank], gauss.eigenvalues_[:rank], r,
                     sample_half=np.concatenate(half) if half else np.zeros(0, dtype=bool), reduce=red,
                 )
                 B = found["basis"]

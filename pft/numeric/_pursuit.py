@@ -356,7 +356,6 @@ def gram_schmidt(U: np.ndarray) -> np.ndarray:
 def search_and_select(
     search_raw: Callable[[], Iterable[Any]],
     sample_raw: Any,
-    sample_white: Any,
     select_raw: Callable[[], Iterable[Any]],
     mean: np.ndarray,
     eigenvectors: np.ndarray,
@@ -374,7 +373,7 @@ def search_and_select(
     """The search on one part of the rows and the selection on another.
 
     ``search_raw()`` yields the (uncentred) rows of the search part; ``sample_raw`` holds a
-    random sample of them in memory and ``sample_white`` the same rows whitened. Sparse coding
+    random sample of them in memory (whitened here for the pursuits). Sparse coding
     runs ``n_iter`` iterations on the sample (one number, or one for the three-code Euclidean
     dictionary and one for the one-code ``Σ⁻¹`` dictionary), then ``n_refine`` streamed passes
     over every search row (each atom refitted by least squares to the codes of all search rows);
@@ -395,11 +394,13 @@ def search_and_select(
     scale = 1.0
     if rms > 0 and not 2.0**-40 <= rms <= 2.0**40:
         scale = 2.0 ** -round(math.log2(rms))
-    sample_raw, sample_white = single(sample_raw, scale), single(sample_white)
     r = len(eigenvalues)
+    V, lam = eigenvectors[:, :r], eigenvalues[:r]
+    centred = single(sample_raw - like(mean, sample_raw), scale)
+    sample_white = centred @ like_dtype((V / np.sqrt(lam)) / scale, centred)
+    sample_raw = single(sample_raw, scale)
     m = int(n_atoms) if n_atoms is not None else 2 * k
     half = max(1, min(r, (m + 1) // 2))
-    V, lam = eigenvectors[:, :r], eigenvalues[:r]
     start = np.concatenate([V[:, :half].T, -V[:, :half].T])
     metric = (V / lam) @ V.T
     # Euclidean read-outs with up to three codes per row (features that fire together keep
@@ -575,8 +576,8 @@ def feature_directions(
     p = cap / max(1.0, float(red.sum(len(search))))
     sample = search[like(v < p, search)]
     found = search_and_select(
-        lambda: [search], sample, g._whiten(sample), lambda: [held], g.mean_,
-        g.eigenvectors_, g.eigenvalues_, int(k), sample_half=(v < 0.5 * p)[v < p], reduce=red,
+        lambda: [search], sample, lambda: [held], g.mean_,
+        g.eigenvectors_[:, :r], g.eigenvalues_[:r], int(k), sample_half=(v < 0.5 * p)[v < p], reduce=red,
     )
     U = found["selected"]
     st = project_moments(lambda: [test], g.filter(U), g.mean_, red)

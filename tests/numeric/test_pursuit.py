@@ -208,7 +208,7 @@ def test_iterations_per_dictionary_equal_running_the_dictionaries_apart():
     V, lam = g.eigenvectors_, g.eigenvalues_
     M = (V / lam) @ V.T
     start = np.concatenate([V[:, :4].T, -V[:, :4].T])
-    out = search_and_select(lambda: [x], x, g._whiten(x), lambda: [x], g.mean_, V, lam, 4,
+    out = search_and_select(lambda: [x], x, lambda: [x], g.mean_, V, lam, 4,
                             n_iter=(7, 3), n_refine=0)
     x32 = x.astype(np.float32)  # the search's products run in float32
     three = sparse_atoms(lambda: [x32], start, n_iter=7, sparsity=3, tol=0.0)
@@ -218,3 +218,41 @@ def test_iterations_per_dictionary_equal_running_the_dictionaries_apart():
     # float32 products: one product with both dictionaries' read-outs rounds differently from
     # one per dictionary (8.5e-8 measured)
     np.testing.assert_allclose(out["candidates"][: len(U)], U, atol=1e-6)
+
+
+def test_the_search_runs_on_the_support_of_a_rank_deficient_background():
+    # rows in a 6-dimensional subspace of 10 dimensions, background kept on its support
+    # (singular="project"): the search whitens with the rank_ supported eigenpairs only, and the
+    # planted feature, which lies in the support, is found there
+    from pft.numeric import PerturbativeBackground
+
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.normal(size=(10, 6)))[0].T  # (6, 10) orthonormal rows
+    f = basis[0] + basis[1]
+    f /= np.linalg.norm(f)
+    codes = rng.exponential(size=6000) * (rng.random(6000) < 0.1)
+    x = rng.normal(size=(6000, 6)) @ basis + 5 * np.outer(codes, f)
+    g = GaussianBackground(shrinkage=0.0, singular="project").fit(x)
+    assert g.rank_ == 6
+    p = PerturbativeBackground(basis="features", gaussian=g, n_directions=2, seed=0).fit(x)
+    off_support = p.directions_ - (p.directions_ @ basis.T) @ basis
+    assert np.max(np.abs(off_support)) < 1e-8
+    assert np.max(np.abs(p.directions_ @ f)) > 0.95
+    found = feature_directions(x, 2, gaussian=g, seed=0)
+    assert abs(found.patterns[0] @ f) > 0.95
+
+
+@pytest.mark.parametrize("scale", [1e-50, 1.0, 1e50])
+def test_float32_search_products_are_scale_free(scale):
+    # the search's products are float32; raw rows far outside its range are scaled by a power of
+    # two first, so the directions found do not depend on the data's units
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=12)
+    f /= np.linalg.norm(f)
+    x = rng.normal(size=(5000, 12)) + 4 * np.outer(rng.exponential(size=5000) * (rng.random(5000) < 0.1), f)
+    ref = feature_directions(x, 2, seed=0)
+    got = feature_directions(x * scale, 2, seed=0)
+    assert abs(ref.patterns[0] @ f) > 0.95
+    # the planted direction (the second is a weak one that float32 rounding moves by ~1e-3)
+    assert abs(got.patterns[0] @ ref.patterns[0]) > 1 - 1e-6
+    assert got.kurtosis[0] == pytest.approx(ref.kurtosis[0], rel=1e-4)
