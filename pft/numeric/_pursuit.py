@@ -380,8 +380,9 @@ def search_and_select(
     the pursuits run on the whitened sample. ``sample_half``, a boolean mask of the sample's
     rows, is the part on which sparse coding iterates (None: the whole sample; the streamed
     passes then fit the atoms to every search row); choose it by global row index, so that
-    several ranks together hold the rows one process would. ``select_raw()`` yields the (uncentred) rows of the
-    selection part, which are only ever projected on the candidates' filters. ``mean`` (d,),
+    several ranks together hold the rows one process would. ``select_raw()`` yields the
+    (uncentred) rows of the selection part, which are only ever projected on the candidates'
+    filters. ``mean`` (d,),
     ``eigenvectors`` (d, r) and ``eigenvalues`` (r,) are the whitening's:
     ``w = Λ^{-1/2} Vᵀ (x − μ)``. Returns the orthonormal whitened basis (k', r) in rank order,
     every candidate, their held-out statistics and sources.
@@ -572,8 +573,9 @@ def feature_directions(
     f = float(select_fraction)
     search, held, test = X[like(u >= 2 * f, X)], X[like((u >= f) & (u < 2 * f), X)], X[like(u < f, X)]
     cap = max(2048, 2**21 // r)
-    v = uniforms(offset, len(search), seed, 14)
-    p = cap / max(1.0, float(red.sum(len(search))))
+    s_off, n_search = red.offset_and_total(len(search))  # the sample follows global search-row indices
+    v = uniforms(s_off, len(search), seed, 14)
+    p = cap / max(1.0, float(n_search))
     sample = search[like(v < p, search)]
     found = search_and_select(
         lambda: [search], sample, lambda: [held], g.mean_,

@@ -256,3 +256,41 @@ def test_float32_search_products_are_scale_free(scale):
     # the planted direction (the second is a weak one that float32 rounding moves by ~1e-3)
     assert abs(got.patterns[0] @ ref.patterns[0]) > 1 - 1e-6
     assert got.kurtosis[0] == pytest.approx(ref.kurtosis[0], rel=1e-4)
+
+
+_FD_WORKER = """
+import sys, datetime
+import numpy as np
+import torch.distributed as dist
+from pft.numeric import feature_directions
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=120))
+rank = dist.get_rank()
+x = np.load(sys.argv[1])
+mine = x[:2345] if rank == 0 else x[2345:]  # uneven shards
+found = feature_directions(mine, 2, seed=0, distributed=True)
+if rank == 0:
+    np.save(sys.argv[2], np.concatenate([found.patterns.ravel(), found.kurtosis, [found.n_search, found.n_test]]))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_feature_directions_on_two_ranks_equal_one_process(tmp_path, torchrun):
+    # the search's sample, its half and the splits follow global row indices, so two ranks
+    # find what one process finds (to the float32 rounding of the search's products); d = 1024
+    # so that the sample (2048 rows) is a strict subset of the search rows
+    rng = np.random.default_rng(6)
+    f = rng.normal(size=1024)
+    f /= np.linalg.norm(f)
+    x = rng.normal(size=(6000, 1024)) + 6 * np.outer(rng.exponential(size=6000) * (rng.random(6000) < 0.1), f)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "w.py").write_text(_FD_WORKER)
+    proc = torchrun([tmp_path / "w.py", tmp_path / "x.npy", tmp_path / "out.npy"], timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = np.load(tmp_path / "out.npy")
+    one = feature_directions(x, 2, seed=0)
+    pat = out[:2048].reshape(2, 1024)
+    assert out[-2] == one.n_search and out[-1] == one.n_test
+    assert abs(one.patterns[0] @ f) > 0.95
+    assert abs(pat[0] @ one.patterns[0]) > 1 - 1e-6
+    assert out[2048] == pytest.approx(one.kurtosis[0], rel=1e-4)
