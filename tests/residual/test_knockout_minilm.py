@@ -1,9 +1,11 @@
 """The knockout protocol on real activations (MiniLM-L6 block 3; CI: the models extra).
 
-Thresholds are set from measurement, not hope: on 4096 tokens with this SAE (FVU ≈ 0.12), the
-four highest-energy latents (firing on 5–21 % of tokens) were all recovered at |cos| 0.93–0.99
-(seeds 0 and 1), with the knockout's non-Gaussian bits 10.7–12.6 combined SE above its twin's.
-The test asks for 3 of 4 and 5 SE.
+Thresholds are set from measurement, not hope: on 4096 tokens with this SAE (FVU ≈ 0.12) and
+the current direction search, seed 0 (the test's) recovers all four highest-energy latents
+(firing on 5–21 % of tokens) at |cos| 0.91–0.98, with the knockout's non-Gaussian bits 13.2
+combined SE above its twin's; seed 1 recovers 2 of 4 (0.99 0.96 0.83 0.62) at 10.9 SE. The test
+asks for 3 of 4 and 5 SE at seed 0: a regression guard for this setting, not a claim that every
+seed reaches 3 of 4 (docs/real_models.md, "Reproduce").
 """
 
 import os
