@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from pft._device import as_device_matrix, concat, host, is_tensor, like, like_dtype, resolve_device, single
+from pft._device import as_device_matrix, host, is_tensor, like, like_dtype, resolve_device, single
 from pft._results import JsonResult
 from pft._validate import as_matrix
 from pft.errors import InputError
@@ -159,7 +159,10 @@ def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int
             A, B, new = CtC[blk, blk], CtX[blk], D[j].copy()
             ok = np.diag(A) > 0
             if ok.any():
-                sol = np.linalg.lstsq(A[np.ix_(ok, ok)], B[ok], rcond=None)[0]
+                try:  # CᵀC is positive definite unless two atoms code the same rows alike
+                    sol = np.linalg.solve(A[np.ix_(ok, ok)], B[ok])
+                except np.linalg.LinAlgError:
+                    sol = np.linalg.lstsq(A[np.ix_(ok, ok)], B[ok], rcond=None)[0]
                 nb = np.linalg.norm(sol, axis=1)
                 good = nb > 0
                 idx = np.flatnonzero(ok)[good]
@@ -205,9 +208,9 @@ def pursuit(w: Any, start: np.ndarray, *, clip: Any = 4.0, max_iter: int = 30, t
         y3 = y2 * y
         k3 = red.sum(host(y3.sum(0))) / n
         k4 = red.sum(host((y2 * y2).sum(0))) / n - 3.0
-        G = red.sum(host(concat([y2.T, y3.T], 0) @ w)) / n  # E[y² w] and E[y³ w] in one product
-        G3, G4 = G[:m], G[m:] - 3.0 * U
-        Un = k3[:, None] * G3 + (k4[:, None] / 3.0) * G4
+        # κ₃ E[y² w] + (κ₄/3)(E[y³ w] − 3u) as one product: E[(κ₃ y² + (κ₄/3) y³) w] − κ₄ u
+        g = y2 * like_dtype(k3, y) + y3 * like_dtype(k4 / 3.0, y)
+        Un = red.sum(host(g.T @ w)) / n - k4[:, None] * U
         nn = np.linalg.norm(Un, axis=1, keepdims=True)
         Un = np.where(nn > 0, Un / np.where(nn > 0, nn, 1.0), U)
         if sym.any():
