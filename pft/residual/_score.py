@@ -146,7 +146,9 @@ def score(
         1e-4 relative (about 1e-6 for most), the directions and filters the iterative search
         returns by less than 1e-3 (6.6e-4 measured on ``pft.toy``); every other statistic stays
         float64. ``"tf32"``: TF32 tensor cores on CUDA (products accurate to about 1e-3, so
-        the fields move by more); float32 elsewhere.
+        the fields move by more); float32 elsewhere. (The missed-feature search takes its own
+        products in float32 at every precision, with float64 sums, and scores its candidates
+        in float64: see :func:`pft.numeric.feature_directions`.)
 
     Returns
     -------
