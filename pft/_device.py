@@ -9,7 +9,8 @@ rows' device when used (``like``), which costs O(d²) per chunk against the chun
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from pft._validate import as_matrix, check_finite, describe
 from pft.errors import InputError
 
 __all__ = [
-    "is_tensor", "host", "like", "like_dtype", "single", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
+    "is_tensor", "host", "like", "like_dtype", "single", "matmul_precision", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
 ]
 
 
@@ -66,6 +67,21 @@ def single(a: Any, scale: float = 1.0) -> Any:
 
         return a.to(torch.float32)
     return np.asarray(a, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Within the block, torch's float32 matrix products use TF32 tensor cores when
+    ``precision`` is ``"tf32"`` and full float32 otherwise; the previous setting comes back on
+    exit (numpy products are unaffected)."""
+    import torch
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def rowsq(a: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from pft._device import as_device_matrix, is_tensor, resolve_device
+from pft._device import as_device_matrix, is_tensor, matmul_precision, resolve_device
 from pft._validate import as_matrix
 from pft.errors import InputError
 
@@ -169,13 +169,9 @@ class Moments:
         z = t64 - mean
         if precision != "float64":
             z = z.to(torch.float32)
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
-        try:
+        with matmul_precision(precision):
             sq = (z * z).sum(dim=1)
             com, t3 = z.T @ z, z.T @ sq
-        finally:
-            torch.set_float32_matmul_precision(previous)
         sq64 = sq.to(torch.float64)
         return int(t.shape[0]), mean, com.to(torch.float64), t3.to(torch.float64), sq64 @ sq64
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowdot, rowsq
+from pft._device import as_device_matrix, host, is_tensor, like, matmul_precision, resolve_device, rowdot, rowsq, single
 from pft.errors import InputError
 from pft.numeric._moments import Moments
 from pft.numeric._reduce import LocalReducer, Reducer, uniforms
@@ -312,18 +312,13 @@ def _gram(z: Any, precision: str) -> Any:
     """``zᵀz`` with its products in ``precision``, returned in float64 (numpy or a tensor)."""
     if precision == "float64":
         return z.T @ z
+    z32 = single(z)
     if not is_tensor(z):
-        z32 = z.astype(np.float32)
         return (z32.T @ z32).astype(np.float64)
     import torch
 
-    z32 = z.to(torch.float32)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
-    try:
+    with matmul_precision(precision):
         return (z32.T @ z32).to(torch.float64)
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def on_reconstruction(joint: Moments) -> Moments:
