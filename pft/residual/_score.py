@@ -335,21 +335,19 @@ def score(
             for (lo, hi), te_chunk in zip(bounds, te_masks):
                 for a in range(lo, hi, step):
                     b = min(hi, a + step)
-                    idx = np.flatnonzero(~te_chunk[a - lo : b - lo])
-                    off, n_tr = tr_offset + tr_seen, len(idx)
+                    take = ~te_chunk[a - lo : b - lo]  # the block's training rows
+                    off, n_tr = tr_offset + tr_seen, int(take.sum())
                     tr_seen += n_tr
                     if keep is not None:
-                        idx = idx[keep(off, n_tr)]
+                        take[take] = keep(off, n_tr)
                     xs, hs = x[a:b], xhat[a:b]
                     if dev is None and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in (xs, hs)):
-                        if len(idx) < b - a:
-                            xs, hs = xs[idx], hs[idx]
+                        if not take.all():
+                            xs, hs = xs[take], hs[take]
                         yield off, np.subtract(xs, hs, dtype=np.float64)
                     else:
                         r = rows(x, a, b, "activations", xs) - rows(xhat, a, b, "reconstruction", hs)
-                        if len(idx) < b - a:
-                            r = r[like(np.isin(np.arange(b - a), idx), r)]
-                        yield off, r
+                        yield off, (r if take.all() else r[like(take, r)])
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
