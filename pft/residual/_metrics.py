@@ -80,6 +80,15 @@ def check_residual_scale(residual_variance: float, mean_square: float, inputs: t
         )
 
 
+def _refuse_overflow(name: str, big: float) -> None:
+    if big > _MAX_ABS:
+        raise InputError(
+            f"`{name}` has values as large as {big:.3g}; beyond {_MAX_ABS:g} the residual's fourth moments "
+            "overflow float64. Divide activations and reconstruction by one large factor (every score but "
+            "`mse` is scale-invariant)."
+        )
+
+
 class AnchorSums:
     """Two passes over (x, x̂) chunks that add up to :func:`anchor_metrics`.
 
@@ -103,15 +112,9 @@ class AnchorSums:
         hi = host(x.amax(0) if is_tensor(x) else x.max(axis=0))
         self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
         nx2, nh2 = host(rowsq(x)), host(rowsq(xhat))
-        for name, big in (("activations", max(float(-lo.min()), float(hi.max()))), ("reconstruction", None)):
-            if big is None and math.sqrt(float(nh2.max())) > _MAX_ABS:  # a row norm bounds every entry
-                big = float(host(abs(xhat).max()))
-            if big is not None and big > _MAX_ABS:
-                raise InputError(
-                    f"`{name}` has values as large as {big:.3g}; beyond {_MAX_ABS:g} the residual's fourth moments "
-                    "overflow float64. Divide activations and reconstruction by one large factor (every score but "
-                    "`mse` is scale-invariant)."
-                )
+        _refuse_overflow("activations", max(float(-lo.min()), float(hi.max())))
+        if math.sqrt(float(nh2.max())) > _MAX_ABS:  # a row norm bounds every entry: look closer only then
+            _refuse_overflow("reconstruction", float(host(abs(xhat).max())))
         denom = np.sqrt(nx2) * np.sqrt(nh2)
         cos = np.divide(host(rowdot(x, xhat)), denom, out=np.zeros_like(denom), where=denom > 0)
         self.n += x.shape[0]
