@@ -190,10 +190,10 @@ def test_chunked_and_memmapped_inputs_give_the_same_report(tmp_path):
         if key in ("nongaussian_directions", "nongaussian_kurtosis", "nongaussian_z"):
             got, ref = np.asarray(got)[significant], np.asarray(ref)[significant]
         if key.startswith("nongaussian_"):
-            # the direction search's float32 products are summed per chunk (2.6e-8 relative
-            # measured on nongaussian_bits); see tests/residual/test_score_device.py
+            # the direction search's float32 products are summed per chunk: its fields move by
+            # up to 1.7e-7 of their largest entry (filters; 2.6e-8 on nongaussian_bits)
             a, b = np.asarray(ref, float), np.asarray(got, float)
-            assert np.max(np.abs(a - b), initial=0.0) < 1e-3 * max(np.max(np.abs(a), initial=0.0), 1e-12), key
+            assert np.max(np.abs(a - b), initial=0.0) < 1e-5 * max(np.max(np.abs(a), initial=0.0), 1e-12), key
             continue
         np.testing.assert_allclose(np.asarray(got, float), np.asarray(ref, float), rtol=1e-9, atol=1e-9, err_msg=key)
 
