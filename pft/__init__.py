@@ -17,12 +17,12 @@ from __future__ import annotations
 import importlib
 
 from pft.errors import (
-    DivergentExpansionError,
     InputError,
     NotFittedError,
     NotPositiveDefiniteError,
     OutOfReachError,
     PftError,
+    PftWarning,
 )
 
 __version__ = "0.1.0"
@@ -33,15 +33,19 @@ __all__ = [
     "InputError",
     "NotFittedError",
     "NotPositiveDefiniteError",
-    "DivergentExpansionError",
     "OutOfReachError",
+    "PftWarning",
 ]
 
-_SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", "models", "io")
+_SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", "models", "io", "distributed")
 
 
 def __getattr__(name: str):
     # ``pft.numeric`` etc. work after a bare ``import pft`` without paying for them upfront.
+    if name == "DivergentExpansionError":
+        from pft import errors
+
+        return getattr(errors, name)
     if name in _SUBPACKAGES:
         return importlib.import_module(f"pft.{name}")
     raise AttributeError(f"module 'pft' has no attribute {name!r}")

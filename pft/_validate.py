@@ -1,6 +1,11 @@
 """Input checks shared by every numeric entry point: fail at the boundary, name the argument.
 
 Private: the public functions call these and document what they accept.
+
+Every message has one form: ```name` must be <what is accepted>; got <what came in>.``
+(sometimes followed by one sentence on what to do). Scalars are checked by :func:`check_int`,
+:func:`check_float`, :func:`check_bool`, :func:`check_choice` and :func:`check_seed`; arrays by
+:func:`as_matrix`. ``bool`` is never accepted where a number is asked for.
 """
 
 from __future__ import annotations
@@ -11,7 +16,16 @@ import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["as_matrix", "check_finite", "check_seed", "describe"]
+__all__ = [
+    "as_matrix",
+    "check_finite",
+    "check_seed",
+    "check_int",
+    "check_float",
+    "check_bool",
+    "check_choice",
+    "describe",
+]
 
 
 def describe(x: Any) -> str:
@@ -136,3 +150,109 @@ def check_seed(seed: Any, name: str = "seed") -> int:
         raise InputError(f"`{name}` must be a non-negative integer (below 2**63); got {seed!r}.")
     return int(seed)
 
+
+
+def _bound_text(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi}")
+    return " and ".join(parts)
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (Python or numpy; not bool, float or str) within ``[minimum, maximum]``.
+
+    Examples
+    --------
+    >>> check_int(3, "n_tokens", minimum=1)
+    3
+    >>> check_int(True, "n_tokens", minimum=1)
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: `n_tokens` must be an integer >= 1; got True.
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = int(value)
+        ok = (minimum is None or v >= minimum) and (maximum is None or v <= maximum)
+    if not ok:
+        bounds = _bound_text(minimum, maximum, False, False)
+        raise InputError(f"`{name}` must be an integer{' ' + bounds if bounds else ''}; got {value!r}.")
+    return int(value)
+
+
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """A real number (int, float, numpy scalar; not bool or str), finite unless ``allow_inf``,
+    within the bounds (closed unless ``exclusive_*``).
+
+    Examples
+    --------
+    >>> check_float(0.5, "fvu", minimum=0, maximum=1)
+    0.5
+    >>> check_float(0.0, "lr", minimum=0, exclusive_minimum=True)
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: `lr` must be a finite number > 0; got 0.0.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = not np.isnan(v) and (allow_inf or np.isfinite(v))
+        if ok and minimum is not None:
+            ok = v > minimum if exclusive_minimum else v >= minimum
+        if ok and maximum is not None:
+            ok = v < maximum if exclusive_maximum else v <= maximum
+    if not ok:
+        bounds = _bound_text(minimum, maximum, exclusive_minimum, exclusive_maximum)
+        kind = "a number (or inf)" if allow_inf else "a finite number"
+        raise InputError(f"`{name}` must be {kind}{' ' + bounds if bounds else ''}; got {value!r}.")
+    return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (numpy bools too; not 0/1 or strings).
+
+    Examples
+    --------
+    >>> check_bool("yes", "progress")
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: `progress` must be True or False; got 'yes'.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def check_choice(value: Any, name: str, choices: Any) -> Any:
+    """One of ``choices`` (compared with ``==``; strings are not case-folded).
+
+    Examples
+    --------
+    >>> check_choice("features", "basis", ("features", "eigen"))
+    'features'
+    >>> check_choice("Eigen", "basis", ("features", "eigen"))
+    Traceback (most recent call last):
+    ...
+    pft.errors.InputError: `basis` must be one of 'features', 'eigen'; got 'Eigen'.
+    """
+    choices = tuple(choices)
+    try:
+        hit = any(type(value) is type(c) and value == c for c in choices)
+    except Exception:  # pragma: no cover - exotic __eq__
+        hit = False
+    if not hit:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InputError(f"`{name}` must be one of {listed}; got {value!r}.")
+    return value

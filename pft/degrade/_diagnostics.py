@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from pft.errors import InputError, PftError
+from pft.errors import InputError, MixingWarning, SamplerDivergenceError, StepSizeWarning
 
 __all__ = [
     "SamplerDivergenceError",
@@ -22,23 +22,6 @@ __all__ = [
     "drift_z",
     "mcse_mean",
 ]
-
-
-class SamplerDivergenceError(PftError, FloatingPointError):
-    """An SGLD chain left the neighbourhood of ``w*``: a non-finite loss or parameter, or a
-    loss so far above ``L(w*)`` that the chain is running away (the step size is too large
-    for the curvature ``n β H + γ``)."""
-
-
-class MixingWarning(UserWarning):
-    """The chains have not mixed (split R-hat above the threshold) or the loss trace is
-    still drifting after burn-in; estimates from them are not yet trustworthy."""
-
-
-class StepSizeWarning(UserWarning):
-    """The step size is large for the curvature at ``w*``: ``ε (n β h_max + γ)`` is close to
-    the stability limit 4 of the Langevin step, so the draws are over-dispersed (by the factor
-    ``1 / (1 - ε p / 4)`` in variance along a direction of precision ``p``)."""
 
 
 def _as_chains(x, name: str) -> np.ndarray:

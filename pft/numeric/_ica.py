@@ -9,7 +9,7 @@ import numpy as np
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device
 from pft._validate import check_seed
 from pft.errors import InputError
-from pft.numeric._reduce import LocalReducer, Reducer
+from pft.distributed import LocalReducer, Reducer
 
 __all__ = ["kurtosis_directions", "excess_kurtosis"]
 

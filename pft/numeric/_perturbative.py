@@ -14,7 +14,7 @@ from pft.numeric._background import GaussianBackground
 from pft.numeric._ica import kurtosis_directions
 from pft.numeric._pursuit import search_and_select
 from pft.numeric._moments import Moments
-from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
+from pft.distributed import LocalReducer, Reducer, reducer, uniforms
 
 __all__ = ["PerturbativeBackground", "sample_cumulants"]
 

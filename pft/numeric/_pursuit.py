@@ -57,7 +57,7 @@ from pft._device import as_device_matrix, host, is_tensor, like, like_dtype, res
 from pft._results import JsonResult
 from pft._validate import as_matrix
 from pft.errors import InputError
-from pft.numeric._reduce import LocalReducer, Reducer, reducer, uniforms
+from pft.distributed import LocalReducer, Reducer, reducer, uniforms
 
 __all__ = ["FeatureDirections", "feature_directions"]
 

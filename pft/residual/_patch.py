@@ -13,7 +13,7 @@ import numpy as np
 
 from pft._device import tensor_from_numpy
 from pft._validate import describe
-from pft.errors import InputError, PftError
+from pft.errors import InputError, PatchError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.residual._interpretation import as_interpretation, trailing_axes
 from pft.residual._patch_report import RUNGS, PatchReport
@@ -21,11 +21,6 @@ from pft.residual._patch_resume import resume_layer, token_batch
 from pft.residual._sampling import sample_perturbative
 
 __all__ = ["patch_scores", "PatchError", "resolve_module", "forward", "hooked"]
-
-
-class PatchError(PftError, RuntimeError):
-    """A patched run went wrong in a way that is not a malformed argument (a failed sanity check,
-    a non-finite loss)."""
 
 
 class _Stop(Exception):

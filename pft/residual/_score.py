@@ -12,7 +12,7 @@ from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric._pursuit import HeldOutMoments
-from pft.numeric._reduce import reducer, uniforms
+from pft.distributed import reducer, uniforms
 from pft.residual._metrics import (
     AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pft.errors import InputError
-from pft.numeric._reduce import LocalReducer, Reducer, reducer
+from pft.distributed import LocalReducer, Reducer, reducer
 from pft.scaling._activations import resolve_activation
 from pft.scaling._estimators import jackknife, warn_if_heavy
 from pft.scaling._theory import _check_depth, _check_pos, _table

@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from pft.errors import HeavyTailWarning
+
 __all__ = ["HeavyTailWarning", "jackknife", "tail_share", "warn_if_heavy"]
 
 #: A single network carrying more than this share of the sample variance makes the standard error
@@ -13,10 +15,6 @@ __all__ = ["HeavyTailWarning", "jackknife", "tail_share", "warn_if_heavy"]
 #: (median) 0.64 at N = 20, 0.44 at N = 100, 0.18 at N = 1000 and 0.04 at N = 20 000 of it (95th
 #: percentiles 0.92, 0.84, 0.47, 0.12); lognormal-like ensembles (deep ReLU nets) approach 1.
 TAIL_SHARE_LIMIT = 0.5
-
-
-class HeavyTailWarning(UserWarning):
-    """A moment estimate is dominated by a few networks; its standard error is not trustworthy."""
 
 
 def jackknife(stat, columns: list[np.ndarray], groups: int = 100, *, reducer=None, offset: int = 0,
@@ -31,7 +29,7 @@ def jackknife(stat, columns: list[np.ndarray], groups: int = 100, *, reducer=Non
         Per-network values (independent rows).
     groups : int
         Number of contiguous groups (at most N).
-    reducer : pft.numeric._reduce.Reducer, optional
+    reducer : pft.distributed.Reducer, optional
         Where the rows live on several ranks: these are this rank's rows, global rows
         ``offset … offset + N − 1`` of ``total``. The groups are cut from the *global* row
         index and their sums all-reduced, so every rank gets the one-process answer.

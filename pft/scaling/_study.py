@@ -15,7 +15,7 @@ import numpy as np
 
 from pft._results import JsonResult
 from pft.errors import InputError
-from pft.numeric._reduce import Reducer, reducer
+from pft.distributed import Reducer, reducer
 from pft.scaling._activations import resolve_activation
 from pft.scaling._ensemble import MLPConfig, _check_int, sample_ensemble
 from pft.scaling._estimators import HeavyTailWarning

@@ -11,7 +11,7 @@ from pft.numeric import feature_directions
 from pft.numeric import GaussianBackground
 from pft.numeric._pursuit import (HeldOutMoments, _clipped_normal_m4, gram_schmidt, pursuit, select,
                                   selection_keys, sparse_atoms)
-from pft.numeric._reduce import LocalReducer
+from pft.distributed import LocalReducer
 
 
 @pytest.mark.parametrize("c", [0.5, 2.0, 4.0])

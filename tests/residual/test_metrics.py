@@ -102,7 +102,7 @@ def test_ridge_validation_errors_from_sums_equal_a_direct_loop():
     # Each penalty's validation error is computed from the blocks' statistics, without a
     # pass over the rows; a naive twin fits on the fit block and predicts the validation rows.
     # The blocks' statistics come in two chunks each, merged (as score does).
-    from pft.numeric._reduce import uniforms
+    from pft.distributed import uniforms
     from pft.residual._metrics import Ridge, joint_moments
 
     rng = np.random.default_rng(7)

@@ -268,7 +268,7 @@ def test_closed_form_fields_equal_a_naive_twin():
     from sklearn.covariance import LedoitWolf
     from sklearn.linear_model import Ridge
 
-    from pft.numeric._reduce import uniforms
+    from pft.distributed import uniforms
 
     rng = np.random.default_rng(11)
     n, d = 3000, 6

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pft.numeric._reduce import _BLOCK, uniforms
+from pft.distributed import _BLOCK, uniforms
 
 
 def test_uniforms_are_the_block_streams_whatever_the_slicing():

@@ -1,9 +1,22 @@
-"""Sums over rows that may live on several processes.
+"""Sums over rows that may live on several processes: the one place pft talks to
+``torch.distributed``.
 
 Every statistic pft fits is a sum over rows, so the same code runs on one process (the sums
 are local) or on many (``torch.distributed``: the sums are all-reduced, and every rank gets the
 same answer). Splits of the rows (held-out tokens, halves for cross-fitting) are drawn per
 *global* row index, so they do not depend on how rows are sharded across ranks.
+
+Every function that takes ``distributed=True`` builds its :class:`Reducer` with
+:func:`reducer`; functions that take a ``reducer=`` argument accept any :class:`Reducer`.
+This module imports torch only when a :class:`DistributedReducer` is built.
+
+Examples
+--------
+>>> import numpy as np
+>>> from pft.distributed import reducer
+>>> red = reducer(distributed=False)
+>>> red.sum(np.ones(3)).tolist(), red.offset_and_total(5)
+([1.0, 1.0, 1.0], (0, 5))
 """
 
 from __future__ import annotations
@@ -125,4 +138,6 @@ class DistributedReducer(Reducer):
 
 
 def reducer(distributed: bool, group: Any = None) -> Reducer:
+    """A :class:`DistributedReducer` over ``group`` when ``distributed``, else a
+    :class:`LocalReducer`."""
     return DistributedReducer(group) if distributed else LocalReducer()
