@@ -171,7 +171,7 @@ def _map_rows() -> list[tuple[str, list[str], list[str]]]:
             if rows:
                 break
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
         if len(cells) != 3 or set(cells[0]) <= set("-: ") or cells[0] == "formula":
             continue
         files = re.findall(r"`(pft/[^`]+?\.py)`", cells[1])
