@@ -138,6 +138,9 @@ def test_python_blocks_are_spelled_python_and_markers_sit_on_blocks():
             assert skip is None or lang == "python", f"{path.name}:{line}: a skip marker on a {lang!r} block"
         # every skip marker is directly above a block
         text = path.read_text(encoding="utf-8").splitlines()
+        inside = {line + k for lang, line, body, _ in blocks if lang == "python" for k in range(1, body.count("\n") + 1)}
+        loose = [i for i, t in enumerate(text, 1) if t.lstrip().startswith(">>>") and i not in inside]
+        assert not loose, f"{path.name}: lines {loose} look like doctests outside a ```python block (never run)"
         n_markers = sum(bool(_SKIP.match(t)) for t in text)
         assert n_markers == sum(s is not None for *_, s in blocks), f"{path.name}: a skip marker is not above a block"
 
