@@ -8,8 +8,8 @@
   cannot pass unnoticed.
 - docs/design.md's formula map names files and tests that exist (file and test function).
 - docs/cli.md lists exactly the parser's subcommands, each with every one of its options.
-- README.md stays under 10 KiB, and nothing in the repository refers to the team notes that are
-  not in it.
+- README.md stays under 10 KiB, its set-up and test commands are the ones .ci/run runs, relative
+  links in the docs resolve, and nothing in the repository refers to notes that are not in it.
 
 Regenerate docs/cli.md after changing the command line: ``python tests/test_docs.py --write-cli``.
 """
@@ -266,6 +266,16 @@ def write_cli_reference() -> str:
 def test_readme_is_at_most_10_kib():
     size = (ROOT / "README.md").stat().st_size
     assert size <= README_LIMIT, f"README.md is {size} bytes; move material to docs/"
+
+
+def test_readme_set_up_and_test_command_are_what_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_commands = {" ".join(line.replace(" -q", "").split()) for line in ci.splitlines() if line.startswith("python -m")}
+    set_up = readme.split("## Set up", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [" ".join(line.split()) for line in set_up.splitlines() if line.strip()]
+    assert len(commands) == 2 and set(commands) <= ci_commands, (commands, ci_commands)
+    assert "python -m pytest -q" in ci and "python -m pytest -q" in readme
 
 
 def _tracked_text_files() -> list[Path]:
