@@ -7,7 +7,7 @@ from pft.numeric._ica import kurtosis_directions
 from pft.numeric._laplace import laplace
 from pft.numeric._moments import Moments
 from pft.numeric._perturbative import PerturbativeBackground
-from pft.numeric._pursuit import FeatureDirections, feature_directions
+from pft.numeric._directions import FeatureDirections, feature_directions
 
 __all__ = [
     "Moments",
