@@ -11,7 +11,7 @@ from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve
 from pft._validate import as_matrix, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
-from pft.numeric._pursuit import HeldOutMoments
+from pft.numeric.projections import HeldOutMoments
 from pft.distributed import reducer, uniforms
 from pft.residual._metrics import (
     AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
@@ -327,32 +327,33 @@ def score(
         step = max(64, 2**20 // d)
 
         def train_chunks(keep=None):
-            """The training rows of r = x − x̂ (those ``keep(first train index, n)`` selects, when
-            given), in blocks of at most 8 MiB (float64) — small enough that the allocator reuses
-            their memory across the search's passes. Only the rows kept are subtracted; host
-            float blocks (checked by pass 1) with the float64 upcast done on the fly."""
-            tr_seen = 0
+            """The training rows of r = x − x̂, in blocks of at most 8 MiB (float64) — small enough
+            that the allocator reuses their memory across the search's passes — as
+            :meth:`PerturbativeBackground.fit` reads a chunk source: with ``keep``, each block's
+            number of training rows goes to ``keep(n)`` first and only the rows it keeps are
+            read and subtracted (none at all when it keeps none). Host float blocks (checked by
+            pass 1) get the float64 upcast on the fly."""
             for (lo, hi), te_chunk in zip(bounds, te_masks):
                 for a in range(lo, hi, step):
                     b = min(hi, a + step)
                     take = ~te_chunk[a - lo : b - lo]  # the block's training rows
-                    off, n_tr = tr_offset + tr_seen, int(take.sum())
-                    tr_seen += n_tr
                     if keep is not None:
-                        take[take] = keep(off, n_tr)
+                        take[take] = keep(int(take.sum()))
+                    if not take.any():
+                        yield np.zeros((0, d))
+                        continue
                     xs, hs = x[a:b], xhat[a:b]
                     if dev is None and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in (xs, hs)):
                         if not take.all():
                             xs, hs = xs[take], hs[take]
-                        yield off, np.subtract(xs, hs, dtype=np.float64)
+                        yield np.subtract(xs, hs, dtype=np.float64)
                     else:
                         r = rows(x, a, b, "activations", xs) - rows(xhat, a, b, "reconstruction", hs)
-                        yield off, (r if take.all() else r[like(take, r)])
+                        yield r if take.all() else r[like(take, r)]
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
-        )
-        pert._fit_chunks(train_chunks, red, d, n_rows=n_train)
+        ).fit(train_chunks, distributed=distributed, group=group)
         stages("perturbative")
 
         # pass 2, O(N d k): the legacy ratio on every token; on held-out tokens the gain and the
@@ -375,7 +376,7 @@ def score(
             rt = r[te]
             if len(rt):
                 y = host((rt - like(gauss.mean_, rt)) @ like(filters_both, rt))
-                g = pert._gain_of_projection(y[:, :k]) / _LN2
+                g = pert.gain_from_coordinates(y[:, :k]) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
                 dirs.add(y[:, k:])
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])
