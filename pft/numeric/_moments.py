@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pft._device import as_device_matrix, is_tensor, matmul_precision, resolve_device
-from pft._validate import as_matrix
+from pft._validate import as_matrix, check_bool, check_choice, check_int
 from pft.errors import InputError
 
 __all__ = ["Moments"]
@@ -88,9 +88,7 @@ class Moments:
     norm4: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, (int, np.integer)) or self.d < 1:
-            raise InputError(f"`d` must be a positive integer; got {self.d!r}.")
-        self.d = int(self.d)
+        self.d = check_int(self.d, "d", minimum=1)
         if self.mean is None:
             self.mean = np.zeros(self.d)
         if self.comoment is None:
@@ -110,8 +108,7 @@ class Moments:
         TF32); chunks merge in float64. ``device`` (e.g. ``"cuda"``): copy a numpy ``x`` there
         (in its own dtype) and reduce there; tensors are always reduced where they live.
         """
-        if precision not in _PRECISIONS:
-            raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
+        check_choice(precision, "precision", _PRECISIONS)
         dev = resolve_device(device)
         if dev is not None and not is_tensor(x):
             x = as_device_matrix(x, name, dev)
@@ -191,8 +188,8 @@ class Moments:
         Chunks on a torch device are merged there (the same float64 Chan updates), so the d × d
         statistics cross to the host once, not once per chunk.
         """
-        if precision not in _PRECISIONS:
-            raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
+        check_choice(precision, "precision", _PRECISIONS)
+        check_bool(progress, "progress")
         dev = resolve_device(device)
         total: Moments | None = None
         pending = None  # merged sums of consecutive chunks on one torch device
