@@ -609,13 +609,13 @@ def meta_tensor_api(t):
     return lambda: score(m, m, progress=False)
 
 
-@case(r"`holdout` must be a fraction in \(0, 1\)")
+@case(r"`holdout` must be a finite number > 0 and < 1; got 1.5\.")
 def holdout_out_of_range(t):
     a, r = _pair(t)
     return ["score", a, r, "--holdout", "1.5", "--quiet"]
 
 
-@case(r"`n_directions` must be an integer in \[1, 4\]")
+@case(r"`n_directions` must be an integer >= 1 and <= 4; got 0\.")
 def directions_zero(t):
     a, r = _pair(t)
     return ["score", a, r, "--directions", "0", "--quiet"]

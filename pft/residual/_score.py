@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve_device
-from pft._validate import as_matrix, describe
+from pft._validate import as_matrix, check_bool, check_choice, check_float, check_int, check_seed, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
 from pft.numeric.projections import HeldOutMoments
@@ -208,6 +208,10 @@ def score(
     >>> bool(np.all(best > 0.9))
     True
     """
+    check_seed(seed)
+    check_bool(progress, "progress")
+    check_bool(distributed, "distributed")
+    check_choice(precision, "precision", ("float64", "float32", "tf32"))
     pre = prepare(activations, reconstruction, codes=codes, mask=mask, exclude_positions=exclude_positions,
                   saelens_batch=saelens_batch, chunk_rows=chunk_rows, distributed=distributed)
     activations, reconstruction, codes = pre.x, pre.xhat, pre.codes
@@ -220,18 +224,11 @@ def score(
     if len(x.shape) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         as_matrix(x, "activations")  # raises the precise message (1-D, empty, ...)
     N_local, d = int(x.shape[0]), int(x.shape[1])
-    if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
-        raise InputError(f"`holdout` must be a fraction in (0, 1); got {holdout!r}.")
-    if n_directions is None:
-        n_directions = min(8, d)
-    if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
-        raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
-    if precision not in ("float64", "float32", "tf32"):
-        raise InputError(f"`precision` must be one of 'float64', 'float32', 'tf32'; got {precision!r}.")
+    check_float(holdout, "holdout", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True)
+    n_directions = check_int(min(8, d) if n_directions is None else n_directions, "n_directions", minimum=1, maximum=d)
     if chunk_rows is None:
         chunk_rows = max(256, 2**23 // d)  # 64 MiB per float64 copy of a chunk
-    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
+    chunk_rows = check_int(chunk_rows, "chunk_rows", minimum=1)
     c = None
     if codes is not None:
         c = _as_rows(codes, "codes")
