@@ -299,3 +299,18 @@ def test_feature_directions_on_two_ranks_equal_one_process(tmp_path, torchrun):
     assert abs(one.patterns[0] @ f) > 0.95
     assert abs(pat[0] @ one.patterns[0]) > 1 - 1e-6
     assert out[2048] == pytest.approx(one.kurtosis[0], rel=1e-4)
+
+
+def test_feature_directions_round_trip_through_json():
+    from pft.numeric import FeatureDirections
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 6)) + np.outer(rng.exponential(size=2000) * (rng.random(2000) < 0.1), [3, 0, 0, 0, 0, 0])
+    r = feature_directions(x, 2, seed=0)
+    back = FeatureDirections.from_json(r.to_json())
+    assert back.to_dict() == r.to_dict()
+    for name in ("patterns", "filters", "whitened", "skewness", "kurtosis_z", "variance_share"):
+        got, want = getattr(back, name), getattr(r, name)
+        assert isinstance(got, np.ndarray) and got.shape == want.shape and np.array_equal(got, want), name
+    assert back.source == r.source and isinstance(back.source, tuple) and str(back) == str(r)
+    assert isinstance(back.n_test, int) and back.n_test == r.n_test
