@@ -1,10 +1,15 @@
-"""The perturbative background: a Gaussian plus third- and fourth-cumulant corrections."""
+"""The perturbative background: a Gaussian plus third- and fourth-cumulant corrections.
+
+One class in one file (a little over 500 lines, most of them its documentation): the fit is one
+sequence of passes over the same rows (split, choose directions, estimate, calibrate) sharing its
+splits; the cumulant tensors live in :mod:`pft.numeric._cumulant_tensors` and chunked input in
+:mod:`pft.numeric._chunks`.
+"""
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -14,158 +19,12 @@ from pft.errors import InputError, NotFittedError
 from pft.numeric._background import GaussianBackground
 from pft.numeric._ica import kurtosis_directions
 from pft.numeric._pursuit import search_and_select
+from pft.numeric._chunks import array_passes, chunk_passes
+from pft.numeric._cumulant_tensors import CumulantSums, edgeworth_polynomial, soft_threshold
 from pft.numeric._moments import Moments, _is_chunk
-from pft.distributed import LocalReducer, Reducer, reducer, uniforms
+from pft.distributed import Reducer, reducer, uniforms
 
-__all__ = ["PerturbativeBackground", "sample_cumulants", "edgeworth_polynomial"]
-
-
-def _block_rows(r: int) -> int:
-    """Rows per block of the (rows, r²) outer-product matrices: 4 MiB each."""
-    return max(16, 2**19 // (r * r))
-
-
-class _CumulantSums:
-    """Two passes over chunks of rows (a mean pass, then a central pass) that add up to the
-    third and fourth joint cumulants with per-entry standard errors."""
-
-    def __init__(self, r: int) -> None:
-        self.r = r
-        self.n = 0.0
-        self.s1 = np.zeros(r)
-        self.C = np.zeros((r, r))
-        self.m3 = np.zeros((r, r, r))
-        self.s3 = np.zeros((r, r, r))
-        self.m4 = np.zeros((r, r, r, r))
-        self.s4 = np.zeros((r, r, r, r))
-
-    def add_mean(self, y: np.ndarray) -> None:
-        self.n += y.shape[0]
-        self.s1 += y.sum(axis=0)
-
-    def set_mean(self, red: Reducer) -> None:
-        self.n = float(red.sum(self.n))
-        self.mean = red.sum(self.s1) / self.n
-
-    def add_central(self, y: np.ndarray) -> None:
-        # every sum is a Gram product of per-row outer products (r² columns), so the r⁴ tensors
-        # come from one matrix product per chunk instead of r⁴-wide elementwise work:
-        # Σ z_i z_j z_k z_l = (VᵀV)_(ij)(kl) with V = z ⊗ z, and the squares' sums likewise from
-        # a = z ∘ z.
-        z = y - self.mean
-        r = self.r
-        self.C += z.T @ z
-        step = _block_rows(r)
-        for a in range(0, z.shape[0], step):
-            zc = z[a : a + step]
-            sq = zc * zc
-            V = (zc[:, :, None] * zc[:, None, :]).reshape(len(zc), r * r)
-            U = (sq[:, :, None] * sq[:, None, :]).reshape(len(zc), r * r)
-            self.m3 += (V.T @ zc).reshape(r, r, r)
-            self.s3 += (U.T @ sq).reshape(r, r, r)
-            self.m4 += (V.T @ V).reshape(r, r, r, r)
-            self.s4 += (U.T @ U).reshape(r, r, r, r)
-
-    def result(self, red: Reducer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        N = self.n
-        C, m3, s3, m4, s4 = (red.sum(t) / N for t in (self.C, self.m3, self.s3, self.m4, self.s4))
-        k3_se = np.sqrt(np.maximum(s3 - m3**2, 0.0) / N)
-        k4_se = np.sqrt(np.maximum(s4 - m4**2, 0.0) / N)
-        gauss = (
-            np.einsum("ij,kl->ijkl", C, C) + np.einsum("ik,jl->ijkl", C, C) + np.einsum("il,jk->ijkl", C, C)
-        )
-        return m3, k3_se, m4 - gauss, k4_se
-
-
-def sample_cumulants(
-    y: np.ndarray, *, reduce: Reducer | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Third and fourth joint cumulant tensors of the columns of ``y`` (N, r), with the
-    standard error of every entry.
-
-    Returns ``(k3, k3_se, k4, k4_se)`` with ``k3`` of shape (r, r, r) and ``k4`` (r, r, r, r).
-    ``k4_ijkl = E[y_i y_j y_k y_l] − C_ij C_kl − C_ik C_jl − C_il C_jk`` about the sample mean,
-    ``C`` the sample covariance. The standard errors are ``std(product)/√N`` of the per-token
-    products, which is what the estimate's sampling noise is to leading order. With a
-    distributed ``reduce`` the rows of all ranks count.
-    """
-    red = reduce or LocalReducer()
-    acc = _CumulantSums(y.shape[1])
-    acc.add_mean(y)
-    acc.set_mean(red)
-    acc.add_central(y)
-    return acc.result(red)
-
-
-def edgeworth_polynomial(kappa3: Any, kappa4: Any, y: Any) -> np.ndarray:
-    """The Edgeworth correction ``g(y) = κ₃·He₃(y)/6 + κ₄·He₄(y)/24`` at rows of ``y`` (N, r).
-
-    ``He₃``, ``He₄`` are the tensor Hermite polynomials of a standard normal vector:
-    ``κ₃·He₃(y) = κ_ijk y_i y_j y_k − 3 κ_ijj y_i`` and
-    ``κ₄·He₄(y) = κ_ijkl y_i y_j y_k y_l − 6 κ_iikl y_k y_l + 3 κ_iikk`` (symmetric tensors,
-    summed over repeated indices). This is the polynomial of :class:`PerturbativeBackground`'s
-    density ``φ(y) [(1 + g/2)² + ε] / [1 + E_φ g²/4 + ε]``; the contractions run as matrix
-    products on the rows of ``y ⊗ y`` in blocks of 4 MiB (no (N, r, r, r) intermediate).
-
-    Parameters
-    ----------
-    kappa3 : (r, r, r) array_like
-        Third joint cumulants (symmetric).
-    kappa4 : (r, r, r, r) array_like
-        Fourth joint cumulants (symmetric).
-    y : (N, r) array_like
-        Points, in the standardised coordinates of the cumulants.
-
-    Returns
-    -------
-    (N,) ndarray
-
-    Examples
-    --------
-    One dimension: ``g(y) = κ₃ (y³ − 3y)/6 + κ₄ (y⁴ − 6y² + 3)/24``.
-
-    >>> g = edgeworth_polynomial(np.full((1, 1, 1), 0.6), np.full((1, 1, 1, 1), 1.2), [[2.0]])
-    >>> round(float(g[0]), 6), round(0.6 * (8 - 6) / 6 + 1.2 * (16 - 24 + 3) / 24, 6)
-    (-0.05, -0.05)
-    """
-    kappa3 = np.asarray(kappa3, dtype=np.float64)
-    kappa4 = np.asarray(kappa4, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    r = kappa3.shape[0]
-    if kappa3.shape != (r, r, r) or kappa4.shape != (r, r, r, r):
-        raise InputError(
-            f"`kappa3` and `kappa4` must have shapes (r, r, r) and (r, r, r, r); got {kappa3.shape} and {kappa4.shape}."
-        )
-    if y.ndim != 2 or y.shape[1] != r:
-        raise InputError(f"`y` must have shape (N, {r}) (one column per cumulant index); got {y.shape}.")
-    v3 = np.einsum("ijj->i", kappa3)
-    M4 = np.einsum("iikl->kl", kappa4)
-    tr4 = float(np.trace(M4))
-    K3 = kappa3.reshape(r * r, r)
-    K4 = kappa4.reshape(r * r, r * r)
-    M4 = M4.reshape(r * r)
-    out = np.empty(y.shape[0])
-    step = _block_rows(r)
-    for a in range(0, y.shape[0], step):
-        yc = y[a : a + step]
-        yy = (yc[:, :, None] * yc[:, None, :]).reshape(len(yc), r * r)  # rows of y ⊗ y
-        t3 = np.sum((yy @ K3) * yc, axis=1) - 3.0 * yc @ v3
-        t4 = np.sum((yy @ K4) * yy, axis=1) - 6.0 * yy @ M4 + 3.0 * tr4
-        out[a : a + step] = t3 / 6.0 + t4 / 24.0
-    return out
-
-
-def _takes_keep(fn: Callable) -> bool:
-    """Whether a chunk source ``fn`` accepts a ``keep`` keyword (see PerturbativeBackground.fit)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "keep" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _soft_threshold(k: np.ndarray, se: np.ndarray, t: float) -> np.ndarray:
-    return np.sign(k) * np.maximum(np.abs(k) - t * se, 0.0)
+__all__ = ["PerturbativeBackground"]
 
 
 class PerturbativeBackground:
@@ -366,101 +225,9 @@ class PerturbativeBackground:
             else:
                 X = as_matrix(X, "X", min_rows=need)
             offset, N = red.offset_and_total(X.shape[0])
-            rows = X
-
-            def passes(keep=None):
-                if keep is None:
-                    return iter([(offset, rows)])
-                m = keep(offset, int(rows.shape[0]))
-                return iter([(offset, rows if m.all() else rows[like(m, rows)])])
-
-            return self._fit_passes(passes, red, X.shape[1], N, progress)
-        passes, d, N = self._chunk_passes(X, red, device)
+            return self._fit_passes(array_passes(X, offset), red, X.shape[1], N, progress)
+        passes, d, N = chunk_passes(X, red, device)
         return self._fit_passes(passes, red, d, N, progress)
-
-    @staticmethod
-    def _chunk_passes(X: Any, red: Reducer, device: Any) -> tuple[Callable, int, int]:
-        """``(passes, d, N)`` for chunked input (see :meth:`fit`): ``passes(keep=None)`` iterates
-        ``(global index of the chunk's first row, validated rows)``, the rows those of
-        ``keep(index, n)`` when given; one counting pass (which reads no rows from a source
-        that takes ``keep``) finds the rows on this rank, the width and every rank's offset."""
-        if callable(X):
-            source, with_keep = X, _takes_keep(X)
-        elif hasattr(X, "__iter__"):
-            if iter(X) is X:
-                raise InputError(
-                    "`X` is a one-shot iterator (e.g. a generator), but the perturbative fit reads the rows in "
-                    "several passes; pass a list of chunks, or a function returning a fresh iterator "
-                    "(fit(lambda: my_chunks()))."
-                )
-            source, with_keep = (lambda: iter(X)), False
-        else:
-            raise InputError(
-                f"`X` must be an (N, d) array or tensor, chunks of rows, or a function returning chunks; got "
-                f"{type(X).__name__}."
-            )
-
-        def valid(c: Any, name: str) -> Any:
-            if getattr(c, "ndim", None) == 2 and c.shape[0] == 0:
-                return c if is_tensor(c) or device is not None else np.zeros((0, c.shape[1]))
-            if device is not None or is_tensor(c):
-                return as_device_matrix(c, name, device if device is not None else c.device)
-            return as_matrix(c, name)
-
-        def raw(keep_n: Callable[[int], np.ndarray] | None) -> Iterator[tuple[int, Any]]:
-            """(number of rows before masking, validated rows) per chunk."""
-            pending: list = []
-
-            def keep_hook(n: int) -> np.ndarray:
-                if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-                    raise InputError(f"`X` called keep with {n!r}; pass each chunk's number of rows.")
-                m = np.asarray(keep_n(int(n)), dtype=bool)
-                pending.append((int(n), int(m.sum())))
-                return m
-
-            it = source(keep=keep_hook) if (with_keep and keep_n is not None) else source()
-            for i, c in enumerate(it):
-                name = f"X[{i}]"
-                if with_keep and keep_n is not None:
-                    if len(pending) != 1:
-                        raise InputError(f"`X` must call keep(n) exactly once before yielding each chunk; {name} "
-                                         f"came after {len(pending)} calls.")
-                    n, kept = pending.pop()
-                    c = valid(c, name)
-                    if c.shape[0] != kept:
-                        raise InputError(f"`{name}` has {c.shape[0]} rows but keep(n) kept {kept} of its {n}.")
-                    yield n, c
-                else:
-                    c = valid(c, name)
-                    n = int(c.shape[0])
-                    if keep_n is not None:
-                        m = keep_n(n)
-                        c = c if m.all() else c[like(m, c)]
-                    yield n, c
-
-        seen, width = 0, None
-        for i, (n, c) in enumerate(raw(lambda n: np.zeros(n, dtype=bool))):
-            if width is not None and c.shape[1] != width:
-                raise InputError(f"`X[{i}]` has {c.shape[1]} features but earlier chunks had {width}.")
-            seen, width = seen + n, int(c.shape[1])
-        if width is None:
-            raise InputError("`X` is an empty iterable of chunks; pass at least one (n, d) array.")
-        offset, N = red.offset_and_total(seen)
-
-        def passes(keep=None):
-            at = [offset]
-
-            def keep_n(n: int) -> np.ndarray:
-                m = np.ones(n, dtype=bool) if keep is None else keep(at[0], n)
-                at[0] += n
-                return m
-
-            first = offset
-            for n, c in raw(keep_n):
-                yield first, c
-                first += n
-
-        return passes, width, N
 
     def _fit_passes(self, chunks: Callable, red: Reducer, d: int, N: int, progress: bool = False
                     ) -> "PerturbativeBackground":
@@ -586,7 +353,7 @@ class PerturbativeBackground:
                 B, _ = kurtosis_directions(gauss._whiten(sample), r, seed=self.seed, reduce=red)
 
         stage("directions")
-        acc = _CumulantSums(B.shape[0])
+        acc = CumulantSums(B.shape[0])
         n_cal = 0
         for y, n in projected("estimate"):
             acc.add_mean(y)
@@ -597,8 +364,8 @@ class PerturbativeBackground:
         for y, _ in projected("estimate"):
             acc.add_central(y)
         k3, se3, k4, se4 = acc.result(red)
-        k3 = _soft_threshold(k3, se3, self.threshold)
-        k4 = _soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
+        k3 = soft_threshold(k3, se3, self.threshold)
+        k4 = soft_threshold(k4, se4, self.threshold) if self.order == 2 else np.zeros_like(k4)
         # The cumulant series is only perturbative for small cumulants; for a sparse feature
         # (excess kurtosis in the hundreds) the raw correction over-shoots badly. Its overall
         # amplitude t is therefore set by maximum likelihood on calibration rows that neither

@@ -6,7 +6,7 @@ import pytest
 
 from pft.errors import InputError, NotFittedError
 from pft.numeric import PerturbativeBackground, edgeworth_polynomial, kurtosis_directions
-from pft.numeric._perturbative import sample_cumulants
+from pft.numeric._cumulant_tensors import sample_cumulants
 
 
 def _he3(y, i, j, k):
