@@ -62,11 +62,11 @@ def chunk_passes(X: Any, red: Reducer, device: Any) -> tuple[Callable, int, int]
         )
 
     def valid(c: Any, name: str) -> Any:
-        if getattr(c, "ndim", None) == 2 and c.shape[0] == 0:
-            return c if is_tensor(c) or device is not None else np.zeros((0, c.shape[1]))
+        """Checked float64 rows: numpy, or a tensor on ``device`` (or on its own device)."""
+        empty = getattr(c, "ndim", None) == 2 and c.shape[0] == 0  # a chunk keep() emptied
         if device is not None or is_tensor(c):
-            return as_device_matrix(c, name, device if device is not None else c.device)
-        return as_matrix(c, name)
+            return as_device_matrix(c, name, device if device is not None else c.device, allow_empty=empty)
+        return np.zeros((0, c.shape[1])) if empty else as_matrix(c, name)
 
     def raw(keep_n: Callable[[int], np.ndarray] | None) -> Iterator[tuple[int, Any]]:
         """(number of rows before masking, validated rows) per chunk."""
