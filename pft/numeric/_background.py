@@ -40,13 +40,10 @@ def _eps_of(x: Any) -> float:
 
 
 def _all_max(value: float, group: Any) -> float:
-    import torch
-    import torch.distributed as dist
+    """The largest ``value`` over the ranks of ``group``."""
+    from pft.distributed import DistributedReducer
 
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
-    return float(t.item())
+    return float(DistributedReducer(group).gather_rows(np.array([[value]])).max())
 
 
 def _eigh(cov: np.ndarray, device: Any) -> tuple[np.ndarray, np.ndarray]:

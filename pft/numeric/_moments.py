@@ -345,28 +345,16 @@ class Moments:
 
         Returns a new :class:`Moments`; this one is unchanged.
         """
-        import torch
-        import torch.distributed as dist
+        from pft.distributed import DistributedReducer
 
-        if not dist.is_available() or not dist.is_initialized():
-            raise InputError(
-                "Moments.all_reduce needs an initialised torch.distributed process group "
-                "(run under torchrun, or call torch.distributed.init_process_group first)."
-            )
-        backend = dist.get_backend(group)
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        red = DistributedReducer(group)
         # ranks must agree on d before exchanging d² numbers
-        dims = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(dims, torch.tensor([self.d], dtype=torch.int64, device=device), group=group)
-        ds = sorted({int(x.item()) for x in dims})
+        ds = sorted({int(v) for v in red.gather_rows(np.array([[float(self.d)]]))[:, 0]})
         if len(ds) != 1:
             raise InputError(f"ranks disagree on the number of features: {ds}.")
-        local = torch.as_tensor(self._pack(), dtype=torch.float64, device=device)
-        parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, local, group=group)
         total = Moments(d=self.d)
-        for part in parts:
-            total = total.merge(Moments._unpack(part.cpu().numpy(), self.d))
+        for part in red.gather_rows(self._pack()[None, :]):
+            total = total.merge(Moments._unpack(part, self.d))
         return total
 
     def to_dict(self) -> dict:
