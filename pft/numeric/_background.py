@@ -339,7 +339,14 @@ class GaussianBackground:
         return float(np.mean(host(self.logpdf(X))))
 
     def score_samples(self, X: Any) -> Any:
-        """(N,) log-density of each row (scikit-learn's name for :meth:`logpdf`)."""
+        """(N,) log-density of each row (scikit-learn's name for :meth:`logpdf`).
+
+        Examples
+        --------
+        >>> bg = GaussianBackground(shrinkage=None).fit(np.random.default_rng(0).normal(size=(500, 2)))
+        >>> bool(np.array_equal(bg.score_samples([[0.0, 0.0]]), bg.logpdf([[0.0, 0.0]])))
+        True
+        """
         return self.logpdf(X)
 
     @renamed_keywords(k="n_samples")

@@ -433,7 +433,17 @@ class PerturbativeBackground:
         :meth:`coordinates` ``y`` (N, r): ``log[(1 + g(y)/2)² + ε] − log(normalizer_ + ε)``
         with ``g`` the :func:`edgeworth_polynomial` of ``kappa3_``, ``kappa4_`` and ``ε`` the
         ``floor``. For a caller that already has the projections (e.g. from the filters
-        ``gaussian_.filter(basis_)`` applied to ``x − μ``), this skips the whitening."""
+        ``gaussian_.filter(basis_)`` applied to ``x − μ``), this skips the whitening.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.c_[rng.exponential(size=(4000, 1)), rng.normal(size=(4000, 2))]
+        >>> pb = PerturbativeBackground(n_directions=1, basis="principal").fit(x)
+        >>> y = (x - pb.gaussian_.mean_) @ pb.gaussian_.filter(pb.basis_).T   # projections on the filters
+        >>> bool(np.allclose(pb.gain_from_coordinates(y), pb.gain(x)))
+        True
+        """
         self._check_fitted()
         r = self.basis_.shape[0]
         arr = as_matrix(y, "y")
@@ -458,7 +468,16 @@ class PerturbativeBackground:
         return self.gaussian_.logpdf(X) + self.gain(X)
 
     def score_samples(self, X: Any) -> Any:
-        """(N,) log-density of each row (scikit-learn's name for :meth:`logpdf`)."""
+        """(N,) log-density of each row (scikit-learn's name for :meth:`logpdf`).
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.c_[rng.exponential(size=(4000, 1)), rng.normal(size=(4000, 2))]
+        >>> pb = PerturbativeBackground(n_directions=1, basis="principal").fit(x)
+        >>> bool(np.array_equal(pb.score_samples(x[:5]), pb.logpdf(x[:5])))
+        True
+        """
         return self.logpdf(X)
 
     def score(self, X: Any, y: None = None) -> float:
