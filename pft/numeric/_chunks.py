@@ -26,7 +26,6 @@ def _takes_keep(fn: Callable) -> bool:
     return "keep" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-
 def array_passes(rows: Any, offset: int) -> Callable:
     """``passes(keep=None)`` over one validated block of rows whose first row has global index
     ``offset`` (see :func:`chunk_passes`)."""
