@@ -585,6 +585,29 @@ def seed_negative_background(t):
     return lambda: PerturbativeBackground(n_directions=1, seed=-2).fit(x)
 
 
+@case(r"`X` is a one-shot iterator .* pass a list of chunks, or a function returning a fresh iterator")
+def perturbative_fit_on_a_generator(t):
+    from pft.numeric import PerturbativeBackground
+
+    x = np.random.default_rng(0).standard_normal((400, 3))
+    return lambda: PerturbativeBackground(n_directions=1).fit(c for c in (x[:200], x[200:]))
+
+
+@case(r"`X` is a Moments \(second-order statistics\); a perturbative background needs the rows")
+def perturbative_fit_on_moments(t):
+    from pft.numeric import Moments, PerturbativeBackground
+
+    x = np.random.default_rng(0).standard_normal((400, 3))
+    return lambda: PerturbativeBackground(n_directions=1).fit(Moments.from_array(x))
+
+
+@case(r"`chunk_rows` must be an integer >= 1; got 2.5\.")
+def massive_tokens_fractional_chunk(t):
+    from pft.residual import massive_tokens
+
+    return lambda: massive_tokens(np.ones((5, 4)), chunk_rows=2.5)
+
+
 @case(r"`seed` must be a non-negative integer")
 def seed_float_kurtosis_directions(t):
     from pft.numeric import kurtosis_directions
@@ -609,13 +632,13 @@ def meta_tensor_api(t):
     return lambda: score(m, m, progress=False)
 
 
-@case(r"`holdout` must be a fraction in \(0, 1\)")
+@case(r"`holdout` must be a finite number > 0 and < 1; got 1.5\.")
 def holdout_out_of_range(t):
     a, r = _pair(t)
     return ["score", a, r, "--holdout", "1.5", "--quiet"]
 
 
-@case(r"`n_directions` must be an integer in \[1, 4\]")
+@case(r"`n_directions` must be an integer >= 1 and <= 4; got 0\.")
 def directions_zero(t):
     a, r = _pair(t)
     return ["score", a, r, "--directions", "0", "--quiet"]

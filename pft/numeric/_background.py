@@ -8,7 +8,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device, rowsq
-from pft._validate import as_matrix, check_seed
+from pft._deprecation import renamed_keywords
+from pft._validate import as_matrix, check_bool, check_choice, check_float, check_int, check_seed
 from pft.errors import InputError, NotFittedError, NotPositiveDefiniteError
 from pft.numeric._moments import Moments, _is_chunk
 
@@ -39,13 +40,10 @@ def _eps_of(x: Any) -> float:
 
 
 def _all_max(value: float, group: Any) -> float:
-    import torch
-    import torch.distributed as dist
+    """The largest ``value`` over the ranks of ``group``."""
+    from pft.distributed import DistributedReducer
 
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
-    return float(t.item())
+    return float(DistributedReducer(group).gather_rows(np.array([[value]])).max())
 
 
 def _eigh(cov: np.ndarray, device: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -168,17 +166,12 @@ class GaussianBackground:
     # ------------------------------------------------------------------ fitting
     def _check_settings(self) -> Any:
         s = self.shrinkage
-        if s is not None and not isinstance(s, str):
-            if not isinstance(s, (int, float, np.floating)) or not (0.0 <= float(s) <= 1.0):
-                raise InputError(
-                    f"`shrinkage` must be 'ledoit-wolf', 'oas', a number in [0, 1] or None; got {s!r}."
-                )
-        elif isinstance(s, str) and s not in _SHRINKAGES:
-            raise InputError(
-                f"`shrinkage` must be 'ledoit-wolf', 'oas', a number in [0, 1] or None; got {s!r}."
-            )
-        if self.singular not in ("raise", "project"):
-            raise InputError(f"`singular` must be 'raise' or 'project'; got {self.singular!r}.")
+        if isinstance(s, str):
+            check_choice(s, "shrinkage", _SHRINKAGES)
+        elif s is not None:
+            check_float(s, "shrinkage", minimum=0, maximum=1)
+        check_choice(self.singular, "singular", ("raise", "project"))
+        check_choice(self.precision, "precision", ("float64", "float32", "tf32"))
         return resolve_device(self.device)
 
     def fit(
@@ -192,6 +185,8 @@ class GaussianBackground:
         ends with the fit of all ranks' rows together.
         """
         device = self._check_settings()
+        check_bool(progress, "progress")
+        check_bool(distributed, "distributed")
         eps = [float(np.finfo(np.float64).eps)]
 
         if isinstance(X, Moments):
@@ -343,16 +338,44 @@ class GaussianBackground:
         """Mean log-likelihood per row (nats)."""
         return float(np.mean(host(self.logpdf(X))))
 
-    def sample(self, k: int, *, seed: int | np.random.Generator | None = None) -> np.ndarray:
-        """(k, d) draws from the fitted Gaussian. ``seed`` is required for reproducibility."""
+    def score_samples(self, X: Any) -> Any:
+        """(N,) log-density of each row (scikit-learn's name for :meth:`logpdf`).
+
+        Examples
+        --------
+        >>> bg = GaussianBackground(shrinkage=None).fit(np.random.default_rng(0).normal(size=(500, 2)))
+        >>> bool(np.array_equal(bg.score_samples([[0.0, 0.0]]), bg.logpdf([[0.0, 0.0]])))
+        True
+        """
+        return self.logpdf(X)
+
+    @renamed_keywords(k="n_samples")
+    def sample(self, n_samples: int, *, seed: int | np.random.Generator = 0) -> np.ndarray:
+        """(n_samples, d) draws from the fitted Gaussian.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of draws (``k=`` is a deprecated spelling of this keyword).
+        seed : int or numpy Generator, default 0
+            An integer seeds a fresh generator (the same draws every call); a
+            ``numpy.random.Generator`` is drawn from as it is (several batches from one stream).
+
+        Examples
+        --------
+        >>> bg = GaussianBackground(shrinkage=None).fit(np.random.default_rng(0).normal(size=(500, 2)))
+        >>> bg.sample(3, seed=1).shape
+        (3, 2)
+        >>> bool(np.array_equal(bg.sample(3, seed=1), bg.sample(3, seed=1)))
+        True
+        """
         self._check_fitted()
-        if not isinstance(k, (int, np.integer)) or k < 0:
-            raise InputError(f"`k` must be a non-negative integer; got {k!r}.")
-        if not isinstance(seed, np.random.Generator) and seed is not None:
-            check_seed(seed)
+        k = check_int(n_samples, "n_samples", minimum=0)
+        if not isinstance(seed, np.random.Generator):
+            seed = check_seed(seed)
         rng = np.random.default_rng(seed)
         r = self.rank_
-        z = rng.standard_normal((int(k), r))
+        z = rng.standard_normal((k, r))
         return self.mean_ + (z * np.sqrt(self.eigenvalues_[:r])) @ self.eigenvectors_[:, :r].T
 
     def __repr__(self) -> str:

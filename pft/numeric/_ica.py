@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, resolve_device
-from pft._validate import check_seed
+from pft._deprecation import renamed_keywords
+from pft._validate import check_int, check_seed
 from pft.errors import InputError
 from pft.distributed import LocalReducer, Reducer
 
-__all__ = ["kurtosis_directions", "excess_kurtosis"]
+__all__ = ["kurtosis_directions", "excess_kurtosis", "sym_decorrelate"]
 
 
 def excess_kurtosis(u: Any, *, reduce: Reducer | None = None) -> np.ndarray:
@@ -26,16 +27,18 @@ def excess_kurtosis(u: Any, *, reduce: Reducer | None = None) -> np.ndarray:
     return m4 / np.maximum(m2, np.finfo(float).tiny) ** 2 - 3.0
 
 
-def _sym_decorrelate(W: np.ndarray) -> np.ndarray:
-    # (W Wᵀ)^{-1/2} W: the closest matrix with orthonormal rows.
+def sym_decorrelate(W: np.ndarray) -> np.ndarray:
+    """``(W Wᵀ)^{-1/2} W``: the closest matrix with orthonormal rows (symmetric FastICA's
+    decorrelation; also used by the pursuit in :mod:`pft.numeric._pursuit`)."""
     s, U = np.linalg.eigh(W @ W.T)
     s = np.maximum(s, np.finfo(float).eps)
     return (U / np.sqrt(s)) @ U.T @ W
 
 
+@renamed_keywords(k="n_directions")
 def kurtosis_directions(
     w: Any,
-    k: int,
+    n_directions: int,
     *,
     seed: int = 0,
     n_components: int | None = None,
@@ -51,9 +54,9 @@ def kurtosis_directions(
     w : (N, r) ndarray or tensor
         Whitened data (zero mean, identity covariance, at least approximately). A tensor is
         worked on where it lives.
-    k : int
-        Number of directions returned.
-    seed : int
+    n_directions : int
+        Number ``k`` of directions returned (``k=`` is a deprecated spelling of this keyword).
+    seed : int, default 0
         Seed of the random orthonormal start.
     n_components : int, optional
         Directions searched jointly (default ``min(r, 2k + 4)``); the ``k`` with the largest
@@ -93,6 +96,7 @@ def kurtosis_directions(
     >>> round(float(abs(d[0, 0])), 2), bool(kurt[0] > 2)
     (1.0, True)
     """
+    check_seed(seed)
     dev = resolve_device(device)
     if not is_tensor(w):
         w = np.asarray(w, dtype=np.float64)
@@ -103,17 +107,18 @@ def kurtosis_directions(
     red = reduce or LocalReducer()
     r = w.shape[1]
     N = float(red.sum(w.shape[0]))
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
-        raise InputError(f"`k` must be an integer in [1, {r}] (the whitened dimension); got {k!r}.")
+    k = check_int(n_directions, "n_directions", minimum=1)
+    if k > r:
+        raise InputError(f"`n_directions` must be at most {r} (the whitened dimension); got {k!r}.")
     m = min(r, n_components if n_components is not None else 2 * k + 4)
     m = max(m, k)
-    rng = np.random.default_rng(check_seed(seed))
-    W = _sym_decorrelate(rng.standard_normal((m, r)))
+    rng = np.random.default_rng(seed)
+    W = sym_decorrelate(rng.standard_normal((m, r)))
     for _ in range(max_iter):
         u = w @ like(W.T, w)  # (N, m)
         # E[(Wy)³ yᵀ]; u*u*u, since u**3 goes through pow and is 100x slower
         W_new = red.sum(host((u * u * u).T @ w)) / N - 3.0 * W
-        W_new = _sym_decorrelate(W_new)
+        W_new = sym_decorrelate(W_new)
         change = 1.0 - np.min(np.abs(np.sum(W_new * W, axis=1)))
         W = W_new
         if change < tol:

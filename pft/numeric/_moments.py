@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pft._device import as_device_matrix, is_tensor, matmul_precision, resolve_device
-from pft._validate import as_matrix
+from pft._validate import as_matrix, check_bool, check_choice, check_int
 from pft.errors import InputError
 
 __all__ = ["Moments"]
@@ -88,9 +88,7 @@ class Moments:
     norm4: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, (int, np.integer)) or self.d < 1:
-            raise InputError(f"`d` must be a positive integer; got {self.d!r}.")
-        self.d = int(self.d)
+        self.d = check_int(self.d, "d", minimum=1)
         if self.mean is None:
             self.mean = np.zeros(self.d)
         if self.comoment is None:
@@ -110,8 +108,7 @@ class Moments:
         TF32); chunks merge in float64. ``device`` (e.g. ``"cuda"``): copy a numpy ``x`` there
         (in its own dtype) and reduce there; tensors are always reduced where they live.
         """
-        if precision not in _PRECISIONS:
-            raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
+        check_choice(precision, "precision", _PRECISIONS)
         dev = resolve_device(device)
         if dev is not None and not is_tensor(x):
             x = as_device_matrix(x, name, dev)
@@ -191,8 +188,8 @@ class Moments:
         Chunks on a torch device are merged there (the same float64 Chan updates), so the d × d
         statistics cross to the host once, not once per chunk.
         """
-        if precision not in _PRECISIONS:
-            raise InputError(f"`precision` must be one of {_PRECISIONS}; got {precision!r}.")
+        check_choice(precision, "precision", _PRECISIONS)
+        check_bool(progress, "progress")
         dev = resolve_device(device)
         total: Moments | None = None
         pending = None  # merged sums of consecutive chunks on one torch device
@@ -348,28 +345,16 @@ class Moments:
 
         Returns a new :class:`Moments`; this one is unchanged.
         """
-        import torch
-        import torch.distributed as dist
+        from pft.distributed import DistributedReducer
 
-        if not dist.is_available() or not dist.is_initialized():
-            raise InputError(
-                "Moments.all_reduce needs an initialised torch.distributed process group "
-                "(run under torchrun, or call torch.distributed.init_process_group first)."
-            )
-        backend = dist.get_backend(group)
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        red = DistributedReducer(group)
         # ranks must agree on d before exchanging d² numbers
-        dims = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(dims, torch.tensor([self.d], dtype=torch.int64, device=device), group=group)
-        ds = sorted({int(x.item()) for x in dims})
+        ds = sorted({int(v) for v in red.gather_rows(np.array([[float(self.d)]]))[:, 0]})
         if len(ds) != 1:
             raise InputError(f"ranks disagree on the number of features: {ds}.")
-        local = torch.as_tensor(self._pack(), dtype=torch.float64, device=device)
-        parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, local, group=group)
         total = Moments(d=self.d)
-        for part in parts:
-            total = total.merge(Moments._unpack(part.cpu().numpy(), self.d))
+        for part in red.gather_rows(self._pack()[None, :]):
+            total = total.merge(Moments._unpack(part, self.d))
         return total
 
     def to_dict(self) -> dict:

@@ -48,136 +48,19 @@ reported direction of the real-model case studies by more than 0.001 in |cos|.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from pft._device import as_device_matrix, host, is_tensor, like, like_dtype, resolve_device, single
-from pft._results import JsonResult
-from pft._validate import as_matrix
-from pft.errors import InputError
-from pft.distributed import LocalReducer, Reducer, reducer, uniforms
+from pft._device import host, is_tensor, like, like_dtype, single
+from pft.distributed import LocalReducer, Reducer
+from pft.numeric._ica import sym_decorrelate
+from pft.numeric._sparse import sparse_atoms
+from pft.numeric.projections import project_moments
 
-__all__ = ["FeatureDirections", "feature_directions"]
+__all__ = ["search_and_select", "pursuit", "tail_starts", "select", "gram_schmidt", "rank_key", "selection_keys"]
 
 _DUPLICATE = 0.5  # |cos| in whitened space with the span of kept directions above which a candidate is dropped
-
-
-def _greedy_codes(P: Any, G: Any, sparsity: int) -> list:
-    """Non-negative greedy codes of rows whose read-outs are ``P`` (n, m): ``sparsity`` times,
-    every row gives the atom with the largest read-out its read-out as code (0 when none is
-    positive) and the read-outs of every atom drop by ``code · G[:, j]`` (``G = F Dᵀ``: atom
-    j's pattern read by every atom's filter). Returns one ``(atom index (n,), code (n,))`` pair
-    per step (the codes as a sparse matrix)."""
-    steps = []
-    if sparsity > 1:
-        P = P.clone() if is_tensor(P) else P.copy()
-        Gt = like_dtype(np.ascontiguousarray(G.T), P)
-    for step in range(int(sparsity)):
-        if is_tensor(P):
-            j = P.argmax(dim=1)
-            c = P.gather(1, j[:, None])[:, 0].clamp(min=0.0)
-        else:
-            j = P.argmax(axis=1)
-            c = np.maximum(P[np.arange(P.shape[0]), j], 0.0)
-        steps.append((j, c))
-        if step + 1 < sparsity:
-            P -= c[:, None] * Gt[j]
-    return steps
-
-
-def _code_sums(steps: list, x: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(CᵀC (m, m), CᵀX (m, d))`` on the host for the sparse codes of :func:`_greedy_codes`."""
-    if is_tensor(x):
-        CtX = x.new_zeros((m, x.shape[1]))
-        CtC = x.new_zeros((m * m,))
-        for j, c in steps:
-            CtX.index_add_(0, j, c[:, None] * x)
-        for j1, c1 in steps:
-            for j2, c2 in steps:
-                CtC.index_add_(0, j1 * m + j2, c1 * c2)
-        return host(CtC).reshape(m, m), host(CtX)
-    C = np.zeros((x.shape[0], m), dtype=x.dtype)
-    rows = np.arange(x.shape[0])
-    for j, c in steps:
-        C[rows, j] += c
-    return C.T @ C, C.T @ x  # dense: for a few dozen atoms BLAS beats a sparse product
-
-
-def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int = 10, metric: Any = None,
-                 sparsity: Any = 1, tol: float = 1e-4, reduce: Reducer | None = None) -> Any:
-    """Sparse non-negative dictionary learning, one streamed pass per iteration.
-
-    ``chunks()`` yields rows (numpy or tensors on one device); ``start`` (m, d) are the
-    initial atoms (one array for every dictionary, or a list with one per dictionary). Each
-    row is coded greedily by up to ``sparsity`` atoms with non-negative codes
-    (:func:`_greedy_codes`), and the atoms become the least-squares fit of the rows to their
-    codes, ``D = (CᵀC)⁻¹ CᵀX`` (the method of optimal directions: two sums per pass, CᵀC and
-    CᵀX). With one code per row this is the code-weighted mean of the rows each atom wins;
-    several codes per row can separate features that fire together with correlated amplitudes,
-    which one code per row merges into their mixture. Read-outs are ``⟨a_j, x⟩`` (``metric``
-    None), or, with ``metric`` the inverse covariance ``Σ⁻¹``, the least-squares amplitudes
-    ``a_jᵀΣ⁻¹x / a_jᵀΣ⁻¹a_j`` (an untied read-out that discounts directions the background
-    already fills). ``metric`` may be a list: one dictionary per entry, all learned in the same
-    passes (one product of the rows with every read-out per pass), and ``sparsity`` then a list
-    too, or one value for all. The passes stop once no atom turns by more than ``tol``
-    (``1 − |cos|``) or after ``n_iter``. Returns (m, d) unit atoms (an atom no row uses keeps
-    its previous value), or a list of them when ``metric`` is a list.
-    """
-    red = reduce or LocalReducer()
-    metrics = list(metric) if isinstance(metric, (list, tuple)) else [metric]
-    starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(metrics)
-    if len(starts) != len(metrics) or len({a.shape for a in starts}) != 1:
-        raise ValueError("sparse_atoms: one (m, d) start per dictionary")
-    m, d = starts[0].shape
-    n_dict = len(metrics)
-    sparsities = list(sparsity) if isinstance(sparsity, (list, tuple)) else [sparsity] * n_dict
-    D = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in starts]
-    for _ in range(int(n_iter)):
-        F = [Dj if M is None else (Dj @ M) / np.sum((Dj @ M) * Dj, axis=1, keepdims=True)
-             for Dj, M in zip(D, metrics)]
-        G = [Fj @ Dj.T for Fj, Dj in zip(F, D)]
-        Fall = np.concatenate(F)
-        CtC = np.zeros((n_dict * m, n_dict * m))
-        CtX = np.zeros((n_dict * m, d))
-        for x in chunks():
-            if len(x) == 0:
-                continue
-            P = x @ like_dtype(Fall.T, x)
-            # every dictionary's codes as one sparse matrix (atom j of dictionary i is column
-            # i·m + j): one product with the rows for all of them
-            steps = [(j + i * m, c) for i in range(n_dict)
-                     for j, c in _greedy_codes(P[:, i * m:(i + 1) * m], G[i], sparsities[i])]
-            A, B = _code_sums(steps, x, n_dict * m)
-            CtC += A
-            CtX += B
-        CtC, CtX = red.sum(CtC), red.sum(CtX)
-        Dn = []
-        for j in range(n_dict):
-            blk = slice(j * m, (j + 1) * m)
-            A, B, new = CtC[blk, blk], CtX[blk], D[j].copy()
-            ok = np.diag(A) > 0
-            if ok.any():
-                try:  # CᵀC is positive definite unless two atoms code the same rows alike
-                    sol = np.linalg.solve(A[np.ix_(ok, ok)], B[ok])
-                except np.linalg.LinAlgError:
-                    sol = np.linalg.lstsq(A[np.ix_(ok, ok)], B[ok], rcond=None)[0]
-                nb = np.linalg.norm(sol, axis=1)
-                good = nb > 0
-                idx = np.flatnonzero(ok)[good]
-                new[idx] = sol[good] / nb[good, None]
-            Dn.append(new)
-        turn = 1.0 - float(np.min(np.abs(np.sum(np.concatenate(Dn) * np.concatenate(D), axis=1))))
-        D = Dn
-        if turn < tol:
-            break
-    return D if isinstance(metric, (list, tuple)) else D[0]
-
-
-def _sym_decorrelate(W: np.ndarray) -> np.ndarray:
-    s, U = np.linalg.eigh(W @ W.T)
-    return (U / np.sqrt(np.maximum(s, np.finfo(float).eps))) @ U.T @ W
 
 
 def pursuit(w: Any, start: np.ndarray, *, clip: Any = 4.0, max_iter: int = 30, tol: float = 1e-6,
@@ -214,7 +97,7 @@ def pursuit(w: Any, start: np.ndarray, *, clip: Any = 4.0, max_iter: int = 30, t
         nn = np.linalg.norm(Un, axis=1, keepdims=True)
         Un = np.where(nn > 0, Un / np.where(nn > 0, nn, 1.0), U)
         if sym.any():
-            Un[sym] = _sym_decorrelate(Un[sym])
+            Un[sym] = sym_decorrelate(Un[sym])
         change = 1.0 - float(np.min(np.abs(np.sum(Un * U, axis=1))))
         U = Un
         if change < tol:
@@ -243,43 +126,6 @@ def _thin(rows: np.ndarray, norms: np.ndarray, m: int) -> np.ndarray:
         if len(out) >= m:
             break
     return np.array(out) if out else np.zeros((0, rows.shape[1]))
-
-
-def _clipped_normal_m4(c: float) -> float:
-    """``E[clip(z, −c, c)⁴]`` for a standard normal ``z`` (truncated moments in closed form)."""
-    phi = math.exp(-0.5 * c * c) / math.sqrt(2.0 * math.pi)
-    tail = 0.5 * math.erfc(c / math.sqrt(2.0))
-    return 3.0 * (1.0 - 2.0 * tail) - 2.0 * phi * (c**3 + 3.0 * c) + 2.0 * tail * c**4
-
-
-class HeldOutMoments:
-    """Streamed sums of ``y, y², y³, y⁴`` of projections on held-out rows, turned into skewness
-    and excess kurtosis (about the held-out mean) with their Gaussian-null z-scores, and the
-    same third and fourth moments of ``y`` clipped at ±``clip`` (bounded influence per token)."""
-
-    def __init__(self, k: int, clip: float = 4.0) -> None:
-        self.n = 0.0
-        self.clip = float(clip)
-        self.s = np.zeros((6, k))
-
-    def add(self, y: np.ndarray) -> None:
-        y2 = y * y
-        yc = np.clip(y, -self.clip, self.clip)
-        yc3 = yc * yc * yc
-        self.n += y.shape[0]
-        self.s += [y.sum(0), y2.sum(0), (y2 * y).sum(0), (y2 * y2).sum(0), yc3.sum(0), (yc3 * yc).sum(0)]
-
-    def result(self, red: Reducer) -> dict[str, np.ndarray]:
-        n = float(red.sum(self.n))
-        m1, m2, m3, m4, c3m, c4m = red.sum(self.s) / n
-        c2 = np.maximum(m2 - m1**2, np.finfo(float).tiny)
-        c3 = m3 - 3 * m1 * m2 + 2 * m1**3
-        c4 = m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
-        skew = c3 / c2**1.5
-        kurt = c4 / c2**2 - 3.0
-        return {"n": n, "variance": c2, "skewness": skew, "kurtosis": kurt,
-                "skewness_z": skew / math.sqrt(6.0 / n), "kurtosis_z": kurt / math.sqrt(24.0 / n),
-                "clipped_skewness": c3m, "clipped_kurtosis": c4m - _clipped_normal_m4(self.clip)}
 
 
 def rank_key(stats: dict[str, np.ndarray], share: np.ndarray) -> np.ndarray:
@@ -428,7 +274,7 @@ def search_and_select(
     tails = tail_starts(sample_white, k, reduce=red)
     m_sym = min(r, 2 * k + 4)
     starts = np.concatenate([tails, np.eye(r)])
-    starts = _sym_decorrelate(starts[select(starts, np.arange(len(starts), 0, -1.0), m_sym)])
+    starts = sym_decorrelate(starts[select(starts, np.arange(len(starts), 0, -1.0), m_sym)])
     # both pursuits in one product per step: clipped and independent from principal directions
     # and atoms; unclipped and symmetric from the heaviest rows
     n_clip = len(clip_starts)
@@ -445,154 +291,3 @@ def search_and_select(
             "share": share, "key": key, **{f"candidate_{n}": v for n, v in stats.items() if n != "n"}}
 
 
-def project_moments(rows: Callable[[], Iterable[Any]], filters: np.ndarray, mean: np.ndarray,
-                    reduce: Reducer) -> dict[str, np.ndarray]:
-    """:class:`HeldOutMoments` of the projections ``filters (x − mean)`` of the rows ``rows()``
-    yields (one pass; each row costs ``d·m``, not a whitening)."""
-    acc = HeldOutMoments(len(filters))
-    shift = filters @ mean
-    for x in rows():
-        if len(x):
-            acc.add(host(x @ like(filters.T, x)) - shift)
-    return acc.result(reduce)
-
-
-@dataclass(frozen=True)
-class FeatureDirections(JsonResult):
-    """Directions found by :func:`feature_directions`, best first.
-
-    Attributes
-    ----------
-    patterns : (k, d) ndarray
-        Unit activation-space patterns (the direction a feature moves the data).
-    filters : (k, d) ndarray
-        Read-out filters: ``filters @ (x − mean)`` is each direction's unit-variance projection.
-    whitened : (k, r) ndarray
-        The same directions as unit vectors in the whitened coordinates of the Gaussian fit.
-    skewness, kurtosis : (k,) ndarray
-        Skewness and excess kurtosis of the projections on held-out rows that neither searched
-        nor selected.
-    skewness_z, kurtosis_z : (k,) ndarray
-        Their Gaussian-null z-scores, ``s/√(6/n)`` and ``κ/√(24/n)``.
-    variance_share : (k,) ndarray
-        Share of the data's total variance along each direction.
-    source : tuple of str
-        ``"sparse"`` (a sparse-coding atom), ``"pursuit"`` (clipped skew-and-kurtosis pursuit)
-        or ``"tail"`` (unclipped symmetric pursuit from the heaviest rows).
-    n_search, n_select, n_test : int
-        Rows that searched, that selected, and that scored.
-    """
-
-    patterns: np.ndarray = field(repr=False)
-    filters: np.ndarray = field(repr=False)
-    whitened: np.ndarray = field(repr=False)
-    skewness: np.ndarray
-    kurtosis: np.ndarray
-    skewness_z: np.ndarray
-    kurtosis_z: np.ndarray
-    variance_share: np.ndarray
-    source: tuple
-    n_search: int
-    n_select: int
-    n_test: int
-
-    def __str__(self) -> str:
-        lines = [f"FeatureDirections: {len(self.skewness)} directions ({self.n_search} rows searched, "
-                 f"{self.n_select} to select, {self.n_test} to score)",
-                 f"  {'i':>3} {'skewness':>9} {'z':>8} {'ex. kurtosis':>13} {'z':>8} {'var. share':>11}  source"]
-        for i in range(len(self.skewness)):
-            lines.append(f"  {i:>3} {self.skewness[i]:>9.3f} {self.skewness_z[i]:>8.1f} {self.kurtosis[i]:>13.3f} "
-                         f"{self.kurtosis_z[i]:>8.1f} {self.variance_share[i]:>11.4f}  {self.source[i]}")
-        return "\n".join(lines)
-
-
-def feature_directions(
-    X: Any,
-    k: int,
-    *,
-    seed: int = 0,
-    select_fraction: float = 0.2,
-    gaussian: Any = None,
-    distributed: bool = False,
-    group: Any = None,
-    device: Any = None,
-) -> FeatureDirections:
-    """Candidate missed features in a residual ``X`` (N, d): sparse-coding atoms and
-    skew-and-kurtosis pursuit optima, selected and scored on held-out rows.
-
-    What it selects on, on rows that shaped no candidate: Comon's negentropy estimate
-    ``J = s²/12 + κ²/48`` from the held-out skewness ``s`` and excess kurtosis ``κ``, and the
-    share of the variance among significantly non-Gaussian candidates, taking from the two in
-    turn (see the module docstring for the candidate sources). The statistics returned are
-    measured on a third set of rows. The search's products are float32 (with float64 sums);
-    every statistic is float64, so summing other pieces of rows (other chunks, ranks or a
-    device) moves the directions by about 1e-4, far inside their sampling error.
-
-    Parameters
-    ----------
-    X : (N, d) array or tensor
-    k : int
-        Directions returned (fewer when the candidates span fewer distinct directions).
-    seed : int
-        Seeds the search/selection split of the rows (drawn per row index).
-    select_fraction : float, default 0.2
-        Fraction of rows held out to select among the candidates; as many again are held out to
-        score the selected directions (the statistics returned), so that selection cannot
-        inflate them.
-    gaussian : GaussianBackground, optional
-        A Gaussian already fitted to ``X`` (whitening); fitted here (Ledoit–Wolf) otherwise.
-    distributed, group
-        Each ``torch.distributed`` rank passes its own rows; all get the same result.
-    device : str or torch.device, optional
-        Where the O(N d²) whitening and the O(N d m) passes run.
-
-    Returns
-    -------
-    FeatureDirections
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> d = rng.normal(size=16); d /= np.linalg.norm(d)
-    >>> x = rng.normal(size=(8000, 16)) + np.outer(rng.exponential(size=8000) * (rng.random(8000) < 0.1), 4 * d)
-    >>> found = feature_directions(x, 2, seed=0)
-    >>> bool(abs(found.patterns[0] @ d) > 0.95), bool(found.skewness_z[0] > 10)
-    (True, True)
-    """
-    from pft.numeric._background import GaussianBackground
-
-    dev = resolve_device(device)
-    if is_tensor(X) or dev is not None:
-        X = as_device_matrix(X, "X", dev if dev is not None else X.device)
-    else:
-        X = as_matrix(X, "X", min_rows=16)
-    if not 0 < select_fraction < 0.5:
-        raise InputError(f"`select_fraction` must be in (0, 0.5); got {select_fraction!r}.")
-    red = reducer(distributed, group)
-    offset, N = red.offset_and_total(X.shape[0])
-    g = gaussian if gaussian is not None else GaussianBackground(device=dev).fit(X, distributed=distributed, group=group)
-    r = g.rank_
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
-        raise InputError(f"`k` must be an integer in [1, {r}] (the rank of the data); got {k!r}.")
-    u = uniforms(offset, X.shape[0], seed, 13)
-    f = float(select_fraction)
-    search, held, test = X[like(u >= 2 * f, X)], X[like((u >= f) & (u < 2 * f), X)], X[like(u < f, X)]
-    cap = max(2048, 2**21 // r)
-    s_off, n_search = red.offset_and_total(len(search))  # the sample follows global search-row indices
-    v = uniforms(s_off, len(search), seed, 14)
-    p = cap / max(1.0, float(n_search))
-    sample = search[like(v < p, search)]
-    found = search_and_select(
-        lambda: [search], sample, lambda: [held], g.mean_,
-        g.eigenvectors_[:, :r], g.eigenvalues_[:r], int(k), sample_half=(v < 0.5 * p)[v < p], reduce=red,
-    )
-    U = found["selected"]
-    st = project_moments(lambda: [test], g.filter(U), g.mean_, red)
-    share = (U * U) @ g.eigenvalues_[:r] / float(np.sum(g.eigenvalues_))
-    pat = g.pattern(U)
-    return FeatureDirections(
-        patterns=pat / np.linalg.norm(pat, axis=1, keepdims=True), filters=g.filter(U), whitened=U,
-        skewness=st["skewness"], kurtosis=st["kurtosis"], skewness_z=st["skewness_z"], kurtosis_z=st["kurtosis_z"],
-        variance_share=share, source=tuple(str(s) for s in found["source"][found["chosen"]]),
-        n_search=int(red.sum(len(search))), n_select=int(red.sum(len(held))), n_test=int(st["n"]),
-    )

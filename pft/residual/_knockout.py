@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pft._results import JsonResult
-from pft._validate import as_matrix, describe
+from pft._deprecation import renamed_keywords
+from pft._validate import as_matrix, check_choice, check_float, check_int, check_seed, describe
 from pft.errors import InputError
 
 __all__ = ["Knockout", "knockout", "select_latents", "latent_stats", "best_cosines"]
@@ -83,6 +84,40 @@ class Knockout(JsonResult):
         for name in ("knockout_reconstruction", "twin_reconstruction"):
             out[name] = {"shape": list(getattr(self, name).shape)}
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Knockout":
+        """Inverse of :meth:`to_dict`, so ``Knockout.from_json(k.to_json())`` has the same
+        ``to_dict()`` as ``k``. The two (N, d) reconstructions are not stored in the JSON: they
+        come back as read-only NaN arrays of their shape (no memory is allocated for them).
+
+        Examples
+        --------
+        >>> k = Knockout.from_dict({
+        ...     "knockout_reconstruction": {"shape": [100, 3]}, "twin_reconstruction": {"shape": [100, 3]},
+        ...     "latents": [2], "directions": [[1.0, 0.0, 0.0]], "firing_rate": [0.1],
+        ...     "energy_share": [0.05], "fvu": 0.3, "fvu_full": 0.25, "noise_scale": 0.4,
+        ...     "twin": "covariance", "seed": 0})
+        >>> k.knockout_reconstruction.shape, bool(np.isnan(k.twin_reconstruction).all())
+        ((100, 3), True)
+        >>> Knockout.from_json(k.to_json()).to_dict() == k.to_dict()
+        True
+        """
+        kw = dict(d)
+        for name in ("knockout_reconstruction", "twin_reconstruction"):
+            v = kw[name]
+            shape = tuple(int(n) for n in (v["shape"] if isinstance(v, dict) else np.shape(v)))
+            kw[name] = np.asarray(v, dtype=float) if not isinstance(v, dict) else np.broadcast_to(np.nan, shape)
+        kw["latents"] = np.asarray(kw["latents"], dtype=np.int64)
+        kw["directions"] = np.asarray(kw["directions"], dtype=float)
+        if kw["directions"].ndim == 1:
+            kw["directions"] = kw["directions"].reshape(len(kw["latents"]), -1)
+        for name in ("firing_rate", "energy_share"):
+            kw[name] = np.asarray(kw[name], dtype=float)
+        for name in ("fvu", "fvu_full", "noise_scale"):
+            kw[name] = float(kw[name])
+        kw["twin"], kw["seed"] = str(kw["twin"]), int(kw["seed"])
+        return cls(**kw)
 
     def recall(self, found: Any, *, threshold: float = 0.9) -> tuple[int, np.ndarray]:
         """``(number of knocked-out directions matched at |cos| ≥ threshold, best |cos| of each)``
@@ -171,34 +206,43 @@ def latent_stats(activations: Any, interpretation: Any) -> tuple[np.ndarray, np.
     return fires / N, c2 * np.sum(dec * dec, axis=1) / total
 
 
+@renamed_keywords(n="n_latents")
 def select_latents(
     activations: Any,
     interpretation: Any,
-    n: int,
+    n_latents: int,
     *,
     by: str = "energy",
     firing_rate: float | None = None,
     exclude: Sequence[int] = (),
 ) -> np.ndarray:
-    """Pick ``n`` latents to knock out.
+    """Pick ``n_latents`` latents to knock out.
 
-    ``by="energy"``: the ``n`` with the largest energy share. ``by="rate"``: the ``n`` whose
-    firing rate is closest to ``firing_rate`` on a log scale (dead latents never). Latents in
-    ``exclude`` are never picked.
+    ``by="energy"``: the ``n_latents`` with the largest energy share. ``by="rate"``: the
+    ``n_latents`` whose firing rate is closest to ``firing_rate`` on a log scale (dead latents
+    never). Latents in ``exclude`` are never picked. (``n=`` is a deprecated spelling of
+    ``n_latents``.)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> dec = np.eye(4)
+    >>> codes = rng.exponential(size=(1000, 4)) * [1.0, 3.0, 0.5, 2.0]
+    >>> select_latents(codes @ dec, (codes, dec), 2).tolist()   # the two most energetic
+    [1, 3]
     """
+    check_choice(by, "by", ("energy", "rate"))
     fr, en = latent_stats(activations, interpretation)
-    if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(fr):
-        raise InputError(f"`n` must be an integer in [1, {len(fr)}]; got {n!r}.")
+    n = check_int(n_latents, "n_latents", minimum=1, maximum=len(fr))
     ok = fr > 0
     ok[list(exclude)] = False
     if by == "energy":
         key = -en
-    elif by == "rate":
-        if firing_rate is None or not 0 < firing_rate <= 1:
-            raise InputError(f"`firing_rate` must be in (0, 1] with by='rate'; got {firing_rate!r}.")
-        key = np.abs(np.log(np.maximum(fr, 1e-300)) - math.log(firing_rate))
     else:
-        raise InputError(f"`by` must be 'energy' or 'rate'; got {by!r}.")
+        if firing_rate is None:
+            raise InputError("`firing_rate` must be a number in (0, 1] with by='rate'; got None.")
+        check_float(firing_rate, "firing_rate", minimum=0, maximum=1, exclusive_minimum=True)
+        key = np.abs(np.log(np.maximum(fr, 1e-300)) - math.log(firing_rate))
     idx = np.flatnonzero(ok)
     if len(idx) < n:
         raise InputError(f"only {len(idx)} live latents are eligible; asked for {n}.")
@@ -260,8 +304,8 @@ def knockout(
     """
     x = as_matrix(activations, "activations")
     N, d = x.shape
-    if twin not in ("covariance", "isotropic"):
-        raise InputError(f"`twin` must be 'covariance' or 'isotropic'; got {twin!r}.")
+    check_choice(twin, "twin", ("covariance", "isotropic"))
+    check_seed(seed)
     src, dec, bias = _decoder_parts(interpretation, d)
     if dec.shape[1] != d:
         raise InputError(f"the interpretation's decoder has width {dec.shape[1]} but `activations` has d = {d}.")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._validate import as_matrix, describe
+from pft._validate import as_matrix, check_float, check_int, describe
 from pft.errors import InputError
 
 __all__ = ["massive_tokens"]
@@ -52,8 +52,9 @@ def massive_tokens(activations: Any, *, ratio: float = 10.0, chunk_rows: int | N
     array([[ True, False, False, False, False, False],
            [ True, False, False, False, False, False]])
     """
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not np.isfinite(ratio) or ratio <= 1:
-        raise InputError(f"`ratio` must be a number > 1 (a multiple of the median token norm); got {ratio!r}.")
+    check_float(ratio, "ratio", minimum=1, exclusive_minimum=True)
+    if chunk_rows is not None:
+        check_int(chunk_rows, "chunk_rows", minimum=1)
     shape = tuple(getattr(activations, "shape", ()))
     if len(shape) < 2:
         raise InputError(
@@ -65,8 +66,6 @@ def massive_tokens(activations: Any, *, ratio: float = 10.0, chunk_rows: int | N
         raise InputError(f"`activations` has no tokens or no features; got {describe(activations)}.")
     flat = activations.reshape(n, d)
     step = int(chunk_rows) if chunk_rows is not None else max(64, 2**20 // max(d, 1))
-    if step < 1:
-        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
     norms = np.empty(n)
     for lo in range(0, n, step):
         rows = as_matrix(flat[lo : lo + step], "activations", row_offset=lo)

@@ -9,7 +9,7 @@ import numpy as np
 
 from pft._device import as_device_matrix, host, is_tensor, like, matmul_precision, resolve_device, rowdot, rowsq, single
 from pft.errors import InputError
-from pft.numeric._moments import Moments
+from pft.numeric import Moments
 from pft.distributed import LocalReducer, Reducer, uniforms
 
 __all__ = ["anchor_metrics", "mardia", "ridge_r2", "participation_ratio", "check_residual_scale", "joint_moments", "Ridge"]

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from pft._device import as_device_matrix, concat, host, is_tensor, like, resolve_device
-from pft._validate import as_matrix, describe
+from pft._validate import as_matrix, check_bool, check_choice, check_float, check_int, check_seed, describe
 from pft.errors import InputError
 from pft.numeric import GaussianBackground, Moments, PerturbativeBackground
-from pft.numeric._pursuit import HeldOutMoments
+from pft.numeric.projections import HeldOutMoments
 from pft.distributed import reducer, uniforms
 from pft.residual._metrics import (
     AnchorSums, Ridge, check_residual_scale, joint_moments, mardia, on_reconstruction, participation_ratio,
@@ -208,6 +208,10 @@ def score(
     >>> bool(np.all(best > 0.9))
     True
     """
+    check_seed(seed)
+    check_bool(progress, "progress")
+    check_bool(distributed, "distributed")
+    check_choice(precision, "precision", ("float64", "float32", "tf32"))
     pre = prepare(activations, reconstruction, codes=codes, mask=mask, exclude_positions=exclude_positions,
                   saelens_batch=saelens_batch, chunk_rows=chunk_rows, distributed=distributed)
     activations, reconstruction, codes = pre.x, pre.xhat, pre.codes
@@ -220,18 +224,11 @@ def score(
     if len(x.shape) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         as_matrix(x, "activations")  # raises the precise message (1-D, empty, ...)
     N_local, d = int(x.shape[0]), int(x.shape[1])
-    if not (isinstance(holdout, (float, int)) and 0 < holdout < 1):
-        raise InputError(f"`holdout` must be a fraction in (0, 1); got {holdout!r}.")
-    if n_directions is None:
-        n_directions = min(8, d)
-    if not isinstance(n_directions, (int, np.integer)) or not 1 <= n_directions <= d:
-        raise InputError(f"`n_directions` must be an integer in [1, {d}]; got {n_directions!r}.")
-    if precision not in ("float64", "float32", "tf32"):
-        raise InputError(f"`precision` must be one of 'float64', 'float32', 'tf32'; got {precision!r}.")
+    check_float(holdout, "holdout", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True)
+    n_directions = check_int(min(8, d) if n_directions is None else n_directions, "n_directions", minimum=1, maximum=d)
     if chunk_rows is None:
         chunk_rows = max(256, 2**23 // d)  # 64 MiB per float64 copy of a chunk
-    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
+    chunk_rows = check_int(chunk_rows, "chunk_rows", minimum=1)
     c = None
     if codes is not None:
         c = _as_rows(codes, "codes")
@@ -327,32 +324,33 @@ def score(
         step = max(64, 2**20 // d)
 
         def train_chunks(keep=None):
-            """The training rows of r = x − x̂ (those ``keep(first train index, n)`` selects, when
-            given), in blocks of at most 8 MiB (float64) — small enough that the allocator reuses
-            their memory across the search's passes. Only the rows kept are subtracted; host
-            float blocks (checked by pass 1) with the float64 upcast done on the fly."""
-            tr_seen = 0
+            """The training rows of r = x − x̂, in blocks of at most 8 MiB (float64) — small enough
+            that the allocator reuses their memory across the search's passes — as
+            :meth:`PerturbativeBackground.fit` reads a chunk source: with ``keep``, each block's
+            number of training rows goes to ``keep(n)`` first and only the rows it keeps are
+            read and subtracted (none at all when it keeps none). Host float blocks (checked by
+            pass 1) get the float64 upcast on the fly."""
             for (lo, hi), te_chunk in zip(bounds, te_masks):
                 for a in range(lo, hi, step):
                     b = min(hi, a + step)
                     take = ~te_chunk[a - lo : b - lo]  # the block's training rows
-                    off, n_tr = tr_offset + tr_seen, int(take.sum())
-                    tr_seen += n_tr
                     if keep is not None:
-                        take[take] = keep(off, n_tr)
+                        take[take] = keep(int(take.sum()))
+                    if not take.any():
+                        yield np.zeros((0, d))
+                        continue
                     xs, hs = x[a:b], xhat[a:b]
                     if dev is None and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in (xs, hs)):
                         if not take.all():
                             xs, hs = xs[take], hs[take]
-                        yield off, np.subtract(xs, hs, dtype=np.float64)
+                        yield np.subtract(xs, hs, dtype=np.float64)
                     else:
                         r = rows(x, a, b, "activations", xs) - rows(xhat, a, b, "reconstruction", hs)
-                        yield off, (r if take.all() else r[like(take, r)])
+                        yield r if take.all() else r[like(take, r)]
 
         pert = PerturbativeBackground(
             n_directions=int(n_directions), basis="features", seed=seed, gaussian=gauss, device=dev
-        )
-        pert._fit_chunks(train_chunks, red, d, n_rows=n_train)
+        ).fit(train_chunks, distributed=distributed, group=group)
         stages("perturbative")
 
         # pass 2, O(N d k): the legacy ratio on every token; on held-out tokens the gain and the
@@ -375,7 +373,7 @@ def score(
             rt = r[te]
             if len(rt):
                 y = host((rt - like(gauss.mean_, rt)) @ like(filters_both, rt))
-                g = pert._gain_of_projection(y[:, :k]) / _LN2
+                g = pert.gain_from_coordinates(y[:, :k]) / _LN2
                 gsum += [g.sum(), (g * g).sum()]
                 dirs.add(y[:, k:])
                 sample.append(rt[like(uniforms(te_off, len(rt), seed, 5) < keep, rt)])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pft._validate import describe
+from pft._validate import check_int, describe
 from pft.errors import InputError
 
 __all__ = ["prepare", "Prepared"]
@@ -135,8 +135,7 @@ def prepare(
         )
     lead = shape[:-k] if len(shape) > 2 else shape[:1]
     if saelens_batch is not None:
-        if not isinstance(saelens_batch, (int, np.integer)) or isinstance(saelens_batch, bool) or saelens_batch < 1:
-            raise InputError(f"`saelens_batch` must be a positive integer (sequences per batch); got {saelens_batch!r}.")
+        check_int(saelens_batch, "saelens_batch", minimum=1)
         if distributed:
             raise InputError("`saelens_batch` is not available with distributed=True; score on one process.")
     if mask is None and exclude_positions is None and interp is None and len(shape) <= 2 and saelens_batch is None:

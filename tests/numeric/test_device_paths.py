@@ -82,6 +82,27 @@ def test_perturbative_background_on_a_device(rows, device, basis):
     np.testing.assert_allclose(out.cpu().numpy(), ref.logpdf(rows[3000:]), rtol=1e-10)
 
 
+@pytest.mark.parametrize("basis", ["principal", "ica"])
+def test_perturbative_fit_from_chunks_on_a_device(rows, device, basis):
+    # numpy chunks copied to the device, device tensors, and a source taking the keep(n)
+    # pushdown that yields empty blocks: the same fit as the host's on the whole array
+    ref = PerturbativeBackground(n_directions=2, basis=basis, seed=1).fit(rows[:3000])
+    chunks = np.array_split(rows[:3000], 37)
+
+    def pushdown(keep=None):
+        for c in chunks:
+            m = np.ones(len(c), dtype=bool) if keep is None else keep(len(c))
+            yield torch.as_tensor(c[m], device=device) if m.any() else np.zeros((0, c.shape[1]))
+
+    tol = 1e-9 if basis == "principal" else 1e-6
+    for source, kw in ((chunks, {"device": device}), ([torch.as_tensor(c, device=device) for c in chunks], {}),
+                       (pushdown, {"device": device})):
+        pb = PerturbativeBackground(n_directions=2, basis=basis, seed=1, **kw).fit(source)
+        np.testing.assert_allclose(np.abs(pb.basis_), np.abs(ref.basis_), atol=tol)
+        np.testing.assert_allclose(pb.kappa4_, ref.kappa4_, rtol=1e-6, atol=1e-9)
+        assert pb.amplitude_ == ref.amplitude_
+
+
 def test_kurtosis_directions_on_a_device(device):
     rng = np.random.default_rng(5)
     s = np.c_[rng.laplace(size=6000) / np.sqrt(2), rng.normal(size=(6000, 3))]

@@ -9,15 +9,16 @@ from scipy import integrate, stats
 from pft.errors import InputError
 from pft.numeric import feature_directions
 from pft.numeric import GaussianBackground
-from pft.numeric._pursuit import (HeldOutMoments, _clipped_normal_m4, gram_schmidt, pursuit, select,
-                                  selection_keys, sparse_atoms)
+from pft.numeric._pursuit import gram_schmidt, pursuit, select, selection_keys
+from pft.numeric._sparse import sparse_atoms
+from pft.numeric.projections import HeldOutMoments, clipped_normal_m4
 from pft.distributed import LocalReducer
 
 
 @pytest.mark.parametrize("c", [0.5, 2.0, 4.0])
 def test_clipped_normal_fourth_moment_by_quadrature(c):
     inner = integrate.quad(lambda z: z**4 * stats.norm.pdf(z), -c, c)[0]
-    assert _clipped_normal_m4(c) == pytest.approx(inner + 2 * stats.norm.sf(c) * c**4, rel=1e-10)
+    assert clipped_normal_m4(c) == pytest.approx(inner + 2 * stats.norm.sf(c) * c**4, rel=1e-10)
 
 
 def test_held_out_moments_equal_scipy():
@@ -177,10 +178,14 @@ def test_feature_directions_stay_within_their_null_on_gaussian_data():
 
 def test_bad_input():
     x = np.random.default_rng(0).normal(size=(100, 5))
-    with pytest.raises(InputError, match="`k`"):
+    with pytest.raises(InputError, match=r"`n_directions` must be at most 5 \(the rank of the data\); got 9\."):
         feature_directions(x, 9)
-    with pytest.raises(InputError, match="select_fraction"):
+    with pytest.raises(InputError, match=r"`n_directions` must be an integer >= 1; got True\."):
+        feature_directions(x, True)
+    with pytest.raises(InputError, match=r"`select_fraction` must be a finite number > 0 and < 0.5; got 0.7\."):
         feature_directions(x, 2, select_fraction=0.7)
+    with pytest.raises(InputError, match="`seed`"):
+        feature_directions(x, 2, seed=-1)
 
 
 @pytest.mark.parametrize("sparsity", [1, 3])
@@ -294,3 +299,18 @@ def test_feature_directions_on_two_ranks_equal_one_process(tmp_path, torchrun):
     assert abs(one.patterns[0] @ f) > 0.95
     assert abs(pat[0] @ one.patterns[0]) > 1 - 1e-6
     assert out[2048] == pytest.approx(one.kurtosis[0], rel=1e-4)
+
+
+def test_feature_directions_round_trip_through_json():
+    from pft.numeric import FeatureDirections
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 6)) + np.outer(rng.exponential(size=2000) * (rng.random(2000) < 0.1), [3, 0, 0, 0, 0, 0])
+    r = feature_directions(x, 2, seed=0)
+    back = FeatureDirections.from_json(r.to_json())
+    assert back.to_dict() == r.to_dict()
+    for name in ("patterns", "filters", "whitened", "skewness", "kurtosis_z", "variance_share"):
+        got, want = getattr(back, name), getattr(r, name)
+        assert isinstance(got, np.ndarray) and got.shape == want.shape and np.array_equal(got, want), name
+    assert back.source == r.source and isinstance(back.source, tuple) and str(back) == str(r)
+    assert isinstance(back.n_test, int) and back.n_test == r.n_test

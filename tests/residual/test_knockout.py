@@ -107,3 +107,33 @@ def test_bad_input_names_the_argument():
         knockout(x, (codes[:10], dec), [1])
     with pytest.raises(InputError, match="firing_rate"):
         select_latents(x, (codes, dec), 2, by="rate")
+
+
+def test_knockout_round_trips_through_json_without_its_reconstructions():
+    from pft.residual import Knockout
+
+    x, codes, dec, bias = _sae_arrays(N=500)
+    ko = knockout(x, (codes, dec, bias), [2, 6], seed=3)
+    back = Knockout.from_json(ko.to_json())
+    assert back.to_dict() == ko.to_dict()
+    np.testing.assert_array_equal(back.directions, ko.directions)
+    assert back.latents.dtype == np.int64 and back.latents.tolist() == [2, 6]
+    assert back.recall(dec[[2, 6]])[0] == 2 and str(back) == str(ko)
+    # the (N, d) reconstructions are not in the JSON: they come back as NaN of their shape
+    assert back.knockout_reconstruction.shape == x.shape and np.isnan(back.twin_reconstruction).all()
+    assert not back.twin_reconstruction.flags.writeable
+
+
+def test_select_latents_old_keyword_still_works_and_warns():
+    from pft.errors import PftDeprecationWarning
+
+    x, codes, dec, bias = _sae_arrays(N=500)
+    with pytest.warns(PftDeprecationWarning, match="`n` is deprecated; use `n_latents`"):
+        old = select_latents(x, (codes, dec, bias), n=3)
+    np.testing.assert_array_equal(old, select_latents(x, (codes, dec, bias), 3))
+    with pytest.raises(InputError, match=r"`n_latents` must be an integer >= 1 and <= 20; got 0\."):
+        select_latents(x, (codes, dec, bias), 0)
+    with pytest.raises(InputError, match="`by` must be one of 'energy', 'rate'"):
+        select_latents(x, (codes, dec, bias), 2, by="size")
+    with pytest.raises(InputError, match="`seed`"):
+        knockout(x, (codes, dec, bias), [1], seed=-1)
