@@ -42,9 +42,11 @@ from pft.symbolic._cumulants import cumulants_to_moments, moments_to_cumulants
 from pft.symbolic._diagram import Diagram
 from pft.symbolic._edgeworth import EdgeworthExpansion, EdgeworthTerm, edgeworth
 from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
-from pft.symbolic._laplace import CorrelatorExpansion, DiagramTerm, LaplaceExpansion, laplace_expansion
+from pft.symbolic._laplace import laplace_expansion
+from pft.symbolic._laplace_results import CorrelatorExpansion, LaplaceExpansion
 from pft.symbolic._parse import parse_expression
 from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
+from pft.symbolic._terms import DiagramTerm
 from pft.symbolic._wick import gaussian_moment, wick_pairings
 from pft.symbolic._zero_dim import zero_dimensional_series
 
