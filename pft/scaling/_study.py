@@ -13,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pft._deprecation import renamed_keywords, warn_renamed
 from pft._results import JsonResult
-from pft.errors import InputError
+from pft._validate import check_bool, check_choice, check_int, check_seed
 from pft.distributed import Reducer, reducer
+from pft.errors import HeavyTailWarning, InputError
 from pft.scaling._activations import resolve_activation
-from pft.scaling._ensemble import MLPConfig, _check_int, sample_ensemble
-from pft.scaling._estimators import HeavyTailWarning
-from pft.scaling._theory import _table, critical_point, finite_width_theory
+from pft.scaling._critical import critical_point
+from pft.scaling._ensemble import MLPConfig, sample_ensemble
+from pft.scaling._text import table
+from pft.scaling._theory import finite_width_theory
 
 __all__ = ["Study", "StudyResult", "scale_invariant_exact_kurtosis"]
 
@@ -261,7 +264,7 @@ class StudyResult(JsonResult):
                 f"{v['leading_order']:.4g}", exact,
                 f"{v['second_moment']:.4g} ± {v['second_moment_se']:.2g}", f"{v['theory_second_moment']:.4g}",
             ])
-        out = _table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
+        out = table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
                       "E z^2", "K + K1/n"], body)
         if any(r["result"]["heavy_tail"] for r in self.rows):
             out += "\n! heavy tails: a few networks dominate this estimate; its error bar is optimistic"
@@ -273,11 +276,43 @@ class StudyResult(JsonResult):
     def to_dict(self) -> dict:
         return {"rows": [dict(r) for r in self.rows]}
 
-    def plot(self, path) -> Path:
-        """Draw measured excess kurtosis against L/n and against the leading order; save to ``path``."""
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudyResult":
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> res = Study({"activation": "relu", "width": [8], "depth": [2]}, n_networks=100, progress=False).run()
+        >>> StudyResult.from_json(res.to_json()) == res
+        True
+        """
+        return cls(tuple(dict(r) for r in d["rows"]))
+
+    def plot(self, path=None, *, ax=None):
+        """Measured excess kurtosis against ``L/n`` and against the leading-order prediction.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (the format from the extension).
+        ax : matplotlib Axes, or a pair of them, optional
+            Draw onto these: one Axes gets the first panel (against ``L/n``), a pair both.
+            Default: a new two-panel figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not registered with pyplot (nothing leaks, no backend is switched).
+
+        Examples
+        --------
+        >>> res = Study({"activation": "relu", "width": [8], "depth": [2, 3]}, n_networks=200, progress=False).run()
+        >>> type(res.plot()).__name__
+        'Figure'
+        """
         from pft.scaling._plot import plot_study
 
-        return plot_study(self.rows, path)
+        return plot_study(self.rows, path, ax=ax)
 
 
 class Study:
@@ -288,10 +323,11 @@ class Study:
     grid : mapping
         ``activation``, ``width``, ``depth`` (a value or a list each; plural keys work too) and
         optionally ``C_W``, ``C_b`` (default: the activation's critical point).
-    networks : int
-        Networks per cell.
+    n_networks : int
+        Networks per cell (was ``networks``, still accepted with a deprecation warning; the store
+        keeps the name ``networks`` in each cell's key).
     method : {"exact", "weights"}
-    seed : int
+    seed : int, default 0
         Base seed; each cell's seed is a hash of the cell (so cells are independent of order and
         of interruptions).
     device : str
@@ -320,13 +356,14 @@ class Study:
 
     Examples
     --------
-    >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, networks=500,
+    >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, n_networks=500,
     ...             progress=False).run()
     >>> len(res.rows), res.rows[0]["key"]["width"]
     (4, 8)
     """
 
-    def __init__(self, grid, *, networks=20000, method="exact", seed=0, device="cpu", progress=True):
+    @renamed_keywords(networks="n_networks")
+    def __init__(self, grid, *, n_networks=20000, method="exact", seed=0, device="cpu", progress=True):
         if not hasattr(grid, "items"):
             raise InputError(f"`grid` must be a mapping like {{'activation': 'relu', 'width': [16, 32], "
                              f"'depth': [2, 4]}}; got {type(grid).__name__}.")
@@ -339,13 +376,11 @@ class Study:
             if need not in norm:
                 raise InputError(f"`grid` needs {need!r}; got keys {sorted(grid)}.")
         self.grid = norm
-        self.networks = _check_int("networks", networks, 2)
-        if method not in ("exact", "weights"):
-            raise InputError(f"`method` must be 'exact' or 'weights'; got {method!r}.")
-        self.method = method
-        self.seed = _check_int("seed", seed, 0)
+        self.n_networks = check_int(n_networks, "n_networks", minimum=2)
+        self.method = check_choice(method, "method", ("exact", "weights"))
+        self.seed = check_seed(seed)
         self.device = device
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
         self._cells = self._make_cells()
 
     def _make_cells(self) -> list[dict]:
@@ -366,7 +401,7 @@ class Study:
             for n, L in itertools.product(self.grid["width"], self.grid["depth"]):
                 MLPConfig(name, n, L, C_W=cw, C_b=cb)  # validates
                 cells.append({"activation": name, "width": int(n), "depth": int(L), "C_W": float(cw),
-                              "C_b": float(cb), "networks": self.networks, "method": self.method, "seed": self.seed})
+                              "C_b": float(cb), "networks": self.n_networks, "method": self.method, "seed": self.seed})
                 if x is not None:
                     cells[-1]["input"] = float(x)
         return cells
@@ -430,7 +465,7 @@ class Study:
 
         red = reducer(distributed, group)
         path = None if store is None else Path(store)
-        config = {k: getattr(self, k) for k in _CONFIG}
+        config = {"networks": self.n_networks, "method": self.method, "seed": self.seed}  # the store's names
         done = {} if path is None or red.rank != 0 else _read_store(path, config)
         # rank 0 owns the store: it tells the others which cells are finished, and their records
         known = _share_from_rank0(red, [done.get(json.dumps(c, sort_keys=True)) for c in self._cells])
@@ -472,6 +507,13 @@ class Study:
         """The aligned table of the last :meth:`run`."""
         return self._result().table()
 
-    def plot(self, path) -> Path:
-        """The figure of the last :meth:`run`, saved to ``path``."""
-        return self._result().plot(path)
+    @property
+    def networks(self) -> int:
+        """Deprecated name of :attr:`n_networks`."""
+        warn_renamed("Study.networks", "Study.n_networks")
+        return self.n_networks
+
+    def plot(self, path=None, *, ax=None):
+        """The figure of the last :meth:`run` (see :meth:`StudyResult.plot`); also written to
+        ``path`` when given."""
+        return self._result().plot(path, ax=ax)

@@ -107,7 +107,7 @@ def _parse(text, symbols, max_length) -> sympy.Expr:
     except (RecursionError, MemoryError):
         raise InputError(f"formula {shown!r} is nested too deeply to parse (at most {_MAX_DEPTH} levels)") from None
     try:
-        return _Builder(shown, dict(symbols or {})).build(tree.body, 0)
+        return _Builder(shown, dict(symbols or {}), flat_sums=max_length is None).build(tree.body, 0)
     except (RecursionError, MemoryError):
         raise InputError(f"formula {shown!r} is too large to build (nesting, or a huge exact number)") from None
 
@@ -130,9 +130,10 @@ class _Builder:
         ast.Div: lambda a, b: a / b,
     }
 
-    def __init__(self, text: str, symbols: dict):
+    def __init__(self, text: str, symbols: dict, *, flat_sums: bool = False):
         self.text = text
         self.symbols = symbols
+        self.flat_sums = flat_sums
 
     def refuse(self, what: str):
         raise InputError(
@@ -161,8 +162,8 @@ class _Builder:
             if isinstance(node.op, ast.UAdd):
                 return operand
             self.refuse(f"the operator {type(node.op).__name__} is not allowed")
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
-            # a sum of many terms is a deep left-leaning chain: walk it without recursion
+        if self.flat_sums and isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            # (pft's own output) a sum of many terms is a deep left-leaning chain: walk it without recursion
             terms = []
             while isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
                 right = self.build(node.right, depth + 1)

@@ -26,7 +26,7 @@ def test_torchrun_pft_scaling_distributed(tmp_path, capsys, torchrun, assert_row
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count('"rows"') == 1  # rank 0 prints, rank 1 does not
     rows = json.loads(proc.stdout[proc.stdout.index("{"):])["rows"]
-    want = Study({"activation": "relu", "width": 8, "depth": [2, 3]}, networks=NETWORKS, seed=3,
+    want = Study({"activation": "relu", "width": 8, "depth": [2, 3]}, n_networks=NETWORKS, seed=3,
                  progress=False).run().to_dict()["rows"]
     assert_rows_equal(rows, want)
     assert_rows_equal([json.loads(x) for x in store.read_text().splitlines()], want)
