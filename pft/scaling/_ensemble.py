@@ -18,6 +18,7 @@ from pft.distributed import LocalReducer, Reducer, reducer
 from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
 from pft.scaling._estimators import jackknife, warn_if_heavy
+from pft.scaling._samplers import chunk_seed, default_chunk, exact_chunk, weights_chunk
 from pft.scaling._text import table
 
 __all__ = ["MLPConfig", "EnsembleResult", "sample_ensemble"]
@@ -310,104 +311,6 @@ class EnsembleResult(JsonResult):
         return head + "\n" + table(["input", "E z^2", "excess kurtosis (RB)", "excess kurtosis (raw)"], rows)
 
 
-# ---------------------------------------------------------------------------------------------
-# samplers
-
-
-def _cov_factor(G):
-    """A batch of factors F with F Fᵀ = G (Cholesky; eigen-square-root where that fails)."""
-    import torch
-
-    if G.shape[-1] == 1:
-        return torch.sqrt(torch.clamp(G, min=0.0))
-    F, info = torch.linalg.cholesky_ex(G)
-    bad = info != 0
-    if bool(bad.any()):
-        evals, evecs = torch.linalg.eigh(G[bad])
-        F = F.clone()
-        F[bad] = evecs * torch.sqrt(torch.clamp(evals, min=0.0)).unsqueeze(-2)
-    return F
-
-
-def _mix(eps, F):
-    """``eps @ Fᵀ`` for a batch: (B, m, k) × (B, k, k); elementwise for one input (bmm of tiny
-    matrices is slow)."""
-    if F.shape[-1] == 1:
-        return eps * F[:, :, 0].unsqueeze(1)
-    return eps @ F.transpose(1, 2)
-
-
-def _gram(s):
-    """``sᵀ s`` per network: (B, n, k) → (B, k, k)."""
-    if s.shape[-1] == 1:
-        return (s * s).sum(dim=1, keepdim=True)
-    return s.transpose(1, 2) @ s
-
-
-def _exact_chunk(act, cfg: MLPConfig, X, B, gen):
-    import torch
-
-    n, k = cfg.width, X.shape[0]
-    K1 = cfg.C_b + cfg.C_W * (X @ X.T) / X.shape[1]
-    kw = dict(generator=gen, device=X.device, dtype=X.dtype)
-    if k == 1:  # one input: (B, n) tensors and a scalar variance per network
-        g = K1.reshape(1).expand(B)
-        for _ in range(cfg.depth - 1):
-            s = act.torch(torch.randn(B, n, **kw) * torch.sqrt(g).unsqueeze(1))
-            g = cfg.C_b + (cfg.C_W / n) * (s * s).sum(dim=1)
-        out = torch.randn(B, cfg.output_width, **kw) * torch.sqrt(g).unsqueeze(1)
-        return out.unsqueeze(2), g.reshape(B, 1, 1)
-    G = K1.expand(B, k, k)
-    for _ in range(cfg.depth - 1):
-        eps = torch.randn(B, n, k, **kw)
-        s = act.torch(_mix(eps, _cov_factor(G)))
-        G = cfg.C_b + (cfg.C_W / n) * _gram(s)
-    eps = torch.randn(B, cfg.output_width, k, **kw)
-    return _mix(eps, _cov_factor(G)), G
-
-
-def _weights_chunk(act, cfg: MLPConfig, X, B, gen):
-    import torch
-
-    n, k, n0 = cfg.width, X.shape[0], X.shape[1]
-    kw = dict(generator=gen, device=X.device, dtype=X.dtype)
-    sw, sb = math.sqrt(cfg.C_W), math.sqrt(cfg.C_b)
-    XT = X.T  # (n0, k)
-    if cfg.depth == 1:
-        W = torch.randn(B, cfg.output_width, n0, **kw) * (sw / math.sqrt(n0))
-        b = torch.randn(B, cfg.output_width, 1, **kw) * sb
-        K1 = cfg.C_b + cfg.C_W * (X @ X.T) / n0
-        return b + W @ XT, K1.expand(B, k, k)
-    W = torch.randn(B, n, n0, **kw) * (sw / math.sqrt(n0))
-    z = torch.randn(B, n, 1, **kw) * sb + W @ XT
-    for _ in range(cfg.depth - 2):
-        s = act.torch(z)
-        W = torch.randn(B, n, n, **kw) * (sw / math.sqrt(n))
-        z = torch.randn(B, n, 1, **kw) * sb + W @ s
-    s = act.torch(z)
-    G = cfg.C_b + (cfg.C_W / n) * _gram(s)
-    W = torch.randn(B, cfg.output_width, n, **kw) * (sw / math.sqrt(n))
-    out = torch.randn(B, cfg.output_width, 1, **kw) * sb + W @ s
-    return out, G
-
-
-def _chunk_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-#: Default networks per block. Blocks are the unit of seeding and of splitting across ranks, so the
-#: default must not depend on the number of ranks; 1024 gives a 20 000-network cell 20 blocks to
-#: share and costs nothing on one process (a 2-core CPU draws n ≤ 128 ensembles as fast in blocks of
-#: 313, 1024 or 2048 networks as in one block of 20 000).
-_MAX_BLOCK = 1024
-
-
-def _default_chunk(config: MLPConfig, method: str, k: int, n_networks: int) -> int:
-    n = config.width
-    per = n * k if method == "exact" else n * max(n, config.input_dim, k)
-    return max(1, min(n_networks, _MAX_BLOCK, (1 << 22) // max(per, 1)))  # ≤ ~32 MiB per tensor
-
-
 def _check_same_on_all_ranks(red: Reducer, **args) -> None:
     """Ranks must draw from one call; a fingerprint of its arguments is gathered and compared."""
     text = json.dumps(args, sort_keys=True, default=str)
@@ -506,7 +409,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     act = resolve_activation(config.activation)
     k = X.shape[0]
     n = config.width
-    chunk = _default_chunk(config, method, k, n_networks) if chunk is None else check_int(chunk, "chunk", minimum=1)
+    chunk = default_chunk(config, method, k, n_networks) if chunk is None else check_int(chunk, "chunk", minimum=1)
     red = reducer(distributed, group)
     if red.distributed:
         _check_same_on_all_ranks(red, config=config.to_dict(), n_networks=n_networks, inputs=X.tolist(),
@@ -522,7 +425,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
         Xt = torch.as_tensor(X, dtype=dtype, device=dev)
     except (RuntimeError, TypeError, AssertionError) as exc:
         raise InputError(f"`dtype` must be a torch floating-point dtype usable on {dev}; got {dtype!r} ({exc}).") from None
-    draw = _exact_chunk if method == "exact" else _weights_chunk
+    draw = exact_chunk if method == "exact" else weights_chunk
     outs = [np.empty((0, config.output_width, k), dtype=torch.empty(0, dtype=dtype).numpy().dtype)]
     Gs = [np.empty((0, k, k), dtype=outs[0].dtype)]
     with tqdm(total=hi - lo, disable=not progress or red.rank != 0, unit="net",
@@ -530,7 +433,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
         for i in range(first, stop):
             B = min(chunk, n_networks - i * chunk)
             gen = torch.Generator(device=dev)
-            gen.manual_seed(_chunk_seed(int(seed), i))
+            gen.manual_seed(chunk_seed(int(seed), i))
             with torch.no_grad():
                 try:
                     out, G = draw(act, config, Xt, B, gen)

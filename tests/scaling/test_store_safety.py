@@ -5,7 +5,7 @@ import json
 import multiprocessing as mp
 
 from pft.scaling import Study
-from pft.scaling._study import _append, _read_store
+from pft.scaling._store import append_record as _append, read_store as _read_store
 
 GRID = {"activation": "relu", "width": [4], "depth": [2, 3]}
 
@@ -71,7 +71,7 @@ def test_append_after_a_killed_writer_does_not_glue_onto_its_torn_line(tmp_path)
 
 
 def test_a_read_only_store_with_every_cell_is_read_without_writing(tmp_path, monkeypatch):
-    import pft.scaling._study as study_mod
+    import pft.scaling._store as study_mod
 
     store = tmp_path / "s.jsonl"
     first = Study(GRID, n_networks=200, progress=False).run(store=store)
