@@ -83,9 +83,7 @@ class FiniteWidthTheory(JsonResult):
         ndarray, shape (L,) or (L, k)
             Per layer (and per input).
         """
-        n = float(width)
-        if not n > 0:
-            raise InputError(f"`width` must be positive; got {width!r}.")
+        n = check_float(width, "width", minimum=0, exclusive_minimum=True)
         K, V = self._diag()
         return 3.0 * V / (n * K**2)
 
@@ -106,9 +104,7 @@ class FiniteWidthTheory(JsonResult):
                 f"`sixth_cumulant`: this theory has no six-point vertex ({self.n_inputs} inputs); use "
                 f"finite_width_theory(..., six_point=True) with at most {MAX_INPUTS_SIX_POINT} inputs."
             )
-        n = float(width)
-        if not n > 0:
-            raise InputError(f"`width` must be positive; got {width!r}.")
+        n = check_float(width, "width", minimum=0, exclusive_minimum=True)
         K, _ = self._diag()
         if self.n_inputs is None:
             U = self.U
@@ -119,9 +115,10 @@ class FiniteWidthTheory(JsonResult):
 
     def second_moment(self, width) -> np.ndarray:
         """``E z² = K + K1_shift / n`` per layer (and input), to order 1/n."""
+        n = check_float(width, "width", minimum=0, exclusive_minimum=True)
         K, _ = self._diag()
         K1 = self.K1_shift if self.n_inputs is None else self.K1_shift[:, np.arange(self.n_inputs), np.arange(self.n_inputs)]
-        return K + K1 / float(width)
+        return K + K1 / n
 
     def to_dict(self) -> dict:
         return {
