@@ -31,6 +31,11 @@ Conventions (written once here, followed everywhere in pft)
 * **Edgeworth.** Standardized cumulants ``κ_r`` (``κ₁ = 0``, ``κ₂ = 1``); probabilists' Hermite
   polynomials ``He``; "order k" keeps the products ``∏ κ_{r_i}`` with ``Σ (r_i - 2) = k``.
 
+Package-internal modules (importable by the rest of pft; users need not): :mod:`pft.symbolic.engine`
+documents the engine protocol through which :func:`pft.numeric.laplace` and
+:func:`pft.numeric.edgeworth_pdf` evaluate this layer's diagrams and series, and
+:mod:`pft.symbolic.drawing` holds the TikZ/SVG sheets and the diagram catalog.
+
 References
 ----------
 .. [1] J. Zinn-Justin, *Quantum Field Theory and Critical Phenomena*, ch. 1-2 (Laplace method,
