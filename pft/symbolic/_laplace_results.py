@@ -24,6 +24,13 @@ from pft.symbolic.engine import build_terms
 __all__ = ["LaplaceExpansion", "CorrelatorExpansion"]
 
 
+def _first_leaf_is_text(value) -> bool:
+    """Whether JSON written by :func:`~pft.symbolic._serial.jsonable` holds exact values (text)."""
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, str)
+
+
 def _read_terms(data: Mapping, exact: bool) -> dict:
     return {int(k): tuple(DiagramTerm.from_dict(t, exact=exact) for t in items) for k, items in data.items()}
 
@@ -91,7 +98,7 @@ class CorrelatorExpansion(JsonResult):
         >>> CorrelatorExpansion.from_json(m.to_json()).to_dict() == m.to_dict()
         True
         """
-        exact = bool(data.get("exact", True))
+        exact = bool(data["exact"]) if "exact" in data else _first_leaf_is_text(data["leading"])  # older files
         read = read_exact_matrix if exact else read_float
         return cls(
             kind=data["kind"],
