@@ -15,9 +15,10 @@ import numpy as np
 import sympy
 from scipy import special
 
+from pft._validate import check_int
 from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
 from pft.symbolic import edgeworth
-from pft.symbolic._edgeworth import edgeworth_terms, hermite, index_of, multinomial, multiplicities
+from pft.symbolic.engine import edgeworth_terms, hermite, index_of, multinomial, multiplicities
 
 __all__ = ["edgeworth_pdf", "edgeworth_logpdf", "cornish_fisher"]
 
@@ -158,14 +159,8 @@ class _Standardized:
         self.tensors = tensors
 
 
-def _check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
-        raise InputError(f"`order` must be a non-negative integer, got {order!r}")
-    return int(order)
-
-
 def _standardize(x, cumulants, order, *, allow_multivariate=True):
-    order = _check_order(order)
+    order = check_int(order, "order", minimum=0)
     if isinstance(cumulants, (str, bytes)) or not isinstance(cumulants, (Sequence, np.ndarray)):
         raise InputError(f"`cumulants` must be a sequence [mean, variance, κ3, ...], got {type(cumulants).__name__}")
     need = order + 2

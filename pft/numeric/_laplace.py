@@ -1,7 +1,8 @@
 """Laplace expansion of a torch callable: autodiff vertex tensors, planned contractions.
 
 The diagrams and their :class:`~pft.symbolic.ContractionPlan` come from :mod:`pft.symbolic`;
-this module supplies the operands and executes the plans.
+this module is a floating-point engine in the sense of :mod:`pft.symbolic.engine`: it supplies
+the operands and executes the plans.
 
 * A vertex operand ``Λ_{k,s}`` (``λ_k`` with ``s`` self-loops closed by ``G``) is the rank
   ``k - 2s`` derivative at ``x*`` of ``F_s``, where ``F_0 = S`` and
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from numbers import Integral
-
 import numpy as np
 import torch
 
+from pft._device import resolve_device
+from pft._validate import check_float, check_int
 from pft.errors import InputError, OutOfReachError
-from pft.symbolic._laplace import LaplaceExpansion, build_terms, diagrams_of_order, not_positive_definite
-from pft.symbolic._plan import ContractionPlan, Operand
+from pft.symbolic import LaplaceExpansion
+from pft.symbolic.engine import ContractionPlan, Operand, build_terms, diagrams_of_order, not_positive_definite
 
 __all__ = ["laplace"]
 
@@ -59,7 +60,8 @@ def laplace(
         A sample size to print term sizes ``value · n^-k`` at and the default of
         ``result.log_partition()``.
     device : torch.device or str, optional
-        Where the derivatives and contractions run (default: CPU).
+        Where the derivatives and contractions run. Default: ``x_star``'s device when it is a
+        tensor, else the CPU.
     dtype : torch.dtype, default torch.float64
     max_elements : int
         Largest tensor allowed (derivative or intermediate); default 6·10⁷ (480 MB in float64).
@@ -93,13 +95,14 @@ def laplace(
     """
     if not callable(fn):
         raise InputError(f"`fn` must be callable (x -> scalar tensor), got {type(fn).__name__}")
-    if isinstance(order, bool) or not isinstance(order, Integral) or order < 0:
-        raise InputError(f"`order` must be a non-negative integer, got {order!r}")
-    if n is not None and not (isinstance(n, (int, float, np.number)) and n > 0):
-        raise InputError(f"`n` must be a positive number, got {n!r}")
-    order = int(order)
+    order = check_int(order, "order", minimum=0)
+    if n is not None:
+        n = check_float(n, "n", minimum=0, exclusive_minimum=True)
+    max_elements = check_int(max_elements, "max_elements", minimum=1)
     _load_forward_ad()
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = resolve_device(device)
+    if device is None:  # the input's own device; CPU for numpy and lists
+        device = x_star.device if isinstance(x_star, torch.Tensor) else torch.device("cpu")
     if isinstance(x_star, torch.Tensor):  # numpy's __array__ protocol on tensors warns under numpy 2
         x_star = x_star.detach().cpu().to(torch.float64).numpy()
     x0 = np.array(x_star, dtype=np.float64)  # a copy: the input is never touched
@@ -137,7 +140,7 @@ def laplace(
         terms=terms,
         exact=False,
         n=None if n is None else float(n),
-        _engine=engine,
+        engine=engine,
     )
 
 

@@ -13,11 +13,12 @@ exact conditional Gaussian law of each layer given the previous one; :class:`Stu
 resummation that holds at any L/n.
 """
 
+from pft.errors import HeavyTailWarning  # its home is pft.errors; kept importable from here
+from pft.scaling._critical import CriticalPoint, critical_point
 from pft.scaling._ensemble import EnsembleResult, MLPConfig, sample_ensemble
-from pft.scaling._estimators import HeavyTailWarning
 from pft.scaling._exact_law import ScaleInvariantLaw, scale_invariant_law
 from pft.scaling._study import Study, StudyResult, scale_invariant_exact_kurtosis
-from pft.scaling._theory import CriticalPoint, FiniteWidthTheory, critical_point, finite_width_theory
+from pft.scaling._theory import FiniteWidthTheory, finite_width_theory
 
 __all__ = [
     "finite_width_theory",

@@ -10,19 +10,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pft.errors import InputError
+from pft._deprecation import renamed_keywords
+from pft._device import resolve_device
+from pft._results import JsonResult
+from pft._validate import check_choice, check_float, check_int, check_seed
 from pft.distributed import LocalReducer, Reducer, reducer
+from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
 from pft.scaling._estimators import jackknife, warn_if_heavy
-from pft.scaling._theory import _check_depth, _check_pos, _table
+from pft.scaling._samplers import chunk_seed, default_chunk, exact_chunk, weights_chunk
+from pft.scaling._text import table
 
 __all__ = ["MLPConfig", "EnsembleResult", "sample_ensemble"]
-
-
-def _check_int(name, value, minimum=1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,12 @@ class MLPConfig:
 
     def __post_init__(self):
         resolve_activation(self.activation)
-        _check_int("width", self.width)
-        _check_depth(self.depth)
-        object.__setattr__(self, "C_W", _check_pos("C_W", self.C_W))
-        object.__setattr__(self, "C_b", _check_pos("C_b", self.C_b, strict=False))
-        _check_int("input_dim", self.input_dim)
-        _check_int("output_width", self.output_width)
+        check_int(self.width, "width", minimum=1)
+        check_int(self.depth, "depth", minimum=1)
+        object.__setattr__(self, "C_W", check_float(self.C_W, "C_W", minimum=0, exclusive_minimum=True))
+        object.__setattr__(self, "C_b", check_float(self.C_b, "C_b", minimum=0))
+        check_int(self.input_dim, "input_dim", minimum=1)
+        check_int(self.output_width, "output_width", minimum=1)
 
     @property
     def activation_name(self) -> str:
@@ -71,9 +70,23 @@ class MLPConfig:
             "output_width": self.output_width,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "MLPConfig":
+        """Inverse of :meth:`to_dict` (an activation given as a callable comes back by its name,
+        which only a built-in activation resolves).
+
+        Examples
+        --------
+        >>> cfg = MLPConfig("relu", 64, 8, C_W=2.0, C_b=0.0)
+        >>> MLPConfig.from_dict(cfg.to_dict()) == cfg
+        True
+        """
+        return cls(d["activation"], int(d["width"]), int(d["depth"]), C_W=float(d["C_W"]), C_b=float(d["C_b"]),
+                   input_dim=int(d["input_dim"]), output_width=int(d["output_width"]))
+
 
 @dataclass(frozen=True)
-class EnsembleResult:
+class EnsembleResult(JsonResult):
     """Outputs of an ensemble of networks and the conditional covariance of their last layer.
 
     Attributes
@@ -96,6 +109,11 @@ class EnsembleResult:
         How sums travel between ranks. With a distributed one, :meth:`moment`,
         :meth:`excess_kurtosis`, :meth:`to_dict` and ``str`` are collective: every rank must call
         them, in the same order, and every rank gets the same all-rank answer.
+    summary : dict or None
+        Set only on a result loaded from JSON written without its samples
+        (:meth:`from_dict`): the moments as they were written. Such a result has no networks
+        (``outputs`` is empty): :meth:`to_dict` and ``str`` show the summary, while
+        :meth:`moment` and :meth:`excess_kurtosis` need the samples.
     """
 
     config: MLPConfig
@@ -107,6 +125,7 @@ class EnsembleResult:
     network_offset: int = 0
     total_networks: int | None = None
     reducer: Reducer = field(default_factory=LocalReducer, repr=False, compare=False)
+    summary: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_networks(self) -> int:
@@ -124,7 +143,15 @@ class EnsembleResult:
         k = self.outputs.shape[2]
         return self.conditional_covariance[:, np.arange(k), np.arange(k)].astype(np.float64)  # float64 accumulation
 
-    def moment(self, p: int, *, rao_blackwell: bool = True, groups: int = 100):
+    def _need_samples(self, what: str) -> None:
+        if self.summary is not None:
+            raise InputError(
+                f"`{what}` needs the networks' samples, and this result was loaded from JSON written without "
+                "them; write it with to_json(include_samples=True), or draw the ensemble again."
+            )
+
+    @renamed_keywords(groups="n_groups")
+    def moment(self, p: int, *, rao_blackwell: bool = True, n_groups: int = 100):
         """``E z^p`` of one output unit, per input, with a jackknife standard error (over all ranks).
 
         Parameters
@@ -134,9 +161,10 @@ class EnsembleResult:
         rao_blackwell : bool
             Average the exact conditional moment ``(p − 1)!! G^{p/2}`` (even p; odd moments are 0
             by symmetry) instead of raw ``z^p`` — the same mean, a smaller variance.
-        groups : int
+        n_groups : int
             Jackknife groups: contiguous runs of networks by global index, so a distributed
-            ensemble gets the one-process groups and standard error.
+            ensemble gets the one-process groups and standard error (was ``groups``, still
+            accepted with a deprecation warning).
 
         Returns
         -------
@@ -146,7 +174,9 @@ class EnsembleResult:
         -----
         Given layer L − 1 the output is ``N(0, G)``, so ``E z^p = (p−1)!! E G^{p/2}`` for even p.
         """
-        p = _check_int("p", p)
+        self._need_samples("moment")
+        p = check_int(p, "p", minimum=1)
+        n_groups = check_int(n_groups, "n_groups", minimum=1)
         if rao_blackwell:
             k = self.outputs.shape[2]
             if p % 2:
@@ -157,10 +187,18 @@ class EnsembleResult:
             col = (self.outputs.astype(np.float64) ** p).mean(axis=1)
             hint = "Use the Rao–Blackwellised estimate (rao_blackwell=True) or more networks."
         self._warn_if_heavy(col, f"E z^{p}", hint)
-        return self._jackknife(lambda m: m, [col], groups)
+        return self._jackknife(lambda m: m, [col], n_groups)
 
-    def excess_kurtosis(self, *, rao_blackwell: bool = True, groups: int = 100):
+    @renamed_keywords(groups="n_groups")
+    def excess_kurtosis(self, *, rao_blackwell: bool = True, n_groups: int = 100):
         """Excess kurtosis ``E z⁴ / (E z²)² − 3`` of one output unit, per input, with a jackknife se.
+
+        Parameters
+        ----------
+        rao_blackwell : bool
+            From the conditional variance ``G`` (see :meth:`moment`) instead of raw ``z⁴``.
+        n_groups : int
+            Jackknife groups, as in :meth:`moment` (was ``groups``).
 
         Returns
         -------
@@ -170,18 +208,26 @@ class EnsembleResult:
         -----
         Rao–Blackwellised: ``3 E G² / (E G)² − 3`` (exact, since ``z | G ~ N(0, G)``).
         """
+        self._need_samples("excess_kurtosis")
+        n_groups = check_int(n_groups, "n_groups", minimum=1)
         if rao_blackwell:
             G = self._G()
             num, den = G**2, G
             self._warn_if_heavy(num, "excess kurtosis (E G²)", "More networks are needed.")
-            return self._jackknife(lambda a, b: 3 * a / b**2 - 3, [num, den], groups)
+            return self._jackknife(lambda a, b: 3 * a / b**2 - 3, [num, den], n_groups)
         out = self.outputs.astype(np.float64)
         z2 = (out**2).mean(axis=1)
         z4 = (out**4).mean(axis=1)
         self._warn_if_heavy(z4, "excess kurtosis (raw E z⁴)", "Use rao_blackwell=True or more networks.")
-        return self._jackknife(lambda a, b: a / b**2 - 3, [z4, z2], groups)
+        return self._jackknife(lambda a, b: a / b**2 - 3, [z4, z2], n_groups)
 
     def to_dict(self, *, include_samples: bool = False) -> dict:
+        """The configuration, the second moment and the excess kurtosis with their standard errors;
+        with ``include_samples`` also this rank's networks (``inputs``, ``outputs``,
+        ``conditional_covariance``, ``network_offset``), from which :meth:`from_dict` rebuilds
+        the whole result."""
+        if self.summary is not None:
+            return dict(self.summary)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m2, m2se = self.moment(2)
@@ -203,10 +249,55 @@ class EnsembleResult:
             d["conditional_covariance"] = self.conditional_covariance.tolist()
         return d
 
-    def to_json(self, *, include_samples: bool = False) -> str:
-        return json.dumps(self.to_dict(include_samples=include_samples))
+    def to_json(self, path=None, *, include_samples: bool = False, **kwargs) -> str:
+        """JSON text of :meth:`to_dict` (also written to ``path`` when given, atomically)."""
+        text = json.dumps(self.to_dict(include_samples=include_samples), **kwargs)
+        if path is not None:
+            from pft._output import atomic_write, check_output
+
+            atomic_write(check_output(path, name="path"), text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EnsembleResult":
+        """Inverse of :meth:`to_dict`.
+
+        With the samples (``to_dict(include_samples=True)``) the result is whole again: its
+        moments are recomputed from the same networks. Without them it holds the written
+        summary only (see ``summary``).
+
+        Examples
+        --------
+        >>> res = sample_ensemble(MLPConfig("relu", 8, 2, C_W=2.0, C_b=0.0), 200, [1.0], progress=False)
+        >>> whole = EnsembleResult.from_json(res.to_json(include_samples=True))
+        >>> whole.to_dict() == res.to_dict(), whole.outputs.shape
+        (True, (200, 1, 1))
+        >>> EnsembleResult.from_json(res.to_json()).to_dict() == res.to_dict()
+        True
+        """
+        config = MLPConfig.from_dict(d["config"])
+        k = len(d["second_moment"])
+        if "outputs" not in d:
+            empty = np.empty((0, config.output_width, k))
+            return cls(config, d["method"], int(d["seed"]), np.empty((0, config.input_dim)), empty,
+                       np.empty((0, k, k)), total_networks=int(d["n_networks"]), summary=dict(d))
+        outputs = np.asarray(d["outputs"], dtype=np.float64).reshape(-1, config.output_width, k)
+        total = int(d["n_networks"])
+        return cls(config, d["method"], int(d["seed"]),
+                   np.asarray(d["inputs"], dtype=np.float64).reshape(k, config.input_dim), outputs,
+                   np.asarray(d["conditional_covariance"], dtype=np.float64).reshape(-1, k, k),
+                   network_offset=int(d["network_offset"]),
+                   total_networks=None if total == outputs.shape[0] else total)
 
     def __str__(self) -> str:
+        if self.summary is not None:
+            s, c = self.summary, self.config
+            head = (f"ensemble: {c.activation_name}, n={c.width}, L={c.depth}, C_W={c.C_W:g}, C_b={c.C_b:g}, "
+                    f"{s['n_networks']} networks ({self.method}; loaded without samples)")
+            rows = [[str(a), f"{s['second_moment'][a]:.5g} ± {s['second_moment_se'][a]:.2g}",
+                     f"{s['excess_kurtosis'][a]:.5g} ± {s['excess_kurtosis_se'][a]:.2g}"]
+                    for a in range(len(s["second_moment"]))]
+            return head + "\n" + table(["input", "E z^2", "excess kurtosis (RB)"], rows)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m2, m2se = self.moment(2)
@@ -217,105 +308,7 @@ class EnsembleResult:
                 f"{self.n_networks} networks ({self.method})")
         rows = [[str(a), f"{m2[a]:.5g} ± {m2se[a]:.2g}", f"{ek[a]:.5g} ± {ekse[a]:.2g}", f"{rk[a]:.5g} ± {rkse[a]:.2g}"]
                 for a in range(len(m2))]
-        return head + "\n" + _table(["input", "E z^2", "excess kurtosis (RB)", "excess kurtosis (raw)"], rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# samplers
-
-
-def _cov_factor(G):
-    """A batch of factors F with F Fᵀ = G (Cholesky; eigen-square-root where that fails)."""
-    import torch
-
-    if G.shape[-1] == 1:
-        return torch.sqrt(torch.clamp(G, min=0.0))
-    F, info = torch.linalg.cholesky_ex(G)
-    bad = info != 0
-    if bool(bad.any()):
-        evals, evecs = torch.linalg.eigh(G[bad])
-        F = F.clone()
-        F[bad] = evecs * torch.sqrt(torch.clamp(evals, min=0.0)).unsqueeze(-2)
-    return F
-
-
-def _mix(eps, F):
-    """``eps @ Fᵀ`` for a batch: (B, m, k) × (B, k, k); elementwise for one input (bmm of tiny
-    matrices is slow)."""
-    if F.shape[-1] == 1:
-        return eps * F[:, :, 0].unsqueeze(1)
-    return eps @ F.transpose(1, 2)
-
-
-def _gram(s):
-    """``sᵀ s`` per network: (B, n, k) → (B, k, k)."""
-    if s.shape[-1] == 1:
-        return (s * s).sum(dim=1, keepdim=True)
-    return s.transpose(1, 2) @ s
-
-
-def _exact_chunk(act, cfg: MLPConfig, X, B, gen):
-    import torch
-
-    n, k = cfg.width, X.shape[0]
-    K1 = cfg.C_b + cfg.C_W * (X @ X.T) / X.shape[1]
-    kw = dict(generator=gen, device=X.device, dtype=X.dtype)
-    if k == 1:  # one input: (B, n) tensors and a scalar variance per network
-        g = K1.reshape(1).expand(B)
-        for _ in range(cfg.depth - 1):
-            s = act.torch(torch.randn(B, n, **kw) * torch.sqrt(g).unsqueeze(1))
-            g = cfg.C_b + (cfg.C_W / n) * (s * s).sum(dim=1)
-        out = torch.randn(B, cfg.output_width, **kw) * torch.sqrt(g).unsqueeze(1)
-        return out.unsqueeze(2), g.reshape(B, 1, 1)
-    G = K1.expand(B, k, k)
-    for _ in range(cfg.depth - 1):
-        eps = torch.randn(B, n, k, **kw)
-        s = act.torch(_mix(eps, _cov_factor(G)))
-        G = cfg.C_b + (cfg.C_W / n) * _gram(s)
-    eps = torch.randn(B, cfg.output_width, k, **kw)
-    return _mix(eps, _cov_factor(G)), G
-
-
-def _weights_chunk(act, cfg: MLPConfig, X, B, gen):
-    import torch
-
-    n, k, n0 = cfg.width, X.shape[0], X.shape[1]
-    kw = dict(generator=gen, device=X.device, dtype=X.dtype)
-    sw, sb = math.sqrt(cfg.C_W), math.sqrt(cfg.C_b)
-    XT = X.T  # (n0, k)
-    if cfg.depth == 1:
-        W = torch.randn(B, cfg.output_width, n0, **kw) * (sw / math.sqrt(n0))
-        b = torch.randn(B, cfg.output_width, 1, **kw) * sb
-        K1 = cfg.C_b + cfg.C_W * (X @ X.T) / n0
-        return b + W @ XT, K1.expand(B, k, k)
-    W = torch.randn(B, n, n0, **kw) * (sw / math.sqrt(n0))
-    z = torch.randn(B, n, 1, **kw) * sb + W @ XT
-    for _ in range(cfg.depth - 2):
-        s = act.torch(z)
-        W = torch.randn(B, n, n, **kw) * (sw / math.sqrt(n))
-        z = torch.randn(B, n, 1, **kw) * sb + W @ s
-    s = act.torch(z)
-    G = cfg.C_b + (cfg.C_W / n) * _gram(s)
-    W = torch.randn(B, cfg.output_width, n, **kw) * (sw / math.sqrt(n))
-    out = torch.randn(B, cfg.output_width, 1, **kw) * sb + W @ s
-    return out, G
-
-
-def _chunk_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-#: Default networks per block. Blocks are the unit of seeding and of splitting across ranks, so the
-#: default must not depend on the number of ranks; 1024 gives a 20 000-network cell 20 blocks to
-#: share and costs nothing on one process (a 2-core CPU draws n ≤ 128 ensembles as fast in blocks of
-#: 313, 1024 or 2048 networks as in one block of 20 000).
-_MAX_BLOCK = 1024
-
-
-def _default_chunk(config: MLPConfig, method: str, k: int, n_networks: int) -> int:
-    n = config.width
-    per = n * k if method == "exact" else n * max(n, config.input_dim, k)
-    return max(1, min(n_networks, _MAX_BLOCK, (1 << 22) // max(per, 1)))  # ≤ ~32 MiB per tensor
+        return head + "\n" + table(["input", "E z^2", "excess kurtosis (RB)", "excess kurtosis (raw)"], rows)
 
 
 def _check_same_on_all_ranks(red: Reducer, **args) -> None:
@@ -331,7 +324,7 @@ def _check_same_on_all_ranks(red: Reducer, **args) -> None:
         )
 
 
-def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", seed, device="cpu",
+def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", seed=0, device="cpu",
                     dtype=None, chunk=None, progress=True, distributed=False, group=None) -> EnsembleResult:
     """Draw an ensemble of independently initialised networks and return their outputs.
 
@@ -345,9 +338,10 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
         and network). ``"exact"`` draws each layer from its exact law given the previous one: the
         ``n`` preactivations of layer ℓ + 1 are iid ``N(0, C_b + (C_W/n) σ(z⁽ˡ⁾)ᵀσ(z⁽ˡ⁾))`` over
         inputs — O(n k²) per layer and network. Both give the same distribution.
-    seed : int
+    seed : int, default 0
         Same seed, chunk, device and dtype → same numbers, on any number of ranks.
     device : str or torch.device
+        Where the networks are drawn (default ``"cpu"``; None also means the CPU).
     dtype : torch.dtype, optional
         Default float64.
     chunk : int, optional
@@ -399,11 +393,9 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
 
     if not isinstance(config, MLPConfig):
         raise InputError(f"`config` must be an MLPConfig; got {type(config).__name__}.")
-    n_networks = _check_int("n_networks", n_networks)
-    if method not in ("exact", "weights"):
-        raise InputError(f"`method` must be 'exact' or 'weights'; got {method!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"`seed` must be a non-negative integer; got {seed!r}.")
+    n_networks = check_int(n_networks, "n_networks", minimum=1)
+    method = check_choice(method, "method", ("exact", "weights"))
+    seed = check_seed(seed)
     X = np.asarray(inputs, dtype=float)
     if X.ndim == 1:
         X = X[None, :]
@@ -417,7 +409,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     act = resolve_activation(config.activation)
     k = X.shape[0]
     n = config.width
-    chunk = _default_chunk(config, method, k, n_networks) if chunk is None else _check_int("chunk", chunk)
+    chunk = default_chunk(config, method, k, n_networks) if chunk is None else check_int(chunk, "chunk", minimum=1)
     red = reducer(distributed, group)
     if red.distributed:
         _check_same_on_all_ranks(red, config=config.to_dict(), n_networks=n_networks, inputs=X.tolist(),
@@ -428,12 +420,12 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     n_blocks = -(-n_networks // chunk)
     first, stop = n_blocks * red.rank // world, n_blocks * (red.rank + 1) // world
     lo, hi = min(first * chunk, n_networks), min(stop * chunk, n_networks)
+    dev = resolve_device(device) or torch.device("cpu")
     try:
-        dev = torch.device(device)
         Xt = torch.as_tensor(X, dtype=dtype, device=dev)
     except (RuntimeError, TypeError, AssertionError) as exc:
-        raise InputError(f"`device`={device!r} / `dtype`={dtype!r} not usable: {exc}") from None
-    draw = _exact_chunk if method == "exact" else _weights_chunk
+        raise InputError(f"`dtype` must be a torch floating-point dtype usable on {dev}; got {dtype!r} ({exc}).") from None
+    draw = exact_chunk if method == "exact" else weights_chunk
     outs = [np.empty((0, config.output_width, k), dtype=torch.empty(0, dtype=dtype).numpy().dtype)]
     Gs = [np.empty((0, k, k), dtype=outs[0].dtype)]
     with tqdm(total=hi - lo, disable=not progress or red.rank != 0, unit="net",
@@ -441,7 +433,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
         for i in range(first, stop):
             B = min(chunk, n_networks - i * chunk)
             gen = torch.Generator(device=dev)
-            gen.manual_seed(_chunk_seed(int(seed), i))
+            gen.manual_seed(chunk_seed(int(seed), i))
             with torch.no_grad():
                 try:
                     out, G = draw(act, config, Xt, B, gen)

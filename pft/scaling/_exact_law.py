@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pft._deprecation import renamed_keywords
 from pft._results import JsonResult
+from pft._validate import check_float, check_int, check_seed
 from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
-from pft.scaling._theory import _check_depth, _check_pos, _table
+from pft.scaling._text import table
 
 __all__ = ["ScaleInvariantLaw", "scale_invariant_law"]
 
@@ -87,8 +89,7 @@ class ScaleInvariantLaw(JsonResult):
         >>> round(law.moment(4) / law.moment(2) ** 2, 12)     # 3 (1 + 5/n)^(L−1)
         6.75
         """
-        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
-            raise InputError(f"`p` must be a non-negative integer; got {p!r}.")
+        p = check_int(p, "p", minimum=0)
         if p % 2:
             return 0.0
         return math.prod(range(p - 1, 0, -2)) * self.G_moment(p // 2)
@@ -140,16 +141,28 @@ class ScaleInvariantLaw(JsonResult):
         L1 = self.depth - 1
         return math.log(self.first_kernel) + L1 * (base + mean), L1 * var
 
-    def sample_G(self, size, *, seed) -> np.ndarray:
+    @renamed_keywords(size="n_draws")
+    def sample_G(self, n_draws, *, seed=0) -> np.ndarray:
         """Exact draws of ``G`` (O(L) per draw, independent of n beyond two χ² draws per layer).
+
+        Parameters
+        ----------
+        n_draws : int
+            Number of draws (was ``size``, still accepted with a deprecation warning).
+        seed : int, default 0
 
         Returns
         -------
-        ndarray, shape (size,)
+        ndarray, shape (n_draws,)
+
+        Examples
+        --------
+        >>> law = scale_invariant_law("relu", 8, 3)
+        >>> law.sample_G(4, seed=1).shape
+        (4,)
         """
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise InputError(f"`size` must be a positive integer; got {size!r}.")
-        rng = np.random.default_rng(seed)
+        size = check_int(n_draws, "n_draws", minimum=1)
+        rng = np.random.default_rng(check_seed(seed))
         n, (a, b) = self.width, self.slopes
         G = np.full(size, self.first_kernel)
         for _ in range(self.depth - 1):
@@ -164,11 +177,24 @@ class ScaleInvariantLaw(JsonResult):
                 "C_W": self.C_W, "first_kernel": self.first_kernel, "excess_kurtosis": self.excess_kurtosis(),
                 "sixth_cumulant": self.sixth_cumulant(), "prob_zero": self.prob_zero()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScaleInvariantLaw":
+        """Inverse of :meth:`to_dict` (the derived quantities are recomputed from the law).
+
+        Examples
+        --------
+        >>> law = scale_invariant_law("leaky_relu:0.1", 16, 5)
+        >>> ScaleInvariantLaw.from_json(law.to_json()) == law
+        True
+        """
+        return cls(d["activation"], tuple(float(s) for s in d["slopes"]), int(d["width"]), int(d["depth"]),
+                   float(d["C_W"]), float(d["first_kernel"]))
+
     def __str__(self) -> str:
         d = self.to_dict()
         rows = [[k, f"{d[k]:.6g}"] for k in ("excess_kurtosis", "sixth_cumulant", "prob_zero")]
         return (f"exact law of G: {self.activation}, n={self.width}, L={self.depth}, C_W={self.C_W:g}\n"
-                + _table(["quantity", "value"], rows))
+                + table(["quantity", "value"], rows))
 
 
 def scale_invariant_law(activation, width, depth, *, C_W=None, first_kernel=1.0) -> ScaleInvariantLaw:
@@ -207,10 +233,9 @@ def scale_invariant_law(activation, width, depth, *, C_W=None, first_kernel=1.0)
     act = resolve_activation(activation)
     if act.slopes is None:
         raise InputError(f"`activation` must be scale-invariant (relu, leaky_relu, linear, abs); got {act.name!r}.")
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise InputError(f"`width` must be an integer >= 1; got {width!r}.")
-    depth = _check_depth(depth)
+    width = check_int(width, "width", minimum=1)
+    depth = check_int(depth, "depth", minimum=1)
     a, b = act.slopes
-    C_W = 2.0 / (a * a + b * b) if C_W is None else _check_pos("C_W", C_W)
-    return ScaleInvariantLaw(act.name, (float(a), float(b)), int(width), depth, float(C_W),
-                             _check_pos("first_kernel", first_kernel))
+    C_W = 2.0 / (a * a + b * b) if C_W is None else check_float(C_W, "C_W", minimum=0, exclusive_minimum=True)
+    return ScaleInvariantLaw(act.name, (float(a), float(b)), width, depth, float(C_W),
+                             check_float(first_kernel, "first_kernel", minimum=0, exclusive_minimum=True))

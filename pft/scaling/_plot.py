@@ -1,44 +1,49 @@
-"""Figures of a scaling study (matplotlib imported here only)."""
+"""Figures of a scaling study (matplotlib imported here only, never pyplot)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
-from pft._output import atomic_path
+from pft._plotting import finish, new_figure
 
 __all__ = ["plot_study"]
 
 
-def _pyplot():
-    import matplotlib
-
-    if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_study(rows, path) -> Path:
+def plot_study(rows, path=None, *, ax=None):
     """Two panels: excess kurtosis against L/n, and against the leading-order prediction.
 
     Log–log axes (cells with non-positive values are left out of a log panel); open markers are
     cells whose estimate raised the heavy-tail diagnostic. Theory overlays:
     the leading order ``3V/(nK²)`` and, for scale-invariant activations with ``C_b = 0``, the exact
     ``3[(1 + c/n)^(L−1) − 1]``, one thin line per width.
+
+    ``ax``: one Axes (the first panel is drawn there) or a pair (both panels); by default a new
+    two-panel figure. The figure is returned and, with ``path``, written there atomically.
     """
-    plt = _pyplot()
-    path = Path(path)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    import matplotlib
+
+    if ax is None:
+        fig = new_figure((12, 5))
+        fig.set_dpi(120)
+        ax1, ax2 = fig.subplots(1, 2)
+    elif isinstance(ax, (list, tuple, np.ndarray)):
+        if len(ax) != 2 or not all(hasattr(a, "errorbar") for a in ax):
+            from pft.errors import InputError
+
+            raise InputError(f"`ax` must be a matplotlib Axes or a pair of them; got {len(ax)} items.")
+        ax1, ax2 = ax
+        fig = ax1.figure
+    else:
+        from pft._plotting import new_axes
+
+        fig, ax1 = new_axes(ax)
+        ax2 = None
     family = lambda r: (r["key"]["activation"], r["key"]["C_W"], r["key"]["C_b"])  # noqa: E731
     acts = sorted({family(r) for r in rows})
     several = len({a[0] for a in acts}) < len(acts)  # the same activation at several (C_W, C_b)
     widths = sorted({r["key"]["width"] for r in rows})
     markers = "osD^v<>ph*"
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ai, act in enumerate(acts):
         col = colors[ai % len(colors)]
         for wi, n in enumerate(widths):
@@ -55,34 +60,37 @@ def plot_study(rows, path) -> Path:
             ok = y > 0
             label = (f"{act[0]} C_W={act[1]:g} C_b={act[2]:g}" if several else act[0]) + f", n={n}"
             mk = markers[wi % len(markers)]
-            for ax, xs, keep in ((ax1, L / n, ok), (ax2, lo, ok & (lo > 0))):
+            for a, xs, keep in ((ax1, L / n, ok), (ax2, lo, ok & (lo > 0))):
+                if a is None:
+                    continue
                 for flag, face in ((False, col), (True, "none")):  # open markers: heavy-tail warning
                     sub = keep & (heavy == flag)
                     if sub.any():
-                        ax.errorbar(xs[sub], y[sub], yerr=e[sub], fmt=mk, color=col, mfc=face, ms=4, capsize=2,
+                        a.errorbar(xs[sub], y[sub], yerr=e[sub], fmt=mk, color=col, mfc=face, ms=4, capsize=2,
                                     alpha=0.85, label=None if flag else label)
             ax1.plot(L / n, lo, "-", color=col, lw=0.8, alpha=0.6)
             if np.isfinite(ex).any():
                 ax1.plot(L / n, ex, ":", color=col, lw=1.0)
-            if np.isfinite(ex).any():
+            if np.isfinite(ex).any() and ax2 is not None:
                 ax2.plot(lo[lo > 0], ex[lo > 0], ":", color=col, lw=1.0)
     allp = [r["result"]["leading_order"] for r in rows if r["result"]["leading_order"] > 0]
-    if allp:
+    if allp and ax2 is not None:
         span = np.geomspace(min(allp), max(allp), 50)
         ax2.plot(span, span, "k--", lw=1, label="measured = leading order")
-    for ax in (ax1, ax2):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
+    for a in (ax1, ax2) if ax2 is not None else (ax1,):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.grid(True, which="both", alpha=0.3)
     ax1.set_xlabel("depth / width  L/n")
     ax1.set_ylabel("excess kurtosis of the output")
     ax1.set_title("solid: leading order 3V/(nK²); dotted: exact (scale-invariant)")
-    ax2.set_xlabel("leading-order prediction 3V/(nK²)")
-    ax2.set_ylabel("measured excess kurtosis")
-    ax2.set_title("data collapse across widths (open: heavy tails)")
-    ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:  # never a half-written file
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    if ax2 is not None:
+        ax2.set_xlabel("leading-order prediction 3V/(nK²)")
+        ax2.set_ylabel("measured excess kurtosis")
+        ax2.set_title("data collapse across widths (open: heavy tails)")
+        ax2.legend(fontsize=7, ncol=2)
+    else:
+        ax1.legend(fontsize=7, ncol=2)
+    if ax is None:
+        fig.tight_layout()
+    return finish(fig, path)

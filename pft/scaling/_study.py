@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pft._deprecation import renamed_keywords, warn_renamed
 from pft._results import JsonResult
-from pft.errors import InputError
-from pft.distributed import Reducer, reducer
+from pft._validate import check_bool, check_choice, check_int, check_seed
+from pft.distributed import reducer
+from pft.errors import HeavyTailWarning, InputError
 from pft.scaling._activations import resolve_activation
-from pft.scaling._ensemble import MLPConfig, _check_int, sample_ensemble
-from pft.scaling._estimators import HeavyTailWarning
-from pft.scaling._theory import _table, critical_point, finite_width_theory
+from pft.scaling._critical import critical_point
+from pft.scaling._ensemble import MLPConfig, sample_ensemble
+from pft.scaling._store import append_record, read_store, share_from_rank0
+from pft.scaling._text import table
+from pft.scaling._theory import finite_width_theory
 
 __all__ = ["Study", "StudyResult", "scale_invariant_exact_kurtosis"]
 
@@ -66,172 +68,6 @@ def _cell_seed(key: dict) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
-# Every record is one JSON line written with sorted keys, so every line of a store begins with
-# _PREFIX (stores written before the format marker begin with _LEGACY): the first bytes of a
-# file prove whether it is a store before anything else is read or touched.
-_FORMAT = "pft.scaling.Study/1"
-_PREFIX = ('{"format": "' + _FORMAT + '", "key": {').encode()
-_LEGACY = b'{"key": {"C_W": '
-_CELL_FIELDS = {"activation", "width", "depth", "C_W", "C_b", "networks", "method", "seed"}
-_CONFIG = ("networks", "method", "seed")
-
-
-@contextlib.contextmanager
-def _locked(fd: int):
-    """An exclusive advisory lock on an open store (POSIX ``flock``; a no-op where there is none):
-    two pft writers never interleave a repair and an append."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _not_a_store(path: Path, why: str) -> InputError:
-    return InputError(
-        f"`store` {str(path)!r} is not a pft scaling store ({why}); it was left untouched. "
-        "Pass a new file name (it is created) or an existing store."
-    )
-
-
-def _looks_torn(fragment: bytes) -> bool:
-    """A final line without its newline that a killed writer may have left: a JSON object cut
-    short (it begins like one and does not parse)."""
-    if not (_PREFIX.startswith(fragment[: len(_PREFIX)]) or fragment.startswith(b'{"')):
-        return False
-    try:
-        json.loads(fragment)
-    except (ValueError, RecursionError):
-        return True
-    return False
-
-
-def _parse_record(line: bytes) -> dict | None:
-    """``{"key", "result"}`` of one store line, or None when it is not a study record."""
-    try:
-        rec = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(rec, dict) or not isinstance(rec.get("key"), dict) or not isinstance(rec.get("result"), dict):
-        return None
-    if set(rec["key"]) != _CELL_FIELDS or rec.get("format", _FORMAT) != _FORMAT:
-        return None
-    return {"key": rec["key"], "result": rec["result"]}
-
-
-def _repair_tail(fd: int, path: Path) -> None:
-    """Under the lock: if the file does not end in a newline, keep a complete final record (add
-    its newline) or drop a torn one (truncate to the last newline). Nothing else is changed."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return
-    os.lseek(fd, size - 1, os.SEEK_SET)
-    if os.read(fd, 1) == b"\n":
-        return
-    start = max(0, size - (1 << 20))  # a record is under a kilobyte
-    os.lseek(fd, start, os.SEEK_SET)
-    tail = os.read(fd, size - start)
-    cut = tail.rfind(b"\n") + 1
-    last = tail[cut:]
-    if cut == 0 and start > 0:
-        raise _not_a_store(path, "its last line is over a megabyte long")
-    if _parse_record(last) is not None:
-        os.lseek(fd, 0, os.SEEK_END)
-        os.write(fd, b"\n")
-    elif _looks_torn(last):
-        os.ftruncate(fd, start + cut)
-    else:
-        raise _not_a_store(path, "its last line is neither a study record nor a record cut short")
-    os.fsync(fd)
-
-
-def _read_store(path: Path, config: dict | None = None) -> dict[str, dict]:
-    """Complete records of the store by key (first record of a key wins, so two writers that
-    both finished a cell are harmless).
-
-    The file is proven to be a store from its first bytes before anything else is read, a torn
-    last line (a writer killed mid-write) is the only thing ever removed, a complete last line
-    missing its newline is kept, and a store whose cells were run with other ``networks``,
-    ``method`` or ``seed`` than ``config`` is refused.
-    """
-    if not path.exists():
-        return {}
-    if path.is_dir():
-        raise InputError(f"`store` {str(path)!r} is a folder; pass a .jsonl file name.")
-    with open(path, "rb") as fh:
-        head = fh.read(len(_PREFIX))
-    family = _PREFIX[: _PREFIX.index(b"/") + 1]  # any version: a newer one is named below
-    if head and not (head.startswith((_LEGACY, family)) or (b"\n" not in head and _PREFIX.startswith(head))):
-        raise _not_a_store(path, "its first bytes are not a study record")
-    if os.access(path, os.W_OK):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            with _locked(fd):
-                _repair_tail(fd, path)
-                with open(path, "rb") as fh:
-                    data = fh.read()
-        finally:
-            os.close(fd)
-    else:  # a read-only store is read as it is; a torn last line is skipped, not cut
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut < len(data) and _parse_record(data[cut:]) is None:
-            data = data[:cut]
-    records: dict[str, dict] = {}
-    for lineno, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        rec = _parse_record(line)
-        if rec is None:
-            raise InputError(
-                f"`store` {str(path)!r} line {lineno} is not a study record of this pft ({_FORMAT}); "
-                "the file was left untouched — use a new store file."
-            )
-        if config is not None:
-            theirs = {k: rec["key"][k] for k in _CONFIG}
-            if theirs != config:
-                raise InputError(
-                    f"`store` {str(path)!r} holds cells run with "
-                    + ", ".join(f"{k}={theirs[k]!r}" for k in _CONFIG)
-                    + "; this study asks "
-                    + ", ".join(f"{k}={config[k]!r}" for k in _CONFIG)
-                    + ". A store keeps one setting: use another store file, or the store's settings."
-                )
-        records.setdefault(json.dumps(rec["key"], sort_keys=True), rec)
-    return records
-
-
-def _append(path: Path, record: dict) -> None:
-    """Append one record as one line in one ``write``, under the store's lock, then ``fsync``."""
-    line = (json.dumps({"format": _FORMAT, **record}, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        with _locked(fd):
-            _repair_tail(fd, path)  # another writer killed mid-line must not glue onto this one
-            os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, line)
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _share_from_rank0(red: Reducer, obj):
-    """Rank 0's JSON-able ``obj`` on every rank (JSON bytes over a sum all-reduce; never pickle)."""
-    if not red.distributed:
-        return obj
-    data = json.dumps(obj).encode() if red.rank == 0 else b""
-    size = int(red.sum(np.array([float(len(data))]))[0])
-    buf = np.zeros(size)
-    if red.rank == 0:
-        buf[:] = np.frombuffer(data, dtype=np.uint8)
-    return json.loads(red.sum(buf).astype(np.uint8).tobytes())
-
-
 @dataclass(frozen=True)
 class StudyResult(JsonResult):
     """One row per grid cell: the measured and predicted excess kurtosis and second moment.
@@ -261,7 +97,7 @@ class StudyResult(JsonResult):
                 f"{v['leading_order']:.4g}", exact,
                 f"{v['second_moment']:.4g} ± {v['second_moment_se']:.2g}", f"{v['theory_second_moment']:.4g}",
             ])
-        out = _table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
+        out = table(["activation", "C_W", "C_b", "n", "L", "L/n", "excess kurtosis", "leading order", "exact",
                       "E z^2", "K + K1/n"], body)
         if any(r["result"]["heavy_tail"] for r in self.rows):
             out += "\n! heavy tails: a few networks dominate this estimate; its error bar is optimistic"
@@ -273,11 +109,43 @@ class StudyResult(JsonResult):
     def to_dict(self) -> dict:
         return {"rows": [dict(r) for r in self.rows]}
 
-    def plot(self, path) -> Path:
-        """Draw measured excess kurtosis against L/n and against the leading order; save to ``path``."""
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudyResult":
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> res = Study({"activation": "relu", "width": [8], "depth": [2]}, n_networks=100, progress=False).run()
+        >>> StudyResult.from_json(res.to_json()) == res
+        True
+        """
+        return cls(tuple(dict(r) for r in d["rows"]))
+
+    def plot(self, path=None, *, ax=None):
+        """Measured excess kurtosis against ``L/n`` and against the leading-order prediction.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (the format from the extension).
+        ax : matplotlib Axes, or a pair of them, optional
+            Draw onto these: one Axes gets the first panel (against ``L/n``), a pair both.
+            Default: a new two-panel figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not registered with pyplot (nothing leaks, no backend is switched).
+
+        Examples
+        --------
+        >>> res = Study({"activation": "relu", "width": [8], "depth": [2, 3]}, n_networks=200, progress=False).run()
+        >>> type(res.plot()).__name__
+        'Figure'
+        """
         from pft.scaling._plot import plot_study
 
-        return plot_study(self.rows, path)
+        return plot_study(self.rows, path, ax=ax)
 
 
 class Study:
@@ -288,10 +156,11 @@ class Study:
     grid : mapping
         ``activation``, ``width``, ``depth`` (a value or a list each; plural keys work too) and
         optionally ``C_W``, ``C_b`` (default: the activation's critical point).
-    networks : int
-        Networks per cell.
+    n_networks : int
+        Networks per cell (was ``networks``, still accepted with a deprecation warning; the store
+        keeps the name ``networks`` in each cell's key).
     method : {"exact", "weights"}
-    seed : int
+    seed : int, default 0
         Base seed; each cell's seed is a hash of the cell (so cells are independent of order and
         of interruptions).
     device : str
@@ -320,13 +189,14 @@ class Study:
 
     Examples
     --------
-    >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, networks=500,
+    >>> res = Study({"activation": "relu", "width": [8, 16], "depth": [2, 3]}, n_networks=500,
     ...             progress=False).run()
     >>> len(res.rows), res.rows[0]["key"]["width"]
     (4, 8)
     """
 
-    def __init__(self, grid, *, networks=20000, method="exact", seed=0, device="cpu", progress=True):
+    @renamed_keywords(networks="n_networks")
+    def __init__(self, grid, *, n_networks=20000, method="exact", seed=0, device="cpu", progress=True):
         if not hasattr(grid, "items"):
             raise InputError(f"`grid` must be a mapping like {{'activation': 'relu', 'width': [16, 32], "
                              f"'depth': [2, 4]}}; got {type(grid).__name__}.")
@@ -339,13 +209,11 @@ class Study:
             if need not in norm:
                 raise InputError(f"`grid` needs {need!r}; got keys {sorted(grid)}.")
         self.grid = norm
-        self.networks = _check_int("networks", networks, 2)
-        if method not in ("exact", "weights"):
-            raise InputError(f"`method` must be 'exact' or 'weights'; got {method!r}.")
-        self.method = method
-        self.seed = _check_int("seed", seed, 0)
+        self.n_networks = check_int(n_networks, "n_networks", minimum=2)
+        self.method = check_choice(method, "method", ("exact", "weights"))
+        self.seed = check_seed(seed)
         self.device = device
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
         self._cells = self._make_cells()
 
     def _make_cells(self) -> list[dict]:
@@ -366,7 +234,7 @@ class Study:
             for n, L in itertools.product(self.grid["width"], self.grid["depth"]):
                 MLPConfig(name, n, L, C_W=cw, C_b=cb)  # validates
                 cells.append({"activation": name, "width": int(n), "depth": int(L), "C_W": float(cw),
-                              "C_b": float(cb), "networks": self.networks, "method": self.method, "seed": self.seed})
+                              "C_b": float(cb), "networks": self.n_networks, "method": self.method, "seed": self.seed})
                 if x is not None:
                     cells[-1]["input"] = float(x)
         return cells
@@ -430,10 +298,10 @@ class Study:
 
         red = reducer(distributed, group)
         path = None if store is None else Path(store)
-        config = {k: getattr(self, k) for k in _CONFIG}
-        done = {} if path is None or red.rank != 0 else _read_store(path, config)
+        config = {"networks": self.n_networks, "method": self.method, "seed": self.seed}  # the store's names
+        done = {} if path is None or red.rank != 0 else read_store(path, config)
         # rank 0 owns the store: it tells the others which cells are finished, and their records
-        known = _share_from_rank0(red, [done.get(json.dumps(c, sort_keys=True)) for c in self._cells])
+        known = share_from_rank0(red, [done.get(json.dumps(c, sort_keys=True)) for c in self._cells])
         done = {json.dumps(c, sort_keys=True): rec for c, rec in zip(self._cells, known) if rec is not None}
         theories: dict = {}
         rows = []
@@ -452,7 +320,7 @@ class Study:
                                                          first_kernel=key["C_b"] + key["C_W"] * tkey[3] ** 2)
                 record = {"key": key, "result": self._run_cell(key, theories[tkey], distributed, group)}
                 if path is not None and red.rank == 0:
-                    _append(path, record)
+                    append_record(path, record)
                 done[skey] = record
                 rows.append(record)
                 bar.update(1)
@@ -472,6 +340,13 @@ class Study:
         """The aligned table of the last :meth:`run`."""
         return self._result().table()
 
-    def plot(self, path) -> Path:
-        """The figure of the last :meth:`run`, saved to ``path``."""
-        return self._result().plot(path)
+    @property
+    def networks(self) -> int:
+        """Deprecated name of :attr:`n_networks`."""
+        warn_renamed("Study.networks", "Study.n_networks")
+        return self.n_networks
+
+    def plot(self, path=None, *, ax=None):
+        """The figure of the last :meth:`run` (see :meth:`StudyResult.plot`); also written to
+        ``path`` when given."""
+        return self._result().plot(path, ax=ax)

@@ -31,6 +31,11 @@ Conventions (written once here, followed everywhere in pft)
 * **Edgeworth.** Standardized cumulants ``κ_r`` (``κ₁ = 0``, ``κ₂ = 1``); probabilists' Hermite
   polynomials ``He``; "order k" keeps the products ``∏ κ_{r_i}`` with ``Σ (r_i - 2) = k``.
 
+Package-internal modules (importable by the rest of pft; users need not): :mod:`pft.symbolic.engine`
+documents the engine protocol through which :func:`pft.numeric.laplace` and
+:func:`pft.numeric.edgeworth_pdf` evaluate this layer's diagrams and series, and
+:mod:`pft.symbolic.drawing` holds the TikZ/SVG sheets and the diagram catalog.
+
 References
 ----------
 .. [1] J. Zinn-Justin, *Quantum Field Theory and Critical Phenomena*, ch. 1-2 (Laplace method,
@@ -42,9 +47,11 @@ from pft.symbolic._cumulants import cumulants_to_moments, moments_to_cumulants
 from pft.symbolic._diagram import Diagram
 from pft.symbolic._edgeworth import EdgeworthExpansion, EdgeworthTerm, edgeworth
 from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
-from pft.symbolic._laplace import CorrelatorExpansion, DiagramTerm, LaplaceExpansion, laplace_expansion
+from pft.symbolic._laplace import laplace_expansion
+from pft.symbolic._laplace_results import CorrelatorExpansion, LaplaceExpansion
 from pft.symbolic._parse import parse_expression
 from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
+from pft.symbolic._terms import DiagramTerm
 from pft.symbolic._wick import gaussian_moment, wick_pairings
 from pft.symbolic._zero_dim import zero_dimensional_series
 

@@ -87,7 +87,7 @@ class Diagram:
                 label = data.get("label")
                 if not isinstance(label, int) or isinstance(label, bool) or label < 0:
                     raise InputError(
-                        f"`graph`: external leg {node!r} needs an int `label` >= 0; got {label!r}."
+                        f"`graph`: external leg {node!r} needs an integer `label` >= 0; got {label!r}."
                     )
                 if label in legs:
                     raise InputError(f"`graph`: two external legs carry label {label}.")

@@ -30,12 +30,11 @@ from fractions import Fraction
 from functools import lru_cache
 from itertools import product
 from math import factorial, prod
-from numbers import Integral
-
 import sympy
 
 from pft._results import JsonResult
-from pft.errors import InputError, OutOfReachError
+from pft._validate import check_int
+from pft.errors import OutOfReachError
 
 __all__ = ["edgeworth", "EdgeworthExpansion", "EdgeworthTerm", "edgeworth_terms", "multiplicities"]
 
@@ -83,7 +82,7 @@ def edgeworth_terms(order: int) -> tuple[EdgeworthTerm, ...]:
     >>> [(t.coefficient, t.ranks) for t in edgeworth_terms(2)]
     [(Fraction(1, 6), (3,)), (Fraction(1, 24), (4,)), (Fraction(1, 72), (3, 3))]
     """
-    return _terms(_check_order(order))
+    return _terms(check_int(order, "order", minimum=0))
 
 
 @lru_cache(maxsize=None)
@@ -200,6 +199,32 @@ class EdgeworthExpansion(JsonResult):
             "quantile": None if self.quantile is None else str(self.quantile),
         }
 
+    @classmethod
+    def from_dict(cls, data) -> "EdgeworthExpansion":
+        """Inverse of :meth:`to_dict`: the expressions are re-read by the whitelist parser (nothing
+        is evaluated) with the same real symbols :func:`edgeworth` uses.
+
+        Examples
+        --------
+        >>> e = edgeworth(2)
+        >>> back = EdgeworthExpansion.from_json(e.to_json())
+        >>> back.to_dict() == e.to_dict(), back.density == e.density
+        (True, True)
+        """
+        from pft.symbolic._parse import read_expression
+
+        order, dim = int(data["order"]), int(data["dim"])
+        variables, kappa = _symbols(order, dim)
+        names = {str(s): s for s in (*variables, *kappa.values(), sympy.Symbol("z", real=True))}
+        read = lambda text: read_expression(text, symbols=names)  # noqa: E731
+        terms = tuple(
+            EdgeworthTerm(int(t["order"]), Fraction(t["coefficient"]), tuple(int(r) for r in t["ranks"]))
+            for t in data["terms"]
+        )
+        quantile = None if data["quantile"] is None else read(data["quantile"])
+        corrections = tuple(read(c) for c in data["corrections"])
+        return cls(order, dim, variables, kappa, terms, corrections, read(data["density"]), quantile)
+
     def __str__(self) -> str:
         rows = [("order", "coefficient", "cumulants", "Hermite degree")]
         for t in self.terms:
@@ -252,10 +277,8 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
     >>> e.quantile
     -kappa_3**2*z*(2*z**2 - 5)/36 + kappa_3*(z - 1)*(z + 1)/6 + kappa_4*z*(z**2 - 3)/24 + z
     """
-    order = _check_order(order)
-    if isinstance(dim, bool) or not isinstance(dim, Integral) or dim < 1:
-        raise InputError(f"`dim` must be a positive integer, got {dim!r}")
-    dim = int(dim)
+    order = check_int(order, "order", minimum=0)
+    dim = check_int(dim, "dim", minimum=1)
     if order > _max_order(dim) or dim > 64:
         raise OutOfReachError(
             f"the symbolic Edgeworth series at order {order}, dim {dim} is out of reach (limit: order "
@@ -264,10 +287,9 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
             "pft.numeric.edgeworth_pdf (CLI: --cumulants)."
         )
     terms = _terms(order)
+    variables, kappa = _symbols(order, dim)
     if dim == 1:
-        x = sympy.Symbol("x", real=True)
-        variables = (x,)
-        kappa = {r: sympy.Symbol(f"kappa_{r}", real=True) for r in range(3, order + 3)}
+        (x,) = variables
         corrections = []
         for k in range(1, order + 1):
             expr = sympy.Integer(0)
@@ -279,12 +301,6 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
         phi = sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)
         quantile = _cornish_fisher(order)
     else:
-        variables = tuple(sympy.Symbol(f"x_{j}", real=True) for j in range(dim))
-        kappa = {}
-        for r in range(3, order + 3):
-            for m in multiplicities(r, dim):
-                idx = index_of(m)
-                kappa[idx] = sympy.Symbol("kappa_" + "_".join(map(str, idx)), real=True)
         combos = sum(prod(_count(r, dim) for r in t.ranks) for t in terms)
         if combos > _MAX_SYMBOLIC_COMBOS:
             raise OutOfReachError(
@@ -312,14 +328,22 @@ def edgeworth(order: int, *, dim: int = 1) -> EdgeworthExpansion:
     return EdgeworthExpansion(order, dim, variables, kappa, terms, tuple(corrections), density, quantile)
 
 
+def _symbols(order: int, dim: int) -> tuple[tuple, dict]:
+    """The variables and the cumulant symbols of an expansion (all real): ``x`` and
+    ``{r: kappa_r}`` in one dimension, ``x_j`` and ``{(i1, …, ir): kappa_i1_…_ir}`` otherwise."""
+    if dim == 1:
+        return (sympy.Symbol("x", real=True),), {r: sympy.Symbol(f"kappa_{r}", real=True) for r in range(3, order + 3)}
+    variables = tuple(sympy.Symbol(f"x_{j}", real=True) for j in range(dim))
+    kappa = {}
+    for r in range(3, order + 3):
+        for m in multiplicities(r, dim):
+            idx = index_of(m)
+            kappa[idx] = sympy.Symbol("kappa_" + "_".join(map(str, idx)), real=True)
+    return variables, kappa
+
+
 def _count(r: int, d: int) -> int:
     return factorial(r + d - 1) // (factorial(r) * factorial(d - 1))
-
-
-def _check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, Integral) or order < 0:
-        raise InputError(f"`order` must be a non-negative integer, got {order!r}")
-    return int(order)
 
 
 @lru_cache(maxsize=None)

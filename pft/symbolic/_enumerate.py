@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from itertools import product
 from numbers import Integral
 
+from pft._validate import check_int
 from pft.errors import InputError, OutOfReachError
 from pft.symbolic._automorphisms import is_maximal
 from pft.symbolic._diagram import Diagram
@@ -105,12 +106,6 @@ def _diagrams_for(vals_desc, n_ext, connected):
 
 
 # ---------------------------------------------------------------------------- validation
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo:
-        raise InputError(f"`{name}` must be an int >= {lo}; got {value!r}.")
-    return int(value)
-
-
 def _check_valences(valences):
     if isinstance(valences, Integral) and not isinstance(valences, bool):
         valences = (valences,)
@@ -124,7 +119,7 @@ def _check_valences(valences):
         raise InputError("`valences` must name at least one vertex degree, e.g. (3, 4); got ().")
     for k in vals:
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-            raise InputError(f"`valences` must hold ints >= 1; got {valences!r}.")
+            raise InputError(f"`valences` must hold integers >= 1; got {valences!r}.")
     return tuple(sorted({int(k) for k in vals}))
 
 
@@ -139,7 +134,7 @@ def _check_vertices(vertices, vals):
             raise InputError(
                 f"`vertices` uses valence {k!r}, which is not among `valences` {vals}."
             )
-        out[int(k)] = _check_int(f"vertices[{k}]", m, 0)
+        out[int(k)] = check_int(m, f"vertices[{k}]", minimum=0)
     return out
 
 
@@ -165,7 +160,7 @@ def _select(valences, loops, vertices, n_ext):
         )
     if vertices is not None:
         return [_check_vertices(vertices, vals)], None
-    L = _check_int("loops", loops, 0)
+    L = check_int(loops, "loops", minimum=0)
     if vals[0] < 3:
         raise InputError(
             f"`loops` needs every valence >= 3 (vertices of degree 1 or 2 give infinitely many "
@@ -329,5 +324,5 @@ def correlator_diagrams(
     >>> len(correlator_diagrams(4, (4,), loops=1, amputated=True))   # s, t and u bubbles
     3
     """
-    n = _check_int("n_external", n_external, 0)
+    n = check_int(n_external, "n_external", minimum=0)
     return _enumerate(valences, loops, vertices, n, connected, one_pi, amputated)

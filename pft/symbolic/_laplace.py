@@ -1,4 +1,4 @@
-"""Laplace expansion of ``log ∫ exp(-n S(x)) dx`` in powers of ``1/n``, organised as diagrams.
+"""Exact Laplace expansion of ``log ∫ exp(-n S(x)) dx`` in powers of ``1/n``: the front door.
 
 ``log Z(n) = -n S* + (d/2) log(2π/n) - ½ log det H + Σ_k c_k n^(-k)``; ``c_k`` is the sum over
 connected vacuum diagrams with ``L = k + 1`` loops (vertex ``-λ_j``, edge ``G = H⁻¹``, value
@@ -6,513 +6,40 @@ over ``|Aut|``). The moments of ``x`` under ``exp(-n S)/Z`` are the connected di
 (mean) or two (covariance) external legs: a connected k-point diagram with ``L`` loops scales as
 ``n^-(L + k - 1)``. Every diagram's value comes from its :class:`ContractionPlan`.
 
-The machinery here is shared: :func:`laplace_expansion` feeds it exact sympy tensors,
-:func:`pft.numeric.laplace` autodiff tensors; both build the same :class:`LaplaceExpansion`.
+This module checks the input, finds the minimum and hands the rest to the shared machinery:
+the diagrams and the engine protocol in :mod:`pft.symbolic.engine`, the exact engine in
+``_exact_engine``, the result classes in ``_laplace_results``. :func:`pft.numeric.laplace`
+plugs a floating-point engine into the same machinery and builds the same
+:class:`LaplaceExpansion`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
-from numbers import Integral, Number
-from string import ascii_letters
-from typing import Any
+from numbers import Number
 
 import numpy as np
 import sympy
 
-from pft._results import JsonResult
-from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
-from pft.symbolic._enumerate import correlator_diagrams, vacuum_diagrams
-from pft.symbolic._plan import ContractionPlan, Operand, contraction_plan
+from pft._validate import check_int
+from pft.errors import InputError, OutOfReachError
+from pft.symbolic._exact_engine import ExactEngine, tidy
+from pft.symbolic._laplace_results import CorrelatorExpansion, LaplaceExpansion
+from pft.symbolic._terms import DiagramTerm
+from pft.symbolic.engine import build_terms, diagrams_of_order, dress, not_positive_definite
 
 __all__ = [
     "laplace_expansion",
     "LaplaceExpansion",
     "DiagramTerm",
     "CorrelatorExpansion",
+    "MAX_EXACT_ORDER",
+    # the engine protocol, kept importable from here; its home is pft.symbolic.engine
     "diagrams_of_order",
     "build_terms",
+    "dress",
     "not_positive_definite",
 ]
-
-
-# ----------------------------------------------------------------------------- diagrams
-@lru_cache(maxsize=None)
-def diagrams_of_order(n_external: int, k: int) -> tuple:
-    """The connected diagrams with ``n_external`` legs whose value scales as ``n^-k``.
-
-    Vacuum (``n_external = 0``): ``L = k + 1`` loops, vertex degrees ``3 … 2k + 2``; mean
-    (1 leg): ``L = k``, degrees up to ``2k + 1``; covariance (2 legs): ``L = k - 1``, degrees up
-    to ``2k``. (A connected diagram with V vertices, E edges, k legs and L internal loops has
-    ``Σ_v (deg_v - 2) = 2L + n_external - 2``.)
-
-    Examples
-    --------
-    >>> len(diagrams_of_order(0, 1)), len(diagrams_of_order(0, 2))
-    (3, 15)
-    """
-    loops = k + 1 - n_external
-    if loops < 0:
-        return ()
-    top = max(2 * loops + n_external, 3)
-    valences = tuple(range(3, top + 1))
-    if n_external == 0:
-        found = vacuum_diagrams(valences, loops=loops)
-    else:
-        found = correlator_diagrams(n_external, valences, loops=loops)
-    out = []
-    for d in dict.fromkeys(found):  # dedupe: the enumerator may list the bare propagator twice
-        plan = contraction_plan(d)
-        if plan.n_power != -k:
-            raise AssertionError(f"diagram {d!r} scales as n^{plan.n_power}, expected n^{-k}")
-        out.append((d, plan))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class DiagramTerm:
-    """One diagram's contribution.
-
-    Attributes
-    ----------
-    diagram : Diagram
-    plan : ContractionPlan
-    value : sympy.Expr, float, or array
-        ``coefficient · contraction`` (the ``n^n_power`` left out), exact for exact inputs.
-    """
-
-    diagram: Any
-    plan: ContractionPlan
-    value: Any
-
-    def label(self) -> str:
-        """Vertices and propagators, e.g. ``λ3² G³``."""
-        counts: dict[str, int] = {}
-        for op in self.plan.operands:
-            counts[str(op)] = counts.get(str(op), 0) + 1
-        parts = []
-        for name, c in counts.items():
-            if c > 1 and "∘" in name:
-                name = f"({name})"
-            parts.append(name + (str(c).translate(_SUP) if c > 1 else ""))
-        return " ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {
-            "edges": [list(e) for e in self.diagram.edges],
-            "valences": list(self.diagram.valences),
-            "n_external": self.diagram.n_external,
-            "symmetry_factor": str(self.diagram.symmetry_factor),
-            "plan": self.plan.to_dict(),
-            "value": _jsonable(self.value),
-        }
-
-
-_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def build_terms(engine, n_external: int, k: int) -> tuple[DiagramTerm, ...]:
-    """Evaluate every diagram of order ``n^-k`` with ``n_external`` legs on ``engine``."""
-    return tuple(DiagramTerm(d, plan, engine.tidy(engine.contract(plan))) for d, plan in diagrams_of_order(n_external, k))
-
-
-# ------------------------------------------------------------------------------ results
-@dataclass(frozen=True)
-class CorrelatorExpansion(JsonResult):
-    """The ``1/n`` series of ``⟨x⟩`` or ``Cov(x)`` under ``exp(-n S)/Z``.
-
-    ``mean``: ``⟨x⟩ = x* + Σ_{k=1}^{order} corrections[k-1] n^(-k) + O(n^(-order-1))``;
-    ``covariance``: ``Cov(x) = Σ_{k=1}^{order} corrections[k-1] n^(-k) + …`` with
-    ``corrections[0] = G``.
-
-    Attributes
-    ----------
-    kind : str
-        ``"mean"`` or ``"covariance"``.
-    order : int
-    leading : array or sympy.Matrix
-        ``x*`` for the mean, zero for the covariance.
-    corrections : tuple
-        One vector (mean) or matrix (covariance) per power of ``1/n``.
-    terms : dict of int to tuple of DiagramTerm
-        The diagrams behind each correction.
-    """
-
-    _json_options = {"indent": 2}
-
-    kind: str
-    order: int
-    leading: Any
-    corrections: tuple
-    terms: Mapping[int, tuple]
-    exact: bool = True
-
-    def at(self, n):
-        """The truncated series at ``n``."""
-        n = sympy.sympify(n) if self.exact else float(n)
-        total = self.leading
-        for k, c in enumerate(self.corrections, start=1):
-            total = total + c * n ** (-k)
-        return total
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "order": self.order,
-            "leading": _jsonable(self.leading),
-            "corrections": [_jsonable(c) for c in self.corrections],
-            "terms": {str(k): [t.to_dict() for t in v] for k, v in self.terms.items()},
-        }
-
-    def __str__(self) -> str:
-        head = "⟨x⟩ = x* + Σ_k m_k n^-k" if self.kind == "mean" else "Cov(x) = Σ_k C_k n^-k"
-        lines = [f"{self.kind} to order n^-{self.order}: {head}"]
-        for k, c in enumerate(self.corrections, start=1):
-            lines.append(f"  n^-{k}: {_short(c)}")
-        lines.append(_table(self.terms, None))
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class LaplaceExpansion(JsonResult):
-    """The Laplace (saddle-point) expansion of ``log ∫ exp(-n S(x)) dx``.
-
-    ``log Z(n) ≈ -n S(x*) + (d/2) log(2π/n) - ½ log det H + Σ_{k=1}^{order} c_k n^(-k)``.
-
-    Attributes
-    ----------
-    variables : tuple of str
-        Names of the coordinates.
-    order : int
-        Number of ``1/n`` corrections.
-    point : sympy.Matrix or numpy.ndarray, shape (d,)
-        The minimum ``x*``.
-    action_value : sympy.Expr or float
-        ``S(x*)``.
-    hessian, propagator : (d, d)
-        ``H = ∂²S(x*)`` and ``G = H⁻¹``.
-    log_det_hessian : sympy.Expr or float
-    vertices : dict of int to array
-        The vertex tensors ``λ_k = ∂ᵏS(x*)`` that were formed in full (exact: all
-        ``3 … 2·order+2``; numeric: those a plan needed whole; self-loops are closed inside
-        the derivative otherwise).
-    coefficients : tuple
-        ``(c_1, …, c_order)``.
-    terms : dict of int to tuple of DiagramTerm
-        ``terms[k]``: the diagrams of ``c_k`` with their values.
-    exact : bool
-        Whether values are exact sympy objects.
-    n : float or None
-        An ``n`` to show term sizes ``value · n^-k`` at (numeric results).
-    """
-
-    _json_options = {"indent": 2}
-
-    variables: tuple
-    order: int
-    point: Any
-    action_value: Any
-    hessian: Any
-    propagator: Any
-    log_det_hessian: Any
-    vertices: Mapping[int, Any] = field(repr=False)
-    coefficients: tuple = ()
-    terms: Mapping[int, tuple] = field(default_factory=dict, repr=False)
-    exact: bool = True
-    n: Any = None
-    _engine: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def dim(self) -> int:
-        return len(self.variables)
-
-    def log_partition(self, n=None):
-        """``-n S* + (d/2) log(2π/n) - ½ log det H + Σ c_k n^-k``.
-
-        ``n`` may be a number or a sympy symbol (exact results); defaults to ``self.n``.
-        """
-        if n is None:
-            n = self.n
-        if n is None:
-            raise InputError("`n` is required (no default n was given when the expansion was built)")
-        if self.exact:
-            n = sympy.sympify(n)
-            out = -n * self.action_value + sympy.Rational(self.dim, 2) * sympy.log(2 * sympy.pi / n)
-            out -= self.log_det_hessian / 2
-            return out + sum(c * n ** (-k) for k, c in enumerate(self.coefficients, start=1))
-        n = float(n)
-        if not n > 0:
-            raise InputError(f"`n` must be positive, got {n}")
-        out = -n * self.action_value + 0.5 * self.dim * np.log(2 * np.pi / n) - 0.5 * self.log_det_hessian
-        return float(out + sum(c * n ** (-k) for k, c in enumerate(self.coefficients, start=1)))
-
-    def mean(self, order: int | None = None) -> CorrelatorExpansion:
-        """``⟨x⟩`` to ``n^-order`` (default: the expansion's order): one-leg diagrams."""
-        order = self._check_order(order)
-        terms = {k: build_terms(self._engine, 1, k) for k in range(1, order + 1)}
-        corrections = tuple(self._engine.collect([t.value for t in terms[k]], (self.dim,)) for k in terms)
-        return CorrelatorExpansion("mean", order, self.point, corrections, terms, self.exact)
-
-    def covariance(self, order: int | None = None) -> CorrelatorExpansion:
-        """``Cov(x)`` to ``n^-order`` (default: the expansion's order): two-leg diagrams."""
-        order = self._check_order(order)
-        terms = {k: build_terms(self._engine, 2, k) for k in range(1, order + 1)}
-        shape = (self.dim, self.dim)
-        corrections = tuple(self._engine.collect([t.value for t in terms[k]], shape) for k in terms)
-        return CorrelatorExpansion("covariance", order, self._engine.collect([], shape), corrections, terms, self.exact)
-
-    def _check_order(self, order):
-        if order is None:
-            order = self.order
-        if isinstance(order, bool) or not isinstance(order, Integral) or order < 1:
-            raise InputError(f"`order` must be a positive integer, got {order!r}")
-        if self._engine is None:
-            raise InputError("this expansion was loaded without its tensors; rebuild it to get moments")
-        return int(order)
-
-    def to_dict(self) -> dict:
-        return {
-            "variables": list(self.variables),
-            "order": self.order,
-            "exact": self.exact,
-            "point": _jsonable(self.point),
-            "action_value": _jsonable(self.action_value),
-            "hessian": _jsonable(self.hessian),
-            "propagator": _jsonable(self.propagator),
-            "log_det_hessian": _jsonable(self.log_det_hessian),
-            "coefficients": [_jsonable(c) for c in self.coefficients],
-            "terms": {str(k): [t.to_dict() for t in v] for k, v in self.terms.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "LaplaceExpansion":
-        """Inverse of :meth:`to_dict` (exact values are re-read by the whitelist parser). The
-        loaded expansion has no tensors behind it: ``.mean``/``.covariance`` need a rebuild.
-
-        Examples
-        --------
-        >>> import sympy
-        >>> x = sympy.Symbol("x", real=True)
-        >>> e = laplace_expansion(x**2 / 2 + x**3 / 6, x, order=1, point=0)
-        >>> LaplaceExpansion.from_json(e.to_json()).to_dict() == e.to_dict()
-        True
-        """
-        from pft.symbolic._diagram import Diagram
-
-        exact = bool(data["exact"])
-        read = _read_exact if exact else _read_float
-        terms = {}
-        for k, items in data["terms"].items():
-            terms[int(k)] = tuple(
-                DiagramTerm(
-                    Diagram.from_dict({"valences": t["valences"], "n_external": t["n_external"], "edges": t["edges"]}),
-                    _plan_from_dict(t["plan"]),
-                    read(t["value"]),
-                )
-                for t in items
-            )
-        point = read(data["point"])
-        return cls(
-            variables=tuple(data["variables"]),
-            order=int(data["order"]),
-            point=point,
-            action_value=read(data["action_value"]),
-            hessian=read(data["hessian"]),
-            propagator=read(data["propagator"]),
-            log_det_hessian=read(data["log_det_hessian"]),
-            vertices={},
-            coefficients=tuple(read(c) for c in data["coefficients"]),
-            terms=terms,
-            exact=exact,
-        )
-
-
-    def __str__(self) -> str:
-        lines = [
-            f"Laplace expansion in 1/n, d = {self.dim}, order {self.order}:",
-            "  log Z(n) = -n S* + (d/2) log(2π/n) - ½ log det H + Σ_k c_k n^-k",
-            f"  x* = {_short(self.point)}   S* = {_short(self.action_value)}   log det H = {_short(self.log_det_hessian)}",
-        ]
-        for k, c in enumerate(self.coefficients, start=1):
-            lines.append(f"  c{k} = {_short(c)}")
-        lines.append(_table(self.terms, self.n))
-        return "\n".join(lines)
-
-
-def _read_exact(value):
-    from pft.symbolic._parse import parse_expression
-
-    if isinstance(value, list):
-        if value and isinstance(value[0], list):
-            return sympy.ImmutableMatrix([[_read_exact(v) for v in row] for row in value])
-        return sympy.ImmutableMatrix([_read_exact(v) for v in value]) if value else sympy.ImmutableMatrix([])
-    return parse_expression(value) if isinstance(value, str) else sympy.sympify(value)
-
-
-def _read_float(value):
-    return np.array(value, dtype=np.float64) if isinstance(value, list) else float(value)
-
-
-def _plan_from_dict(d: Mapping) -> ContractionPlan:
-    from fractions import Fraction
-
-    ops = tuple(Operand(o["kind"], int(o["valence"]), int(o["self_loops"])) for o in d["operands"])
-    return ContractionPlan(d["equation"], ops, Fraction(d["coefficient"]), int(d["n_power"]), int(d["n_external"]))
-
-
-def _short(value) -> str:
-    if isinstance(value, np.ndarray):
-        return np.array2string(value, precision=6, max_line_width=100, threshold=12)
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.10g}"
-    if isinstance(value, sympy.MatrixBase) and value.cols == 1:
-        return str(list(value))
-    return str(value)
-
-
-def _table(terms: Mapping[int, tuple], n) -> str:
-    header = ("k", "diagram", "edges", "1/|Aut|", "value")
-    if n is not None:
-        header = (*header, f"value·n^-k (n={n:g})")
-    rows = [header]
-    for k, ts in terms.items():
-        ordered = list(ts)
-        if ordered and all(_is_number(t.value) for t in ordered):
-            ordered.sort(key=lambda t: -abs(complex(t.value)))
-        for t in ordered:
-            edges = " ".join(f"{u}{v}" for u, v in t.diagram.edges)
-            row = (str(k), t.label(), edges, str(t.diagram.symmetry_factor), _short(t.value))
-            if n is not None:
-                row = (*row, f"{float(t.value) * n ** (-k):.4g}" if _is_number(t.value) else "")
-            rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    out = []
-    for j, r in enumerate(rows):
-        out.append("  " + "  ".join(c.ljust(w) if i in (1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if j == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _is_number(value) -> bool:
-    if isinstance(value, (Number, np.number)):
-        return True
-    return isinstance(value, sympy.Basic) and value.is_number and value.is_real is True
-
-
-def _jsonable(value):
-    if value is None:
-        return None
-    if isinstance(value, sympy.MatrixBase):
-        return [[_jsonable(v) for v in row] for row in value.tolist()]
-    if isinstance(value, sympy.NDimArray):
-        return _jsonable(np.array(value.tolist(), dtype=object))
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            return [_jsonable(v) for v in value] if value.ndim else _jsonable(value[()])
-        return value.tolist()
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-# ------------------------------------------------------------------------------- checks
-def not_positive_definite(eigenvalues, where: str) -> NotPositiveDefiniteError:
-    """The error for a Hessian that is not positive definite, naming its smallest eigenvalues."""
-    ev = np.sort(np.asarray(eigenvalues, dtype=np.float64))[:3]
-    return NotPositiveDefiniteError(
-        f"the Hessian {where} is not positive definite: smallest eigenvalues {np.array2string(ev, precision=6)}; "
-        "at a saddle point or a degenerate (singular) minimum the perturbative Laplace expansion does "
-        "not exist (look for a non-degenerate minimum, or treat the flat directions exactly)"
-    )
-
-
-# ------------------------------------------------------------------------- exact engine
-class _ExactEngine:
-    """Tensors as numpy object arrays of sympy expressions; exact contractions."""
-
-    def __init__(self, action, variables, point, propagator):
-        self.action = action
-        self.variables = variables
-        self.point = point
-        self.G = np.array(propagator.tolist(), dtype=object)
-        self.dim = len(variables)
-        self._derivs: dict[tuple, sympy.Expr] = {(): action}
-        self._full: dict[int, np.ndarray] = {}
-        self._dressed: dict[Operand, np.ndarray] = {}
-
-    def derivative(self, idx: tuple[int, ...]) -> sympy.Expr:
-        idx = tuple(sorted(idx))
-        if idx not in self._derivs:
-            self._derivs[idx] = sympy.diff(self.derivative(idx[:-1]), self.variables[idx[-1]])
-        return self._derivs[idx]
-
-    def full(self, k: int) -> np.ndarray:
-        if k not in self._full:
-            subs = dict(zip(self.variables, self.point))
-            values: dict[tuple, sympy.Expr] = {}
-            out = np.empty((self.dim,) * k, dtype=object)
-            for idx in np.ndindex(*out.shape):
-                key = tuple(sorted(idx))
-                if key not in values:
-                    values[key] = _tidy(self.derivative(key).subs(subs))
-                out[idx] = values[key]
-            self._full[k] = out
-        return self._full[k]
-
-    def operand(self, op: Operand):
-        if op.kind == "propagator":
-            return self.G
-        if op not in self._dressed:
-            self._dressed[op] = dress(self.full(op.valence), op.self_loops, self.G, lambda e, *a: np.einsum(e, *a, optimize=len(a) > 2))
-        return self._dressed[op]
-
-    def contract(self, plan: ContractionPlan):
-        return plan.evaluate(self.operand)
-
-    def tidy(self, value):
-        if isinstance(value, np.ndarray):
-            out = np.empty(value.shape, dtype=object)
-            for idx, v in np.ndenumerate(value):
-                out[idx] = _tidy(v)
-            return out if value.ndim else out[()]
-        return _tidy(value)
-
-    def collect(self, values, shape):
-        total = np.full(shape, sympy.Integer(0), dtype=object)
-        for v in values:
-            total = total + v
-        total = self.tidy(total)
-        if len(shape) == 1:
-            return sympy.ImmutableMatrix(list(total))
-        return sympy.ImmutableMatrix(total.tolist())
-
-
-def dress(tensor, self_loops: int, G, einsum):
-    """``Λ_{k,s}``: close ``s`` self-loops of a symmetric rank-k tensor with ``G``."""
-    if self_loops == 0:
-        return tensor
-    k = tensor.ndim
-    letters = ascii_letters[:k]
-    terms = [letters] + [letters[2 * j : 2 * j + 2] for j in range(self_loops)]
-    return einsum(",".join(terms) + "->" + letters[2 * self_loops :], tensor, *([G] * self_loops))
-
-
-def _tidy(expr):
-    expr = sympy.sympify(expr)
-    if expr.is_Rational:
-        return expr
-    if expr.free_symbols:
-        c = sympy.cancel(sympy.together(expr))
-        num, den = sympy.fraction(c)
-        if not den.free_symbols:
-            return sympy.expand(c)
-        return c
-    return expr if expr.is_Float else sympy.simplify(expr)
 
 
 # --------------------------------------------------------------------------- front door
@@ -589,35 +116,33 @@ def laplace_expansion(action, variables, *, order: int, point=None) -> LaplaceEx
     >>> [m[0] for m in e.mean(2).corrections], [c[0] for c in e.covariance(2).corrections]
     ([1, 0], [1, 1])
     """
-    if isinstance(order, bool) or not isinstance(order, Integral) or order < 0:
-        raise InputError(f"`order` must be a non-negative integer, got {order!r}")
-    order = int(order)
+    order = check_int(order, "order", minimum=0)
     action = _check_action(action)
     xs = _check_variables(variables, action)
     _check_reach(order, len(xs))
     x_star = _resolve_point(action, xs, point)
     subs = dict(zip(xs, x_star))
     d = len(xs)
-    hess = sympy.ImmutableMatrix(d, d, lambda i, j: _tidy(sympy.diff(action, xs[i], xs[j]).subs(subs)))
+    hess = sympy.ImmutableMatrix(d, d, lambda i, j: tidy(sympy.diff(action, xs[i], xs[j]).subs(subs)))
     _check_positive_definite(hess, x_star)
-    G = sympy.ImmutableMatrix(hess.inv().applyfunc(_tidy))
-    engine = _ExactEngine(action, xs, x_star, G)
+    G = sympy.ImmutableMatrix(hess.inv().applyfunc(tidy))
+    engine = ExactEngine(action, xs, x_star, G)
     terms = {k: build_terms(engine, 0, k) for k in range(1, order + 1)}
-    coefficients = tuple(_tidy(sum((t.value for t in terms[k]), sympy.Integer(0))) for k in terms)
+    coefficients = tuple(tidy(sum((t.value for t in terms[k]), sympy.Integer(0))) for k in terms)
     vertices = {k: sympy.ImmutableDenseNDimArray(engine.full(k).tolist()) for k in range(3, 2 * order + 3)}
     return LaplaceExpansion(
         variables=tuple(str(v) for v in xs),
         order=order,
         point=sympy.ImmutableMatrix(list(x_star)),
-        action_value=_tidy(action.subs(subs)),
+        action_value=tidy(action.subs(subs)),
         hessian=hess,
         propagator=G,
-        log_det_hessian=_tidy(sympy.log(hess.det())),
+        log_det_hessian=tidy(sympy.log(hess.det())),
         vertices=vertices,
         coefficients=coefficients,
         terms=terms,
         exact=True,
-        _engine=engine,
+        engine=engine,
     )
 
 
@@ -671,7 +196,7 @@ def _resolve_point(action, xs, point) -> tuple:
         raise InputError(f"`point` has {len(values)} coordinates but there are {len(xs)} variables")
     x_star = tuple(sympy.sympify(v) for v in values)
     subs = dict(zip(xs, x_star))
-    residual = [_tidy(g.subs(subs)) for g in grad]
+    residual = [tidy(g.subs(subs)) for g in grad]
     for r in residual:
         if r == 0:
             continue
@@ -694,7 +219,7 @@ def _solve_minimum(action, xs, grad) -> tuple:
         if any(c.is_real is False for c in x_star):
             continue
         subs = dict(zip(xs, x_star))
-        hess = sympy.Matrix(len(xs), len(xs), lambda i, j: _tidy(sympy.diff(action, xs[i], xs[j]).subs(subs)))
+        hess = sympy.Matrix(len(xs), len(xs), lambda i, j: tidy(sympy.diff(action, xs[i], xs[j]).subs(subs)))
         candidates.append((x_star, hess, _positive_definite(hess)))
     proven = [c for c in candidates if c[2] is True]
     if len(proven) == 1:
@@ -723,7 +248,7 @@ def _positive_definite(hess) -> bool | None:
     hess = sympy.Matrix(hess)
     status = True
     for m in range(1, hess.rows + 1):
-        minor = _tidy(hess[:m, :m].det())
+        minor = tidy(hess[:m, :m].det())
         if minor.is_positive is True:
             continue
         if minor.is_positive is False:

@@ -11,13 +11,15 @@ with :class:`pft.errors.InputError` before anything is built.
 from __future__ import annotations
 
 import ast
+import contextlib
+import sys
 from collections.abc import Mapping
 
 import sympy
 
 from pft.errors import InputError
 
-__all__ = ["parse_expression", "ALLOWED_FUNCTIONS"]
+__all__ = ["parse_expression", "read_expression", "ALLOWED_FUNCTIONS"]
 
 #: Functions a formula may call, by the name it uses.
 ALLOWED_FUNCTIONS: Mapping[str, object] = {
@@ -73,21 +75,51 @@ def parse_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = 
     ...
     pft.errors.InputError: ...
     """
+    return _parse(text, symbols, _MAX_LENGTH)
+
+
+def read_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy.Expr:
+    """:func:`parse_expression` without its length limit, for expressions pft itself wrote
+    (a result's JSON): the same whitelist, so nothing is ever evaluated.
+
+    Examples
+    --------
+    >>> len(read_expression(" + ".join(f"a_{k}*x" for k in range(3000))).args)  # 3000 nesting levels
+    3000
+    """
+    return _parse(text, symbols, None)
+
+
+def _parse(text, symbols, max_length) -> sympy.Expr:
     if not isinstance(text, str):
         raise InputError(f"`text` must be a str formula, got {type(text).__name__}")
-    if len(text) > _MAX_LENGTH:
-        raise InputError(f"`text` is {len(text)} characters long; formulas are limited to {_MAX_LENGTH}")
+    if max_length is not None and len(text) > max_length:
+        raise InputError(f"`text` is {len(text)} characters long; formulas are limited to {max_length}")
     shown = text if len(text) <= 80 else text[:77] + "..."
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        if max_length is None:  # long sums are deep left-leaning trees: let ast go deeper
+            with _recursion_limit(20_000):
+                tree = ast.parse(text.strip(), mode="eval")
+        else:
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise InputError(f"cannot parse formula {shown!r}: {exc.msg} (use ** for powers)") from None
     except (RecursionError, MemoryError):
         raise InputError(f"formula {shown!r} is nested too deeply to parse (at most {_MAX_DEPTH} levels)") from None
     try:
-        return _Builder(shown, dict(symbols or {})).build(tree.body, 0)
+        return _Builder(shown, dict(symbols or {}), flat_sums=max_length is None).build(tree.body, 0)
     except (RecursionError, MemoryError):
         raise InputError(f"formula {shown!r} is too large to build (nesting, or a huge exact number)") from None
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit: int):
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 class _Builder:
@@ -98,9 +130,10 @@ class _Builder:
         ast.Div: lambda a, b: a / b,
     }
 
-    def __init__(self, text: str, symbols: dict):
+    def __init__(self, text: str, symbols: dict, *, flat_sums: bool = False):
         self.text = text
         self.symbols = symbols
+        self.flat_sums = flat_sums
 
     def refuse(self, what: str):
         raise InputError(
@@ -129,6 +162,15 @@ class _Builder:
             if isinstance(node.op, ast.UAdd):
                 return operand
             self.refuse(f"the operator {type(node.op).__name__} is not allowed")
+        if self.flat_sums and isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            # (pft's own output) a sum of many terms is a deep left-leaning chain: walk it without recursion
+            terms = []
+            while isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+                right = self.build(node.right, depth + 1)
+                terms.append(-right if isinstance(node.op, ast.Sub) else right)
+                node = node.left
+            terms.append(self.build(node, depth + 1))
+            return sympy.Add(*reversed(terms))
         if isinstance(node, ast.BinOp):
             left = self.build(node.left, depth + 1)
             right = self.build(node.right, depth + 1)

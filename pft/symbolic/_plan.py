@@ -129,6 +129,20 @@ class ContractionPlan(JsonResult):
             "n_external": self.n_external,
         }
 
+    @classmethod
+    def from_dict(cls, data) -> "ContractionPlan":
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> from pft.symbolic import Diagram
+        >>> p = contraction_plan(Diagram.from_edges([(0, 1)] * 3))
+        >>> ContractionPlan.from_json(p.to_json()) == p
+        True
+        """
+        ops = tuple(Operand(o["kind"], int(o["valence"]), int(o["self_loops"])) for o in data["operands"])
+        return cls(data["equation"], ops, Fraction(data["coefficient"]), int(data["n_power"]), int(data["n_external"]))
+
     def __str__(self) -> str:
         ops = ", ".join(str(op) for op in self.operands)
         return f"{self.coefficient} · einsum('{self.equation}', {ops}) · n^{self.n_power}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from numbers import Integral, Number
+from numbers import Number
 
 import numpy as np
 import sympy
 
+from pft._validate import check_int
 from pft.errors import InputError, OutOfReachError
 
 __all__ = ["wick_pairings", "gaussian_moment"]
@@ -46,9 +47,7 @@ def wick_pairings(k: int) -> list[tuple[tuple[int, int], ...]]:
     >>> len(wick_pairings(8)), wick_pairings(3)
     (105, [])
     """
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 0:
-        raise InputError(f"`k` must be a non-negative integer, got {k!r}")
-    k = int(k)
+    k = check_int(k, "k", minimum=0)
     if k % 2:
         return []
     count = 1

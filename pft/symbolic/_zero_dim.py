@@ -16,6 +16,7 @@ from numbers import Integral
 
 import sympy
 
+from pft._validate import check_int
 from pft.errors import InputError
 
 __all__ = ["zero_dimensional_series"]
@@ -175,12 +176,11 @@ def zero_dimensional_series(couplings, order, *, n_external=0, connected=True):
             ) from None
     for k, _ in items:
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-            raise InputError(f"`couplings` keys must be vertex degrees (ints >= 1); got {k!r}.")
+            raise InputError(f"`couplings` keys must be vertex degrees (integers >= 1); got {k!r}.")
     if len({k for k, _ in items}) != len(items):
         raise InputError(f"`couplings` names a degree twice: {[k for k, _ in items]}.")
-    for name, value in (("order", order), ("n_external", n_external)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-            raise InputError(f"`{name}` must be an int >= 0; got {value!r}.")
+    order = check_int(order, "order", minimum=0)
+    n_external = check_int(n_external, "n_external", minimum=0)
     items.sort(key=lambda t: t[0])
     ks = [int(k) for k, _ in items]
     syms = [sympy.sympify(c) for _, c in items]

@@ -41,8 +41,8 @@ WORKER = textwrap.dedent(
         e = sample_ensemble(cfg, N, X, method=method, seed=5, chunk=chunk, progress=False, distributed=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            stats = [e.moment(2), e.moment(4, rao_blackwell=False, groups=7), e.excess_kurtosis(),
-                     e.excess_kurtosis(rao_blackwell=False, groups=7)]
+            stats = [e.moment(2), e.moment(4, rao_blackwell=False, n_groups=7), e.excess_kurtosis(),
+                     e.excess_kurtosis(rao_blackwell=False, n_groups=7)]
         res[name] = {"stats": [[a.tolist(), b.tolist()] for a, b in stats], "offset": e.network_offset,
                      "n": e.n_networks, "local": e.outputs.shape[0]}
         np.save(f"{out}/{name}_{rank}.npy", e.outputs)
@@ -75,8 +75,8 @@ def test_two_ranks_draw_the_one_process_ensemble(tmp_path, torchrun):
         np.testing.assert_array_equal(np.concatenate(parts), one.outputs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            truth = [one.moment(2), one.moment(4, rao_blackwell=False, groups=7), one.excess_kurtosis(),
-                     one.excess_kurtosis(rao_blackwell=False, groups=7)]
+            truth = [one.moment(2), one.moment(4, rao_blackwell=False, n_groups=7), one.excess_kurtosis(),
+                     one.excess_kurtosis(rao_blackwell=False, n_groups=7)]
         for r in ranks:  # every rank holds the all-rank answer
             for (est, se), (t_est, t_se) in zip(r[name]["stats"], truth):
                 np.testing.assert_allclose(est, t_est, rtol=1e-10, atol=1e-12)

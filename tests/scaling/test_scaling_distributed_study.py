@@ -34,7 +34,7 @@ WORKER = textwrap.dedent(
                 raise RuntimeError("rank 1 failed on purpose")
             return real(*a, **k)
         study_mod.sample_ensemble = dying
-    res = Study(grid, networks=networks, seed=3, progress=False).run(store=store, distributed=True)
+    res = Study(grid, n_networks=networks, seed=3, progress=False).run(store=store, distributed=True)
     open(f"{out}/rank{rank}.json", "w").write(res.to_json())
     dist.destroy_process_group()
     """
@@ -48,11 +48,11 @@ def _records(store):
 @pytest.mark.slow
 def test_distributed_study_resumes_a_store_and_equals_one_process(tmp_path, torchrun, assert_rows_equal):
     store = tmp_path / "runs.jsonl"
-    Study({**GRID, "activation": "relu", "depth": 2}, networks=NETWORKS, seed=3, progress=False).run(store=store)
+    Study({**GRID, "activation": "relu", "depth": 2}, n_networks=NETWORKS, seed=3, progress=False).run(store=store)
     (tmp_path / "w.py").write_text(WORKER)
     proc = torchrun([str(tmp_path / "w.py"), str(tmp_path), str(store), json.dumps(GRID), str(NETWORKS), "ok"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    fresh = Study(GRID, networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"]
+    fresh = Study(GRID, n_networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"]
     stored = _records(store)
     assert len(stored) == 4  # the cell that was there, then three new ones, each written once (rank 0)
     assert_rows_equal(stored, fresh)
@@ -69,5 +69,5 @@ def test_a_rank_dying_mid_study_fails_the_run_with_its_message_and_the_store_res
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stderr + proc.stdout
     assert len(_records(store)) == 1  # the first cell, finished on both ranks; nothing half-done
-    resumed = Study(GRID, networks=NETWORKS, seed=3, progress=False).run(store=store).to_dict()["rows"]
-    assert_rows_equal(resumed, Study(GRID, networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"])
+    resumed = Study(GRID, n_networks=NETWORKS, seed=3, progress=False).run(store=store).to_dict()["rows"]
+    assert_rows_equal(resumed, Study(GRID, n_networks=NETWORKS, seed=3, progress=False).run().to_dict()["rows"])

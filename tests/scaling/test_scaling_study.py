@@ -20,7 +20,7 @@ NETWORKS = 20000
 _CHILD = f"""
 import sys
 from pft.scaling import Study
-Study({GRID!r}, networks={NETWORKS}, seed=3, progress=False).run(store=sys.argv[1])
+Study({GRID!r}, n_networks={NETWORKS}, seed=3, progress=False).run(store=sys.argv[1])
 """
 
 
@@ -42,31 +42,31 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     n_cells = len(GRID["activation"]) * len(GRID["width"]) * len(GRID["depth"])
     before = [json.loads(x) for x in _lines(store)]
     assert 2 <= len(before) < n_cells
-    resumed = Study(GRID, networks=NETWORKS, seed=3, progress=False).run(store=store)
+    resumed = Study(GRID, n_networks=NETWORKS, seed=3, progress=False).run(store=store)
     after = [json.loads(x) for x in _lines(store)]
     keys = [json.dumps(r["key"], sort_keys=True) for r in after]
     assert len(keys) == len(set(keys)) == n_cells  # nothing lost, nothing twice
     assert after[: len(before)] == before  # finished cells were kept as they were
-    fresh = Study(GRID, networks=NETWORKS, seed=3, progress=False).run()
+    fresh = Study(GRID, n_networks=NETWORKS, seed=3, progress=False).run()
     assert resumed.to_json() == fresh.to_json()  # same numbers as an uninterrupted run
 
 
 def test_torn_last_line_is_cut_and_finished_cells_are_not_recomputed(tmp_path, monkeypatch):
     grid = {"activation": "relu", "width": [8], "depth": [2, 3]}
     store = tmp_path / "s.jsonl"
-    first = Study(grid, networks=400, progress=False).run(store=store)
+    first = Study(grid, n_networks=400, progress=False).run(store=store)
     with open(store, "ab") as fh:
         fh.write(b'{"key": {"activation": "relu", "wid')  # a write cut short by a kill
     def boom(*a, **k):
         raise AssertionError("recomputed a finished cell")
     monkeypatch.setattr(Study, "_run_cell", boom)
-    again = Study(grid, networks=400, progress=False).run(store=store)
+    again = Study(grid, n_networks=400, progress=False).run(store=store)
     assert again.to_json() == first.to_json()
     assert store.read_bytes().endswith(b"}\n") and len(_lines(store)) == 2
 
 
 def test_cells_match_the_theory_and_exact_relu_formula():
-    res = Study({"activation": "relu", "width": [8, 32], "depth": [1, 3]}, networks=20000, seed=1,
+    res = Study({"activation": "relu", "width": [8, 32], "depth": [1, 3]}, n_networks=20000, seed=1,
                 progress=False).run()
     for row in res.rows:
         k, v = row["key"], row["result"]
@@ -82,13 +82,25 @@ def test_scale_invariant_exact_formula_for_linear_nets():
 
 
 def test_table_and_plot(tmp_path):
-    res = Study({"activation": ["relu", "tanh"], "width": [8, 16], "depth": [2, 4]}, networks=2000,
+    res = Study({"activation": ["relu", "tanh"], "width": [8, 16], "depth": [2, 4]}, n_networks=2000,
                 progress=False).run()
     text = res.table()
     assert text.splitlines()[0].split()[:6] == ["activation", "C_W", "C_b", "n", "L", "L/n"]
     assert sum(1 for line in text.splitlines() if line.strip().startswith(("relu", "tanh"))) == 8
-    out = res.plot(tmp_path / "fig.png")
-    assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    before = plt.get_fignums()
+    fig = res.plot(tmp_path / "fig.png")  # the path positionally, as before
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    assert isinstance(res.plot(), Figure) and not (tmp_path / "other.png").exists()
+    own = Figure()
+    ax = own.add_subplot()
+    assert res.plot(ax=ax) is own and len(ax.lines) > 0  # one Axes: the L/n panel
+    pair = Figure().subplots(1, 2)
+    assert res.plot(ax=pair) is pair[0].figure and len(pair[1].lines) > 0
+    assert plt.get_fignums() == before  # nothing registered with pyplot
 
 
 def test_grid_validation():

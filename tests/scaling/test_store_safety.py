@@ -5,37 +5,37 @@ import json
 import multiprocessing as mp
 
 from pft.scaling import Study
-from pft.scaling._study import _append, _read_store
+from pft.scaling._store import append_record as _append, read_store as _read_store
 
 GRID = {"activation": "relu", "width": [4], "depth": [2, 3]}
 
 
 def test_a_complete_last_record_without_newline_survives_a_different_grid(tmp_path):
     store = tmp_path / "s.jsonl"
-    first = Study(GRID, networks=200, progress=False).run(store=store)
+    first = Study(GRID, n_networks=200, progress=False).run(store=store)
     data = store.read_bytes()
     store.write_bytes(data[:-1])  # the last record is complete but lost its newline
-    other = Study({**GRID, "depth": [4]}, networks=200, progress=False).run(store=store)
+    other = Study({**GRID, "depth": [4]}, n_networks=200, progress=False).run(store=store)
     lines = store.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 4  # two old records, one new, all whole
     assert store.read_bytes().startswith(data)  # the old bytes are all still there, in order
-    again = Study(GRID, networks=200, progress=False).run(store=store)
+    again = Study(GRID, n_networks=200, progress=False).run(store=store)
     assert again.to_json() == first.to_json() and len(other.rows) == 1
 
 
 def test_a_store_written_before_the_format_marker_is_read_and_extended(tmp_path):
     store = tmp_path / "old.jsonl"
-    res = Study(GRID, networks=200, progress=False).run()
+    res = Study(GRID, n_networks=200, progress=False).run()
     legacy = b"".join((json.dumps(r, sort_keys=True) + "\n").encode() for r in res.rows)
     store.write_bytes(legacy)
-    again = Study({**GRID, "depth": [2, 3, 4]}, networks=200, progress=False).run(store=store)
+    again = Study({**GRID, "depth": [2, 3, 4]}, n_networks=200, progress=False).run(store=store)
     assert store.read_bytes().startswith(legacy)
     assert [r["key"]["depth"] for r in again.rows] == [2, 3, 4]
     assert again.rows[0] == res.rows[0]
 
 
 def _writer(path, depth):
-    Study({**GRID, "depth": [depth, 9]}, networks=200, progress=False).run(store=path)
+    Study({**GRID, "depth": [depth, 9]}, n_networks=200, progress=False).run(store=path)
 
 
 def test_two_writers_on_one_store(tmp_path):
@@ -57,7 +57,7 @@ def test_two_writers_on_one_store(tmp_path):
 
 def test_append_after_a_killed_writer_does_not_glue_onto_its_torn_line(tmp_path):
     store = tmp_path / "s.jsonl"
-    Study(GRID, networks=200, progress=False).run(store=store)
+    Study(GRID, n_networks=200, progress=False).run(store=store)
     whole = store.read_bytes()
     with open(store, "ab") as fh:
         fh.write(b'{"format": "pft.scaling.Study/1", "key": {"C_W"')  # another writer, killed
@@ -71,14 +71,14 @@ def test_append_after_a_killed_writer_does_not_glue_onto_its_torn_line(tmp_path)
 
 
 def test_a_read_only_store_with_every_cell_is_read_without_writing(tmp_path, monkeypatch):
-    import pft.scaling._study as study_mod
+    import pft.scaling._store as study_mod
 
     store = tmp_path / "s.jsonl"
-    first = Study(GRID, networks=200, progress=False).run(store=store)
+    first = Study(GRID, n_networks=200, progress=False).run(store=store)
     with open(store, "ab") as fh:
         fh.write(b'{"format": "pft.scaling.Study/1", "ke')  # torn
     before = store.read_bytes()
     # the store is not writable for this user (patched: tests may run as root, whom modes do not bind)
     monkeypatch.setattr(study_mod.os, "access", lambda path, mode: False)
-    again = Study(GRID, networks=200, progress=False).run(store=store)
+    again = Study(GRID, n_networks=200, progress=False).run(store=store)
     assert again.to_json() == first.to_json() and store.read_bytes() == before
