@@ -13,8 +13,7 @@ import numpy as np
 from pft._results import JsonResult
 from pft.errors import InputError
 from pft.interop._load import load_model, load_sae, load_tokens, special_token_ids, tokenizer_of
-from pft.residual._patch_report import PatchReport
-from pft.residual._report import ResidualReport
+from pft.residual import PatchReport, ResidualReport
 
 __all__ = ["evaluate", "EvalResult", "next_token_loss"]
 
@@ -178,8 +177,8 @@ def evaluate(
     """
     import torch
 
-    from pft.residual import patch_scores, score
-    from pft.residual._patch import hooked, resolve_module
+    from pft.residual import as_interpretation, patch_scores, score
+    from pft.residual.hooks import hooked, resolve_module
 
     model_label = os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
     sae_label = os.fspath(sae) if isinstance(sae, (str, os.PathLike)) else type(sae).__name__
@@ -213,8 +212,6 @@ def evaluate(
 
     # capture the hooked rows, one forward per batch that stops at the hook
     mod, name = resolve_module(model, hook)
-    from pft.residual._interpretation import as_interpretation
-
     interp = as_interpretation(sae)
     rows = []
     it = range(0, W.shape[0], int(batch_size))

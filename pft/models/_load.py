@@ -323,7 +323,7 @@ def capture(
     """
     import torch
 
-    from pft.residual._patch import hooked, resolve_module
+    from pft.residual.hooks import hooked, resolve_module
 
     path = layer if isinstance(layer, str) else loaded.module(layer)
     mod, name = resolve_module(loaded.model, path)

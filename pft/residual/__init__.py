@@ -6,7 +6,8 @@ from pft.residual._knockout import Knockout, knockout, select_latents
 from pft.residual._massive import massive_tokens
 from pft.residual._power import PowerResult, detection_power
 from pft.residual._interpretation import Interpretation, as_interpretation
-from pft.residual._patch import PatchError, patch_scores
+from pft.errors import PatchError
+from pft.residual._patch import patch_scores
 from pft.residual._patch_report import PatchReport
 from pft.residual._report import ResidualReport, compare
 from pft.residual._score import score
