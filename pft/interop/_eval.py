@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from pft._deprecation import warn_renamed
+from pft._plotting import finish
 from pft._results import JsonResult
 from pft.errors import InputError
 from pft.interop._load import load_model, load_sae, load_tokens, special_token_ids, tokenizer_of
 from pft.residual import PatchReport, ResidualReport
+from pft.residual.panels import panels, tidy
 
 __all__ = ["evaluate", "EvalResult", "next_token_loss"]
 
@@ -112,8 +115,43 @@ class EvalResult(JsonResult):
             L.append(f"  {k:<28}{'n/a' if math.isnan(v) else format(v, '.6g'):>14}")
         return "\n".join(L)
 
-    def plot(self, directory: str) -> list[str]:
-        """Save ``score.png`` and ``patch.png`` in ``directory``; returns their paths."""
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
+        """The patched-model panels (loss, and KL when there are logits, per rung) above the
+        residual panels (spectrum, kurtosis z of the top directions), in one figure.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension). A
+            directory (the former ``plot(directory)``) still writes ``score.png`` and
+            ``patch.png`` there and returns their paths, with a deprecation warning: use
+            :meth:`save_plots`.
+        ax : matplotlib Axes or sequence of four, optional
+            Draw on these instead of a new figure: one Axes gets the loss panel only; four get
+            the loss, KL, spectrum and kurtosis panels.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
+        if path is not None and (os.path.isdir(path) or not os.path.splitext(os.fspath(path))[1]):
+            warn_renamed("EvalResult.plot(directory)", "EvalResult.save_plots(directory)")
+            return self.save_plots(path)
+        fig, axes = panels(ax, 4, figsize=(11, 7.6), nrows=2)
+        self.patch.plot(ax=[a for a in axes[:2] if a is not None])
+        if any(a is not None for a in axes[2:]):
+            self.score.plot(ax=[a for a in axes[2:] if a is not None])
+        if ax is None and not bool(np.any(np.isfinite(self.patch.kl))):
+            fig.delaxes(axes[1])  # no logits: no KL panel
+        tidy(fig, ax)
+        return finish(fig, path)
+
+    def save_plots(self, directory: Any) -> list[str]:
+        """Write ``score.png`` (:meth:`ResidualReport.plot <pft.residual.ResidualReport.plot>`)
+        and ``patch.png`` (:meth:`PatchReport.plot <pft.residual.PatchReport.plot>`) in
+        ``directory`` (made when missing); returns their paths."""
+        directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
         paths = [os.path.join(directory, "score.png"), os.path.join(directory, "patch.png")]
         self.score.plot(paths[0])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pft._results import JsonResult
 from pft.errors import InputError
 
 __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
@@ -27,9 +28,37 @@ DEFAULTS = {
 }
 
 
-@dataclass
-class DemoResult:
-    """What :func:`run_model_demo` produced (the SAE and reports, and how long each stage took)."""
+def _plain(v: Any) -> Any:
+    """Settings as JSON gives them back (tuples become lists, numpy scalars Python numbers)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+@dataclass(frozen=True)
+class DemoResult(JsonResult):
+    """What :func:`run_model_demo` produced: the reports, the SAE, and how long each stage took.
+
+    Attributes
+    ----------
+    name, title, module : str
+        Which model (a key of :data:`DEFAULTS`), its description, and the hooked block.
+    settings : dict
+        The settings used (:data:`DEFAULTS` ``[name]`` with the overrides).
+    residual : ResidualReport
+        :func:`pft.residual.score` of the SAE on the windows it was trained on.
+    patch : PatchReport
+        :func:`pft.residual.patch_scores` of the SAE on the next windows.
+    sae : TopKSAE or None
+        The trained SAE (not written to JSON: ``from_json`` gives None; save it with
+        :meth:`TopKSAE.save <pft.models.TopKSAE.save>`).
+    seconds : dict
+        Wall-clock seconds of each stage (``load``, ``capture``, ``sae``, ``score``, ``patch``).
+    """
 
     name: str
     title: str
@@ -37,8 +66,30 @@ class DemoResult:
     settings: dict
     residual: Any = field(repr=False)
     patch: Any = field(repr=False)
-    sae: Any = field(repr=False)
+    sae: Any = field(default=None, repr=False)
     seconds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types; the reports as their own ``to_dict()``, the SAE left out."""
+        return {
+            "name": self.name, "title": self.title, "module": self.module, "settings": _plain(self.settings),
+            "residual": self.residual.to_dict(), "patch": self.patch.to_dict(),
+            "seconds": {k: float(v) for k, v in self.seconds.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DemoResult":
+        """Inverse of :meth:`to_dict` (``sae`` is None)."""
+        from pft.residual import PatchReport, ResidualReport
+
+        return cls(name=d["name"], title=d["title"], module=d["module"], settings=dict(d["settings"]),
+                   residual=ResidualReport.from_dict(d["residual"]), patch=PatchReport.from_dict(d["patch"]),
+                   seconds=dict(d.get("seconds") or {}))
+
+    def __str__(self) -> str:
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return "\n".join([f"{self.title}: SAE at {self.module} ({times})", "", str(self.residual), "",
+                          str(self.patch)])
 
 
 def run_model_demo(

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import atomic_path
+from pft._plotting import finish
 from pft._results import JsonResult
 from pft.errors import InputError
+from pft.residual.panels import panels, tidy
 
 __all__ = ["score_across", "AcrossReport"]
 
@@ -169,34 +170,44 @@ class AcrossReport(JsonResult):
                 lines.append(f"{name.ljust(width)}  {t:>8.4g}  {dl:>9.3g}  " + "  ".join(cells))
         return "\n".join(lines)
 
-    def plot(self, path=None, *, metric: str = "nongaussian_bits"):
+    def plot(self, path: Any = None, *, ax: Any = None, metric: str = "nongaussian_bits") -> Any:
         """Each interpretation's ``metric`` (mean ± se over draws) against temperature and
-        against the mean loss increase; returns the figure."""
-        import matplotlib
+        against the mean loss increase.
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of two, optional
+            Draw on these instead of a new figure: one Axes gets the temperature panel only,
+            two get both.
+        metric : str, default "nongaussian_bits"
+            A scalar field of the rows.
 
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
         summ = self.summary(metric)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, axes = panels(ax, 2, figsize=(10, 3.8), dpi=100)
         for name, lines in summ.items():
             t = np.array([x[0] for x in lines])
             m = np.array([x[1] for x in lines])
             s = np.nan_to_num(np.array([x[2] for x in lines]))
             dl = np.array([x[3] for x in lines])
             axes[0].errorbar(t, m, yerr=s, marker="o", capsize=3, label=name)
-            axes[1].errorbar(dl, m, yerr=s, marker="o", capsize=3, label=name)
+            if axes[1] is not None:
+                axes[1].errorbar(dl, m, yerr=s, marker="o", capsize=3, label=name)
         axes[0].set_xlabel("temperature 1/β (0 = trained weights)")
-        axes[1].set_xlabel("loss increase L(w) − L(w*)")
-        for ax in axes:
-            ax.set_ylabel(metric)
+        if axes[1] is not None:
+            axes[1].set_xlabel("loss increase L(w) − L(w*)")
+        for a in axes:
+            if a is not None:
+                a.set_ylabel(metric)
         axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp)
-        return fig
+        tidy(fig, ax)
+        return finish(fig, path)
 
 
 def score_across(

@@ -8,16 +8,17 @@ looked up among the reported ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from pft._output import save_figure
+from pft._plotting import finish
 from pft._results import JsonResult
 from pft._validate import as_matrix
 from pft.errors import InputError
 from pft.residual._knockout import knockout, latent_stats
+from pft.residual.panels import panels, tidy
 
 __all__ = ["PowerResult", "detection_power"]
 
@@ -89,35 +90,48 @@ class PowerResult(JsonResult):
             )
         return "\n".join(lines)
 
-    def plot(self, path: str | None = None):
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
         """Recall and separation against firing rate (one line per token count), and each
-        latent's best ``|cos|`` against its energy share. Returns the matplotlib Figure."""
-        import matplotlib.pyplot as plt
+        latent's best ``|cos|`` against its energy share.
 
-        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of three, optional
+            Draw on these instead of a new figure: one Axes gets the recall only, three get
+            every panel.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
+        fig, (a1, a2, a3) = panels(ax, 3, figsize=(14, 4))
         for n in np.unique(self.group_tokens):
             g = np.flatnonzero(self.group_tokens == n)
             rate = [float(np.median(self.latent_firing_rate[self.latent_group == i])) for i in g]
             o = np.argsort(rate)
             a1.semilogx(np.asarray(rate)[o], self.group_recall[g][o], "o-", label=f"{int(n)} tokens")
-            a2.semilogx(np.asarray(rate)[o], self.group_separation[g][o], "o-", label=f"{int(n)} tokens")
+            if a2 is not None:
+                a2.semilogx(np.asarray(rate)[o], self.group_separation[g][o], "o-", label=f"{int(n)} tokens")
         a1.set_xlabel("firing rate of the knocked-out latents (median)")
         a1.set_ylabel(f"recall (|cos| ≥ {self.threshold}, top {self.n_directions})")
         a1.set_ylim(-0.05, 1.05)
         a1.legend()
-        a2.axhline(5, color="k", ls="--", lw=0.8)
-        a2.set_xlabel("firing rate of the knocked-out latents (median)")
-        a2.set_ylabel("non-Gaussian bits: knockout − twin (SE)")
-        sc = a3.scatter(self.latent_energy_share, self.latent_best_cos, c=np.log10(self.latent_firing_rate), s=14)
-        a3.set_xscale("log")
-        a3.axhline(self.threshold, color="k", ls="--", lw=0.8)
-        a3.set_xlabel("energy share of the latent")
-        a3.set_ylabel("best |cos| with a reported direction")
-        fig.colorbar(sc, ax=a3, label="log10 firing rate")
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, path, dpi=110)
-        return fig
+        if a2 is not None:
+            a2.axhline(5, color="k", ls="--", lw=0.8)
+            a2.set_xlabel("firing rate of the knocked-out latents (median)")
+            a2.set_ylabel("non-Gaussian bits: knockout − twin (SE)")
+        if a3 is not None:
+            sc = a3.scatter(self.latent_energy_share, self.latent_best_cos, c=np.log10(self.latent_firing_rate), s=14)
+            a3.set_xscale("log")
+            a3.axhline(self.threshold, color="k", ls="--", lw=0.8)
+            a3.set_xlabel("energy share of the latent")
+            a3.set_ylabel("best |cos| with a reported direction")
+            fig.colorbar(sc, ax=a3, label="log10 firing rate")
+        tidy(fig, ax)
+        return finish(fig, path)
 
 
 def detection_power(
