@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from pft._deprecation import warn_renamed
+from pft._device import torch_device
 from pft._plotting import finish
 from pft._results import JsonResult
+from pft._validate import check_int, check_seed
 from pft.errors import InputError
 from pft.interop._load import load_model, load_sae, load_tokens, special_token_ids, tokenizer_of
 from pft.residual import PatchReport, ResidualReport
@@ -226,6 +228,8 @@ def evaluate(
         sae = load_sae(sae, device=device)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"`model` must be a torch.nn.Module or a model directory; got {type(model).__name__}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_seed(seed)
     model.eval()
     if hook is None:
         hook = getattr(getattr(getattr(sae, "cfg", None), "metadata", None), "hook_name", None) or getattr(
@@ -243,8 +247,7 @@ def evaluate(
     keep = ~np.isin(W, ex) if ex else None
     if keep is not None and keep.all():
         keep = None
-    dev = next(iter(model.parameters())).device
-    ids = torch.as_tensor(W, device=dev)
+    ids = torch.as_tensor(W, device=torch_device(None, default=model))
     is_tl = hasattr(model, "run_with_hooks")
     inputs = ids if is_tl else {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 

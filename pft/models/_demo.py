@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from pft._results import JsonResult
+from pft._validate import check_choice, check_int, check_seed
 from pft.errors import InputError
 
 __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
@@ -120,8 +121,8 @@ def run_model_demo(
     from pft.models._sae import train_topk_sae
     from pft.residual import patch_scores, score
 
-    if name not in DEFAULTS:
-        raise InputError(f"`name` must be one of {', '.join(repr(k) for k in DEFAULTS)}; got {name!r}.")
+    check_choice(name, "name", tuple(DEFAULTS))
+    seed = check_seed(seed)
     unknown = set(overrides) - set(DEFAULTS[name])
     if unknown:
         raise InputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS[name])}.")
@@ -132,9 +133,10 @@ def run_model_demo(
     excl = tuple(excl) if hasattr(excl, "__iter__") and not isinstance(excl, (str, bytes)) else excl
     if not isinstance(excl, tuple) or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in excl):
         raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,) or (); got {excl!r}.")
-    if not isinstance(L, (int, np.integer)) or any(not -L <= p < L for p in excl) or len({p % L for p in excl}) >= L:
+    L = check_int(L, "length", minimum=4)
+    if any(not -L <= p < L for p in excl) or len({p % L for p in excl}) >= L:
         raise InputError(
-            f"`exclude_positions` {tuple(excl)!r} must name positions of a {L}-token window and leave at least one."
+            f"`exclude_positions` must name positions of a {L}-token window and leave at least one; got {tuple(excl)!r}."
         )
     excl = tuple(sorted({int(p) % L for p in excl}))
     cfg["exclude_positions"] = excl
@@ -154,7 +156,7 @@ def run_model_demo(
     sec["capture"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
+    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], n_steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
     sec["sae"] = time.perf_counter() - t
 
     t = time.perf_counter()

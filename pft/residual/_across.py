@@ -17,6 +17,7 @@ import numpy as np
 
 from pft._plotting import finish
 from pft._results import JsonResult
+from pft._validate import check_choice, check_seed
 from pft.errors import InputError
 from pft.residual.panels import panels, tidy
 
@@ -113,9 +114,8 @@ class AcrossReport(JsonResult):
         metric's own ``<metric>_se`` field when the report has one (``nongaussian_bits``),
         else ``nan``."""
         self._check_metric(metric)
-        for name in (better, worse):
-            if name not in self.interpretations:
-                raise InputError(f"no interpretation {name!r}; have {list(self.interpretations)}.")
+        check_choice(better, "better", self.interpretations)
+        check_choice(worse, "worse", self.interpretations)
         out = []
         for t in self.temperatures:
             a = {r["draw"]: r[metric] for r in self.rows if r["interpretation"] == better and r["temperature"] == t}
@@ -135,9 +135,8 @@ class AcrossReport(JsonResult):
         return out
 
     def _check_metric(self, metric: str) -> None:
-        if not self.rows or metric not in self.rows[0]:
-            have = sorted(k for k in (self.rows[0] if self.rows else {}) if k not in ("interpretation",))
-            raise InputError(f"unknown metric {metric!r}; the rows have {have}.")
+        have = sorted(k for k in (self.rows[0] if self.rows else {}) if k not in ("interpretation",))
+        check_choice(metric, "metric", have)
 
     def to_dict(self) -> dict:
         return {
@@ -285,7 +284,8 @@ def score_across(
         )
     for name in interpretations:
         if not isinstance(name, str):
-            raise InputError(f"interpretation names must be strings; got {name!r}.")
+            raise InputError(f"`interpretations` keys must be strings (the names); got {name!r}.")
+    seed = check_seed(seed)
 
     from tqdm.auto import tqdm
 

@@ -111,8 +111,9 @@ def checked_recon(interp: Any, x: Any, start: int, name: str, keep: Any = None):
     if not torch.all(torch.isfinite(xh)):
         bad = int((~torch.isfinite(xh)).sum())
         raise InputError(
-            f"`interpretation` returned {bad} NaN/inf value{'s' if bad != 1 else ''} on the output of {name!r} "
-            f"(tokens {start}..{start + x.shape[0] - 1}); fix the interpretation (or its input scaling)."
+            f"`interpretation` must return finite values; got {bad} NaN/inf value{'s' if bad != 1 else ''} on the "
+            f"output of {name!r} (tokens {start}..{start + x.shape[0] - 1}). Fix the interpretation (or its input "
+            "scaling)."
         )
     return xh
 
