@@ -251,8 +251,8 @@ def score_across(
 
     Notes
     -----
-    The copies are consumed once; each model is dropped after its activations are taken.
-    Only ``score`` is run: ``patch_scores`` (downstream patching) is not in this build.
+    The copies are consumed once; each model is dropped after its activations are taken (and,
+    with ``patch``, after it has been patched).
 
     References
     ----------

@@ -10,7 +10,8 @@ batch's tokens), :func:`_second_pass` (the rungs that need them) and
 :mod:`pft.residual.hooks`, the token masks in :mod:`pft.residual._patch_masks`, the splices,
 backgrounds and forwards in :mod:`pft.residual._patch_rungs`, the statistics in
 :mod:`pft.residual._patch_stats`. This file is over 500 lines because ``patch_scores``'
-docstring (the rungs, the scores, the masking rules, two examples) is 200 of them.
+docstring (the rungs, the scores, the masking rules, two examples) is 200 of them and
+the stages read best beside it.
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def patch_scores(
     n_resamples : int, default 4
         Noise draws per row for the two stochastic rungs (their losses are averaged per row).
     seed : int, default 0
+        Seeds the noise draws (batch ``i`` draws from ``default_rng([seed, i, ...])``) and a
+        perturbative background's fit.
     device : str or torch.device, optional
-        Where batches are moved (default: the device of the model's first parameter). The model
-        itself is not moved.
+        Where batches are moved (default: the model's own device, that of its first parameter;
+        a device that is given is checked first). The model itself is not moved.
     progress : bool, default True
     logits : "auto", None or callable ``output -> logits``, default "auto"
         How to find logits for the KL columns; ``"auto"`` uses ``output.logits`` when present.
