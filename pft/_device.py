@@ -5,11 +5,17 @@ numpy arrays and torch tensors. Heavy per-row work (products with d × d matrice
 rows' device; what comes back to the host is small — per-row numbers, d-vectors, d × d sums —
 and is always float64 numpy. Fitted parameters live on the host as numpy and are copied to the
 rows' device when used (``like``), which costs O(d²) per chunk against the chunk's O(n d²).
+
+The one device rule. ``device=None`` means numpy on the host for the numeric passes
+(:func:`resolve_device`), and, for code that runs a torch model (``patch_scores``, the model
+loaders), the model's own device (:func:`torch_device` with ``default=`` the model). A device
+that is given is validated once, here; nothing else in pft chooses a device.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 import numpy as np
@@ -18,7 +24,8 @@ from pft._validate import as_matrix, check_finite, describe
 from pft.errors import InputError
 
 __all__ = [
-    "is_tensor", "host", "like", "like_dtype", "single", "matmul_precision", "rowsq", "rowdot", "concat", "resolve_device", "as_device_matrix", "tensor_from_numpy",
+    "is_tensor", "host", "like", "like_dtype", "single", "matmul_precision", "rowsq", "rowdot", "concat",
+    "resolve_device", "torch_device", "module_device", "to_device", "as_device_matrix", "tensor_from_numpy",
 ]
 
 
@@ -131,6 +138,59 @@ def resolve_device(device: Any, name: str = "device") -> Any:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"`{name}` is {device!r} but torch sees no CUDA device; pass device=None or 'cpu'.")
     return dev
+
+
+def module_device(module: Any) -> Any:
+    """The ``torch.device`` of a module's first parameter (else its first buffer); CPU for a
+    module that holds neither.
+
+    Examples
+    --------
+    >>> import torch
+    >>> module_device(torch.nn.Linear(2, 2)), module_device(torch.nn.Identity())
+    (device(type='cpu'), device(type='cpu'))
+    """
+    import torch
+
+    for tensors in (module.parameters, module.buffers):
+        t = next(iter(tensors()), None)
+        if t is not None:
+            return t.device
+    return torch.device("cpu")
+
+
+def torch_device(device: Any, *, default: Any = None, name: str = "device") -> Any:
+    """A validated ``torch.device`` for code that runs torch: ``device`` when given (checked as
+    :func:`resolve_device` checks it), else the device of ``default`` (a module, see
+    :func:`module_device`), else the CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch_device(None), torch_device("cpu"), torch_device(None, default=torch.nn.Linear(1, 1))
+    (device(type='cpu'), device(type='cpu'), device(type='cpu'))
+    """
+    import torch
+
+    if device is not None:
+        return resolve_device(device, name)
+    if default is not None:
+        return module_device(default)
+    return torch.device("cpu")
+
+
+def to_device(obj: Any, device: Any) -> Any:
+    """``obj`` with every tensor moved to ``device``, through Mappings (a plain dict comes back:
+    ``model(**batch)`` takes any Mapping), tuples and lists; anything else as is."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 def as_device_matrix(

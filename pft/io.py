@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from pft._validate import check_int
 from pft.errors import InputError
 
 __all__ = ["load_array", "iter_chunks", "RowReader", "SUFFIXES"]
@@ -286,8 +287,7 @@ def iter_chunks(path: str | os.PathLike, *, chunk_rows: int = 65536, name: str =
     >>> [c.shape for c in iter_chunks(p, chunk_rows=2)]
     [(2, 2), (2, 2), (1, 2)]
     """
-    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise InputError(f"`chunk_rows` must be a positive integer; got {chunk_rows!r}.")
+    chunk_rows = check_int(chunk_rows, "chunk_rows", minimum=1)
     path, key = _split_key(os.fspath(path), name)
     if os.path.isdir(path):
         shards = sorted(f for f in os.listdir(path) if f.lower().endswith((".npy", ".safetensors")))

@@ -270,7 +270,7 @@ def test_patch_scores_with_a_topk_sae_and_perturbative_background_on_device(devi
     # The SAE-shaped interpretation (cast to the decoder's dtype/device) and the perturbative rung.
     s = _readout_setup(N=1500, d=6, seed=4)
     A, w, b = s["A"], s["w"], s["b"]
-    sae = train_topk_sae(s["H"], d_sae=12, k=3, steps=60, seed=0, progress=False).double()
+    sae = train_topk_sae(s["H"], d_sae=12, k=3, n_steps=60, seed=0, progress=False).double()
 
     def run(dev):
         return patch_scores(_Readout(A, w, b).to(dev), "layer", s["batches"], interpretation=sae.to(dev),
@@ -385,12 +385,12 @@ def test_laplace_on_device_equals_the_exact_series(device):
 def test_topk_sae_trains_on_device(device):
     data = superposition(2000, d=16, n_features=32, seed=0)
     X = data.activations
-    init_cpu = train_topk_sae(X, d_sae=48, k=4, steps=0, seed=3, progress=False)
-    init_dev = train_topk_sae(X, d_sae=48, k=4, steps=0, seed=3, device=device, progress=False)
+    init_cpu = train_topk_sae(X, d_sae=48, k=4, n_steps=0, seed=3, progress=False)
+    init_dev = train_topk_sae(X, d_sae=48, k=4, n_steps=0, seed=3, device=device, progress=False)
     for (name, a), b in zip(init_dev.named_parameters(), init_cpu.parameters()):
         assert a.device.type == _kind(device), name
         torch.testing.assert_close(a.cpu(), b, rtol=0, atol=0)  # the initialisation is drawn on the host
-    sae = train_topk_sae(X, d_sae=48, k=4, steps=200, seed=3, device=device, progress=False)
+    sae = train_topk_sae(X, d_sae=48, k=4, n_steps=200, seed=3, device=device, progress=False)
     assert isinstance(sae, TopKSAE) and not sae.training
     assert all(p.device.type == _kind(device) and p.dtype == torch.float32 and not p.requires_grad
                for p in sae.parameters())
@@ -410,8 +410,30 @@ def test_topk_sae_trains_on_device(device):
     fvu = np.sum((X - recon) ** 2) / np.sum((X - X.mean(0)) ** 2)
     assert fvu < 0.5
     if _kind(device) != "cpu":  # the same budget on the CPU reaches the same quality
-        cpu = train_topk_sae(X, d_sae=48, k=4, steps=200, seed=3, progress=False)
+        cpu = train_topk_sae(X, d_sae=48, k=4, n_steps=200, seed=3, progress=False)
         with torch.no_grad():
             r_cpu = cpu(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(np.float64)
         fvu_cpu = np.sum((X - r_cpu) ** 2) / np.sum((X - X.mean(0)) ** 2)
         assert abs(fvu - fvu_cpu) < 0.05
+
+
+def test_the_one_device_rule_for_torch_code():
+    # pft._device.torch_device: a given device is validated once; None is the model's own device
+    # (its first parameter, else buffer), else the CPU; to_device moves every tensor of a batch.
+    from pft._device import module_device, to_device, torch_device
+    from pft.errors import InputError
+
+    lin = torch.nn.Linear(2, 2).to(torch.float64)
+    assert torch_device(None, default=lin) == lin.weight.device == module_device(lin)
+    assert torch_device(None) == torch.device("cpu") == module_device(torch.nn.Identity())
+    norm = torch.nn.BatchNorm1d(2, affine=False)  # buffers only
+    assert module_device(norm) == norm.running_mean.device
+    assert torch_device("cpu", default=lin) == torch.device("cpu")
+    with pytest.raises(InputError, match="`device` is 'meta'"):
+        torch_device("meta")
+    with pytest.raises(InputError, match="`device` must be a torch device"):
+        torch_device("gpu0")
+    t = torch.ones(2)
+    moved = to_device(({"ids": t, "n": 3}, [t], "label"), "cpu")
+    assert isinstance(moved, tuple) and isinstance(moved[0], dict) and isinstance(moved[1], list)
+    assert moved[0]["ids"].device == t.device and moved[0]["n"] == 3 and moved[2] == "label"

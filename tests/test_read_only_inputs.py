@@ -29,7 +29,7 @@ def test_tensor_from_numpy_copies_only_read_only_arrays(tmp_path):
 def test_sae_and_posterior_take_read_only_arrays(tmp_path):
     rng = np.random.default_rng(0)
     X = _read_only(tmp_path, "x.npy", rng.normal(size=(200, 8)).astype(np.float32))
-    sae = train_topk_sae(X, d_sae=16, k=2, steps=3, seed=0, progress=False)
+    sae = train_topk_sae(X, d_sae=16, k=2, n_steps=3, seed=0, progress=False)
     assert sae.W_dec.shape == (16, 8)
     inputs = _read_only(tmp_path, "i.npy", rng.normal(size=(50, 3)))
     targets = _read_only(tmp_path, "t.npy", rng.normal(size=(50, 1)))

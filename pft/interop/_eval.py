@@ -10,11 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from pft._deprecation import warn_renamed
+from pft._device import torch_device
+from pft._plotting import finish
 from pft._results import JsonResult
+from pft._validate import check_int, check_seed
 from pft.errors import InputError
 from pft.interop._load import load_model, load_sae, load_tokens, special_token_ids, tokenizer_of
-from pft.residual._patch_report import PatchReport
-from pft.residual._report import ResidualReport
+from pft.residual import PatchReport, ResidualReport
+from pft.residual.panels import panels, tidy
 
 __all__ = ["evaluate", "EvalResult", "next_token_loss"]
 
@@ -113,8 +117,43 @@ class EvalResult(JsonResult):
             L.append(f"  {k:<28}{'n/a' if math.isnan(v) else format(v, '.6g'):>14}")
         return "\n".join(L)
 
-    def plot(self, directory: str) -> list[str]:
-        """Save ``score.png`` and ``patch.png`` in ``directory``; returns their paths."""
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
+        """The patched-model panels (loss, and KL when there are logits, per rung) above the
+        residual panels (spectrum, kurtosis z of the top directions), in one figure.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension). A
+            directory (the former ``plot(directory)``) still writes ``score.png`` and
+            ``patch.png`` there and returns their paths, with a deprecation warning: use
+            :meth:`save_plots`.
+        ax : matplotlib Axes or sequence of four, optional
+            Draw on these instead of a new figure: one Axes gets the loss panel only; four get
+            the loss, KL, spectrum and kurtosis panels.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
+        if path is not None and (os.path.isdir(path) or not os.path.splitext(os.fspath(path))[1]):
+            warn_renamed("EvalResult.plot(directory)", "EvalResult.save_plots(directory)")
+            return self.save_plots(path)
+        fig, axes = panels(ax, 4, figsize=(11, 7.6), nrows=2)
+        self.patch.plot(ax=[a for a in axes[:2] if a is not None])
+        if any(a is not None for a in axes[2:]):
+            self.score.plot(ax=[a for a in axes[2:] if a is not None])
+        if ax is None and not bool(np.any(np.isfinite(self.patch.kl))):
+            fig.delaxes(axes[1])  # no logits: no KL panel
+        tidy(fig, ax)
+        return finish(fig, path)
+
+    def save_plots(self, directory: Any) -> list[str]:
+        """Write ``score.png`` (:meth:`ResidualReport.plot <pft.residual.ResidualReport.plot>`)
+        and ``patch.png`` (:meth:`PatchReport.plot <pft.residual.PatchReport.plot>`) in
+        ``directory`` (made when missing); returns their paths."""
+        directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
         paths = [os.path.join(directory, "score.png"), os.path.join(directory, "patch.png")]
         self.score.plot(paths[0])
@@ -178,8 +217,8 @@ def evaluate(
     """
     import torch
 
-    from pft.residual import patch_scores, score
-    from pft.residual._patch import hooked, resolve_module
+    from pft.residual import as_interpretation, patch_scores, score
+    from pft.residual.hooks import hooked, resolve_module
 
     model_label = os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
     sae_label = os.fspath(sae) if isinstance(sae, (str, os.PathLike)) else type(sae).__name__
@@ -189,6 +228,8 @@ def evaluate(
         sae = load_sae(sae, device=device)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"`model` must be a torch.nn.Module or a model directory; got {type(model).__name__}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_seed(seed)
     model.eval()
     if hook is None:
         hook = getattr(getattr(getattr(sae, "cfg", None), "metadata", None), "hook_name", None) or getattr(
@@ -206,15 +247,12 @@ def evaluate(
     keep = ~np.isin(W, ex) if ex else None
     if keep is not None and keep.all():
         keep = None
-    dev = next(iter(model.parameters())).device
-    ids = torch.as_tensor(W, device=dev)
+    ids = torch.as_tensor(W, device=torch_device(None, default=model))
     is_tl = hasattr(model, "run_with_hooks")
     inputs = ids if is_tl else {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     # capture the hooked rows, one forward per batch that stops at the hook
     mod, name = resolve_module(model, hook)
-    from pft.residual._interpretation import as_interpretation
-
     interp = as_interpretation(sae)
     rows = []
     it = range(0, W.shape[0], int(batch_size))

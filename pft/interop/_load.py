@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pft._device import torch_device
+from pft._validate import check_int
 from pft.errors import InputError
 
 __all__ = ["load_model", "load_sae", "save_hooked_transformer", "load_tokens", "special_token_ids"]
@@ -35,7 +37,7 @@ def _need(module: str, what: str):
 def _check_dir(path: Any, name: str) -> str:
     p = os.fspath(path)
     if not os.path.isdir(p):
-        raise InputError(f"`{name}` {p!r} is not a directory. {_OFFLINE}")
+        raise InputError(f"`{name}` must be a directory; got {p!r}. {_OFFLINE}")
     return p
 
 
@@ -87,10 +89,8 @@ def load_model(path: Any, *, tl_name: str | None = None, device: Any = None) -> 
     -------
     torch.nn.Module
     """
-    import torch
-
     p = _check_dir(path, "model")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = torch_device(device)
     if os.path.exists(os.path.join(p, TL_CONFIG)):
         tl = _need("transformer_lens", "a TransformerLens model directory")
         from safetensors.torch import load_file
@@ -111,6 +111,8 @@ def load_model(path: Any, *, tl_name: str | None = None, device: Any = None) -> 
     tr = _need("transformers", "a Hugging Face model directory")
     major, minor = (int(v) for v in tr.__version__.split(".")[:2])
     dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
+    import torch
+
     hf = tr.AutoModelForCausalLM.from_pretrained(p, local_files_only=True, **{dtype_kw: torch.float32})
     tok = None
     tok_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
@@ -170,7 +172,7 @@ def load_sae(path: Any, *, device: Any = None) -> Any:
             f"(pft_sae.json + sae_weights.safetensors). {_OFFLINE}"
         )
     sl = _need("sae_lens", "an SAE in SAELens' format")
-    return sl.SAE.load_from_disk(p, device=str(device or "cpu")).eval()
+    return sl.SAE.load_from_disk(p, device=str(torch_device(device))).eval()
 
 
 def special_token_ids(tokenizer: Any) -> list[int]:
@@ -189,8 +191,9 @@ def load_tokens(source: Any, tokenizer: Any, *, context: int, n_seqs: int | None
     or an array. Text is tokenized once and packed into consecutive windows; with
     ``prepend_bos`` each window starts with the tokenizer's BOS token.
     """
-    if not isinstance(context, (int, np.integer)) or context < 2:
-        raise InputError(f"`context` must be an integer ≥ 2; got {context!r}.")
+    context = check_int(context, "context", minimum=2)
+    if n_seqs is not None:
+        n_seqs = check_int(n_seqs, "n_seqs", minimum=0)
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npy"):
         if not os.path.exists(source):
             raise InputError(f"`tokens` file {os.fspath(source)!r} does not exist.")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pft._results import JsonResult
+from pft._validate import check_choice, check_int, check_seed
 from pft.errors import InputError
 
 __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
@@ -27,9 +29,37 @@ DEFAULTS = {
 }
 
 
-@dataclass
-class DemoResult:
-    """What :func:`run_model_demo` produced (the SAE and reports, and how long each stage took)."""
+def _plain(v: Any) -> Any:
+    """Settings as JSON gives them back (tuples become lists, numpy scalars Python numbers)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+@dataclass(frozen=True)
+class DemoResult(JsonResult):
+    """What :func:`run_model_demo` produced: the reports, the SAE, and how long each stage took.
+
+    Attributes
+    ----------
+    name, title, module : str
+        Which model (a key of :data:`DEFAULTS`), its description, and the hooked block.
+    settings : dict
+        The settings used (:data:`DEFAULTS` ``[name]`` with the overrides).
+    residual : ResidualReport
+        :func:`pft.residual.score` of the SAE on the windows it was trained on.
+    patch : PatchReport
+        :func:`pft.residual.patch_scores` of the SAE on the next windows.
+    sae : TopKSAE or None
+        The trained SAE (not written to JSON: ``from_json`` gives None; save it with
+        :meth:`TopKSAE.save <pft.models.TopKSAE.save>`).
+    seconds : dict
+        Wall-clock seconds of each stage (``load``, ``capture``, ``sae``, ``score``, ``patch``).
+    """
 
     name: str
     title: str
@@ -37,8 +67,30 @@ class DemoResult:
     settings: dict
     residual: Any = field(repr=False)
     patch: Any = field(repr=False)
-    sae: Any = field(repr=False)
+    sae: Any = field(default=None, repr=False)
     seconds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types; the reports as their own ``to_dict()``, the SAE left out."""
+        return {
+            "name": self.name, "title": self.title, "module": self.module, "settings": _plain(self.settings),
+            "residual": self.residual.to_dict(), "patch": self.patch.to_dict(),
+            "seconds": {k: float(v) for k, v in self.seconds.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DemoResult":
+        """Inverse of :meth:`to_dict` (``sae`` is None)."""
+        from pft.residual import PatchReport, ResidualReport
+
+        return cls(name=d["name"], title=d["title"], module=d["module"], settings=dict(d["settings"]),
+                   residual=ResidualReport.from_dict(d["residual"]), patch=PatchReport.from_dict(d["patch"]),
+                   seconds=dict(d.get("seconds") or {}))
+
+    def __str__(self) -> str:
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return "\n".join([f"{self.title}: SAE at {self.module} ({times})", "", str(self.residual), "",
+                          str(self.patch)])
 
 
 def run_model_demo(
@@ -69,8 +121,8 @@ def run_model_demo(
     from pft.models._sae import train_topk_sae
     from pft.residual import patch_scores, score
 
-    if name not in DEFAULTS:
-        raise InputError(f"`name` must be one of {', '.join(repr(k) for k in DEFAULTS)}; got {name!r}.")
+    check_choice(name, "name", tuple(DEFAULTS))
+    seed = check_seed(seed)
     unknown = set(overrides) - set(DEFAULTS[name])
     if unknown:
         raise InputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS[name])}.")
@@ -81,9 +133,10 @@ def run_model_demo(
     excl = tuple(excl) if hasattr(excl, "__iter__") and not isinstance(excl, (str, bytes)) else excl
     if not isinstance(excl, tuple) or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in excl):
         raise InputError(f"`exclude_positions` must be a tuple of integer positions, e.g. (0,) or (); got {excl!r}.")
-    if not isinstance(L, (int, np.integer)) or any(not -L <= p < L for p in excl) or len({p % L for p in excl}) >= L:
+    L = check_int(L, "length", minimum=4)
+    if any(not -L <= p < L for p in excl) or len({p % L for p in excl}) >= L:
         raise InputError(
-            f"`exclude_positions` {tuple(excl)!r} must name positions of a {L}-token window and leave at least one."
+            f"`exclude_positions` must name positions of a {L}-token window and leave at least one; got {tuple(excl)!r}."
         )
     excl = tuple(sorted({int(p) % L for p in excl}))
     cfg["exclude_positions"] = excl
@@ -103,7 +156,7 @@ def run_model_demo(
     sec["capture"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
+    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], n_steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
     sec["sae"] = time.perf_counter() - t
 
     t = time.perf_counter()

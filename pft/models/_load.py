@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from pft._deprecation import renamed_keywords
+from pft._device import module_device, torch_device
+from pft._validate import check_choice, check_int
 from pft.errors import InputError, PftError
 
 __all__ = ["LoadedModel", "MODELS", "load", "corpus", "windows", "capture"]
@@ -130,13 +133,13 @@ class LoadedModel:
         """Dotted path of the block whose output (the residual stream after it) pft hooks."""
         if layer is None:
             layer = _SPECS[self.name]["default_layer"]
-        if not isinstance(layer, (int, np.integer)) or not 0 <= layer < self.n_layers:
-            raise InputError(f"`layer` must be an integer in [0, {self.n_layers - 1}] for {self.name}; got {layer!r}.")
+        check_int(layer, "layer", minimum=0, maximum=self.n_layers - 1)
         return _SPECS[self.name]["layer_path"].format(int(layer))
 
     @property
     def device(self):
-        return next(self.model.parameters()).device
+        """The device the model's weights are on."""
+        return module_device(self.model)
 
     def batches(self, ids: Any, *, batch_size: int = 8) -> list:
         """Batches of token windows (an (n, L) integer array from :func:`windows`) for
@@ -149,8 +152,7 @@ class LoadedModel:
         import torch
 
         ids = _ids_tensor(ids)
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         out = []
         for a in range(0, ids.shape[0], int(batch_size)):
             chunk = ids[a : a + int(batch_size)].to(self.device)
@@ -205,8 +207,7 @@ def load(name: str, *, device: Any = None, progress: bool = True) -> LoadedModel
     >>> m.module(3), m.d_model                          # doctest: +SKIP
     ('encoder.layer.3', 384)
     """
-    if name not in _SPECS:
-        raise InputError(f"`name` must be one of {', '.join(repr(m) for m in MODELS)}; got {name!r}.")
+    check_choice(name, "name", MODELS)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     spec = _SPECS[name]
@@ -236,7 +237,7 @@ def load(name: str, *, device: Any = None, progress: bool = True) -> LoadedModel
     for p in model.parameters():
         p.requires_grad_(False)
     if device is not None:
-        model.to(torch.device(device))
+        model.to(torch_device(device))
     cfg = model.config
     return LoadedModel(
         name=name,
@@ -258,16 +259,18 @@ def corpus() -> str:
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
-def windows(loaded: LoadedModel, n: int, length: int, *, offset: int = 0) -> np.ndarray:
-    """(n, length) token ids: the corpus tokenized once and cut into consecutive fixed windows.
+@renamed_keywords(n="n_windows")
+def windows(loaded: LoadedModel, n_windows: int, length: int, *, offset: int = 0) -> np.ndarray:
+    """(n_windows, length) token ids: the corpus tokenized once and cut into consecutive windows.
 
     Windows ``offset, offset + 1, ...`` of the packed token stream (different ``offset`` gives
     disjoint text, e.g. to fit on one part and score on another). MiniLM windows are
     ``[CLS] … [SEP]`` around ``length − 2`` corpus tokens; SmolLM2 windows are raw tokens.
+    (``n=`` still works, deprecated.)
     """
-    for nm, v, lo in (("n", n, 1), ("length", length, 4), ("offset", offset, 0)):
-        if not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"`{nm}` must be an integer ≥ {lo}; got {v!r}.")
+    n = check_int(n_windows, "n_windows", minimum=1)
+    check_int(length, "length", minimum=4)
+    check_int(offset, "offset", minimum=0)
     tok = loaded.tokenizer
     # The whole corpus is longer than the model's context; it is cut into windows below, so
     # the tokenizer's "sequence too long" notice does not apply.
@@ -277,7 +280,7 @@ def windows(loaded: LoadedModel, n: int, length: int, *, offset: int = 0) -> np.
     total = stream.size // body
     if offset + n > total:
         raise InputError(
-            f"the corpus holds {total} windows of {length} tokens for {loaded.name}; `offset` + `n` = {offset + n}. "
+            f"the corpus holds {total} windows of {length} tokens for {loaded.name}; `offset` + `n_windows` = {offset + n}. "
             "Ask for fewer or shorter windows."
         )
     W = stream[(offset * body) : (offset + n) * body].reshape(n, body)
@@ -323,8 +326,9 @@ def capture(
     """
     import torch
 
-    from pft.residual._patch import hooked, resolve_module
+    from pft.residual.hooks import hooked, resolve_module
 
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     path = layer if isinstance(layer, str) else loaded.module(layer)
     mod, name = resolve_module(loaded.model, path)
     if isinstance(texts, str):

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from pft._device import tensor_from_numpy
-from pft._validate import as_matrix
+from pft._deprecation import renamed_keywords
+from pft._device import tensor_from_numpy, torch_device
+from pft._validate import as_matrix, check_float, check_int, check_seed
 from pft.errors import InputError
 
 __all__ = ["TopKSAE", "train_topk_sae"]
@@ -95,18 +96,19 @@ class TopKSAE(_module_base()):  # type: ignore[misc]
         sae = cls(int(c["d_in"]), int(c["d_sae"]), int(c["k"]))
         sae.load_state_dict(load_file(os.path.join(p, "sae_weights.safetensors")))
         if device is not None:
-            sae.to(device)
+            sae.to(torch_device(device))
         for q in sae.parameters():
             q.requires_grad_(False)
         return sae.eval()
 
 
+@renamed_keywords(steps="n_steps")
 def train_topk_sae(
     activations: Any,
     *,
     d_sae: int,
     k: int,
-    steps: int = 600,
+    n_steps: int = 600,
     batch_size: int = 256,
     lr: float = 2e-3,
     seed: int = 0,
@@ -122,12 +124,14 @@ def train_topk_sae(
         Dictionary size.
     k : int
         Active latents per token.
-    steps, batch_size : int
-        The fixed budget: ``steps`` Adam steps on batches drawn with replacement.
+    n_steps, batch_size : int
+        The fixed budget: ``n_steps`` Adam steps on batches of ``batch_size`` rows drawn with
+        replacement (``steps=`` still works, deprecated).
     lr : float
-    seed : int
+    seed : int, default 0
         Seeds the initialisation and the batches (same seed, same SAE on the same device).
     device : str or torch.device, optional
+        Where the SAE is trained (default: the CPU).
     progress : bool, default True
 
     Returns
@@ -152,7 +156,7 @@ def train_topk_sae(
     >>> import numpy as np
     >>> from pft.toy import superposition
     >>> data = superposition(4000, d=16, n_features=32, seed=0)
-    >>> sae = train_topk_sae(data.activations, d_sae=64, k=4, steps=300, progress=False)
+    >>> sae = train_topk_sae(data.activations, d_sae=64, k=4, n_steps=300, progress=False)
     >>> import torch
     >>> x = torch.as_tensor(data.activations, dtype=torch.float32)
     >>> fvu = float(((x - sae(x)) ** 2).sum(1).mean() / ((x - x.mean(0)) ** 2).sum(1).mean())
@@ -163,12 +167,13 @@ def train_topk_sae(
 
     X = as_matrix(activations, "activations", min_rows=2, dtype=np.float32)
     N, d = X.shape
-    for name, v, lo in (("d_sae", d_sae, 1), ("k", k, 1), ("steps", steps, 0), ("batch_size", batch_size, 1)):
-        if not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"`{name}` must be an integer ≥ {lo}; got {v!r}.")
+    for name, v, lo in (("d_sae", d_sae, 1), ("k", k, 1), ("n_steps", n_steps, 0), ("batch_size", batch_size, 1)):
+        check_int(v, name, minimum=lo)
+    seed = check_seed(seed)
     if k > d_sae:
         raise InputError(f"`k` = {k} exceeds `d_sae` = {d_sae}; a TopK SAE keeps k of its d_sae latents.")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = torch_device(device)
+    lr = check_float(lr, "lr", minimum=0, exclusive_minimum=True)
     gen = torch.Generator().manual_seed(int(seed))
     Xt = tensor_from_numpy(X)
     centred = Xt - Xt.mean(0)
@@ -182,9 +187,9 @@ def train_topk_sae(
         sae.b_dec.copy_(Xt.mean(0) / scale)
     sae.to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    idx = torch.randint(0, N, (int(steps), int(batch_size)), generator=gen)
+    idx = torch.randint(0, N, (int(n_steps), int(batch_size)), generator=gen)
     Xd = Xt.to(device)
-    it = range(int(steps))
+    it = range(int(n_steps))
     if progress:
         from tqdm.auto import tqdm
 

@@ -1,12 +1,18 @@
 """Residual scoring: what an interpretation's residual carries beyond a Gaussian background,
-and what the model does when it is replaced by Gaussian noise."""
+and what the model does when it is replaced by Gaussian noise.
+
+Package-internal modules other subpackages may use: :mod:`pft.residual.hooks` (find, call and
+hook a module of a torch model) and :mod:`pft.residual.panels` (several plot panels under the
+one plot convention).
+"""
 
 from pft.residual._across import AcrossReport, score_across
 from pft.residual._knockout import Knockout, knockout, select_latents
 from pft.residual._massive import massive_tokens
 from pft.residual._power import PowerResult, detection_power
 from pft.residual._interpretation import Interpretation, as_interpretation
-from pft.residual._patch import PatchError, patch_scores
+from pft.errors import PatchError
+from pft.residual._patch import patch_scores
 from pft.residual._patch_report import PatchReport
 from pft.residual._report import ResidualReport, compare
 from pft.residual._score import score

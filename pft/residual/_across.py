@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import atomic_path
+from pft._plotting import finish
 from pft._results import JsonResult
+from pft._validate import check_choice, check_seed
 from pft.errors import InputError
+from pft.residual.panels import panels, tidy
 
 __all__ = ["score_across", "AcrossReport"]
 
@@ -112,9 +114,8 @@ class AcrossReport(JsonResult):
         metric's own ``<metric>_se`` field when the report has one (``nongaussian_bits``),
         else ``nan``."""
         self._check_metric(metric)
-        for name in (better, worse):
-            if name not in self.interpretations:
-                raise InputError(f"no interpretation {name!r}; have {list(self.interpretations)}.")
+        check_choice(better, "better", self.interpretations)
+        check_choice(worse, "worse", self.interpretations)
         out = []
         for t in self.temperatures:
             a = {r["draw"]: r[metric] for r in self.rows if r["interpretation"] == better and r["temperature"] == t}
@@ -134,9 +135,8 @@ class AcrossReport(JsonResult):
         return out
 
     def _check_metric(self, metric: str) -> None:
-        if not self.rows or metric not in self.rows[0]:
-            have = sorted(k for k in (self.rows[0] if self.rows else {}) if k not in ("interpretation",))
-            raise InputError(f"unknown metric {metric!r}; the rows have {have}.")
+        have = sorted(k for k in (self.rows[0] if self.rows else {}) if k not in ("interpretation",))
+        check_choice(metric, "metric", have)
 
     def to_dict(self) -> dict:
         return {
@@ -169,34 +169,44 @@ class AcrossReport(JsonResult):
                 lines.append(f"{name.ljust(width)}  {t:>8.4g}  {dl:>9.3g}  " + "  ".join(cells))
         return "\n".join(lines)
 
-    def plot(self, path=None, *, metric: str = "nongaussian_bits"):
+    def plot(self, path: Any = None, *, ax: Any = None, metric: str = "nongaussian_bits") -> Any:
         """Each interpretation's ``metric`` (mean ± se over draws) against temperature and
-        against the mean loss increase; returns the figure."""
-        import matplotlib
+        against the mean loss increase.
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of two, optional
+            Draw on these instead of a new figure: one Axes gets the temperature panel only,
+            two get both.
+        metric : str, default "nongaussian_bits"
+            A scalar field of the rows.
 
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
         summ = self.summary(metric)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, axes = panels(ax, 2, figsize=(10, 3.8), dpi=100)
         for name, lines in summ.items():
             t = np.array([x[0] for x in lines])
             m = np.array([x[1] for x in lines])
             s = np.nan_to_num(np.array([x[2] for x in lines]))
             dl = np.array([x[3] for x in lines])
             axes[0].errorbar(t, m, yerr=s, marker="o", capsize=3, label=name)
-            axes[1].errorbar(dl, m, yerr=s, marker="o", capsize=3, label=name)
+            if axes[1] is not None:
+                axes[1].errorbar(dl, m, yerr=s, marker="o", capsize=3, label=name)
         axes[0].set_xlabel("temperature 1/β (0 = trained weights)")
-        axes[1].set_xlabel("loss increase L(w) − L(w*)")
-        for ax in axes:
-            ax.set_ylabel(metric)
+        if axes[1] is not None:
+            axes[1].set_xlabel("loss increase L(w) − L(w*)")
+        for a in axes:
+            if a is not None:
+                a.set_ylabel(metric)
         axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp)
-        return fig
+        tidy(fig, ax)
+        return finish(fig, path)
 
 
 def score_across(
@@ -241,8 +251,8 @@ def score_across(
 
     Notes
     -----
-    The copies are consumed once; each model is dropped after its activations are taken.
-    Only ``score`` is run: ``patch_scores`` (downstream patching) is not in this build.
+    The copies are consumed once; each model is dropped after its activations are taken (and,
+    with ``patch``, after it has been patched).
 
     References
     ----------
@@ -274,7 +284,8 @@ def score_across(
         )
     for name in interpretations:
         if not isinstance(name, str):
-            raise InputError(f"interpretation names must be strings; got {name!r}.")
+            raise InputError(f"`interpretations` keys must be strings (the names); got {name!r}.")
+    seed = check_seed(seed)
 
     from tqdm.auto import tqdm
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import save_figure
+from pft._plotting import finish
 from pft._results import JsonResult
+from pft.residual.panels import panels, tidy
 
 __all__ = ["PatchReport", "RUNGS"]
 
@@ -243,36 +244,44 @@ class PatchReport(JsonResult):
             L.append(f"  convention {self.convention!r}: the ablation rungs replace masked tokens too")
         return "\n".join(L)
 
-    def plot(self, path: str | None = None):
-        """Loss (and KL) per rung with standard errors; saved to ``path`` if given.
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
+        """Mean loss (and KL to the clean model, when there are logits) per rung with standard
+        errors.
 
-        Returns the matplotlib Figure.
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of two, optional
+            Draw on these instead of a new figure: one Axes gets the losses only, two get the
+            losses and the KLs.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
         """
-        import matplotlib.pyplot as plt
-
         has_kl = bool(np.any(np.isfinite(self.kl)))
-        fig, axes = plt.subplots(1, 2 if has_kl else 1, figsize=(11 if has_kl else 6.5, 4))
-        axes = np.atleast_1d(axes)
+        fig, axes = panels(ax, 2 if has_kl else 1, figsize=(11 if has_kl else 6.5, 4))
         y = np.arange(len(self.rungs))
         colors = ["tab:green" if r == "clean" else "tab:gray" if "ablation" in r else "tab:blue" for r in self.rungs]
-        ax = axes[0]
-        ax.barh(y, self.loss, xerr=self.loss_se, color=colors)
-        ax.axvline(self.loss_of("clean"), color="k", lw=0.8, ls="--")
-        ax.set_yticks(y, self.rungs)
-        ax.invert_yaxis()
-        ax.set_xlabel(f"mean {self.loss_name}")
-        ax.set_title(
+        a = axes[0]
+        a.barh(y, self.loss, xerr=self.loss_se, color=colors)
+        a.axvline(self.loss_of("clean"), color="k", lw=0.8, ls="--")
+        a.set_yticks(y, self.rungs)
+        a.invert_yaxis()
+        a.set_xlabel(f"mean {self.loss_name}")
+        a.set_title(
             f"CE recovered {_f(self.ce_loss_recovered, '.3f')}, Gaussian recovered {_f(self.gaussian_recovered, '.3f')}",
             fontsize=10,
         )
-        if has_kl:
-            ax = axes[1]
-            ax.barh(y, np.nan_to_num(self.kl), xerr=np.nan_to_num(self.kl_se), color=colors)
-            ax.set_yticks(y, self.rungs)
-            ax.invert_yaxis()
-            ax.set_xlabel("KL(p_clean ‖ p_rung), nats per token")
-        fig.suptitle(self.module, fontsize=10)
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, path, dpi=110)
-        return fig
+        if has_kl and axes[1] is not None:
+            a = axes[1]
+            a.barh(y, np.nan_to_num(self.kl), xerr=np.nan_to_num(self.kl_se), color=colors)
+            a.set_yticks(y, self.rungs)
+            a.invert_yaxis()
+            a.set_xlabel("KL(p_clean ‖ p_rung), nats per token")
+        if ax is None:
+            fig.suptitle(self.module, fontsize=10)
+        tidy(fig, ax)
+        return finish(fig, path)

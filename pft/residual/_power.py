@@ -8,16 +8,18 @@ looked up among the reported ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from pft._output import save_figure
+from pft._plotting import finish
 from pft._results import JsonResult
-from pft._validate import as_matrix
+from pft._deprecation import renamed_keywords
+from pft._validate import as_matrix, check_float, check_int, check_seed
 from pft.errors import InputError
 from pft.residual._knockout import knockout, latent_stats
+from pft.residual.panels import panels, tidy
 
 __all__ = ["PowerResult", "detection_power"]
 
@@ -89,43 +91,57 @@ class PowerResult(JsonResult):
             )
         return "\n".join(lines)
 
-    def plot(self, path: str | None = None):
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
         """Recall and separation against firing rate (one line per token count), and each
-        latent's best ``|cos|`` against its energy share. Returns the matplotlib Figure."""
-        import matplotlib.pyplot as plt
+        latent's best ``|cos|`` against its energy share.
 
-        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of three, optional
+            Draw on these instead of a new figure: one Axes gets the recall only, three get
+            every panel.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
+        """
+        fig, (a1, a2, a3) = panels(ax, 3, figsize=(14, 4))
         for n in np.unique(self.group_tokens):
             g = np.flatnonzero(self.group_tokens == n)
             rate = [float(np.median(self.latent_firing_rate[self.latent_group == i])) for i in g]
             o = np.argsort(rate)
             a1.semilogx(np.asarray(rate)[o], self.group_recall[g][o], "o-", label=f"{int(n)} tokens")
-            a2.semilogx(np.asarray(rate)[o], self.group_separation[g][o], "o-", label=f"{int(n)} tokens")
+            if a2 is not None:
+                a2.semilogx(np.asarray(rate)[o], self.group_separation[g][o], "o-", label=f"{int(n)} tokens")
         a1.set_xlabel("firing rate of the knocked-out latents (median)")
         a1.set_ylabel(f"recall (|cos| ≥ {self.threshold}, top {self.n_directions})")
         a1.set_ylim(-0.05, 1.05)
         a1.legend()
-        a2.axhline(5, color="k", ls="--", lw=0.8)
-        a2.set_xlabel("firing rate of the knocked-out latents (median)")
-        a2.set_ylabel("non-Gaussian bits: knockout − twin (SE)")
-        sc = a3.scatter(self.latent_energy_share, self.latent_best_cos, c=np.log10(self.latent_firing_rate), s=14)
-        a3.set_xscale("log")
-        a3.axhline(self.threshold, color="k", ls="--", lw=0.8)
-        a3.set_xlabel("energy share of the latent")
-        a3.set_ylabel("best |cos| with a reported direction")
-        fig.colorbar(sc, ax=a3, label="log10 firing rate")
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, path, dpi=110)
-        return fig
+        if a2 is not None:
+            a2.axhline(5, color="k", ls="--", lw=0.8)
+            a2.set_xlabel("firing rate of the knocked-out latents (median)")
+            a2.set_ylabel("non-Gaussian bits: knockout − twin (SE)")
+        if a3 is not None:
+            sc = a3.scatter(self.latent_energy_share, self.latent_best_cos, c=np.log10(self.latent_firing_rate), s=14)
+            a3.set_xscale("log")
+            a3.axhline(self.threshold, color="k", ls="--", lw=0.8)
+            a3.set_xlabel("energy share of the latent")
+            a3.set_ylabel("best |cos| with a reported direction")
+            fig.colorbar(sc, ax=a3, label="log10 firing rate")
+        tidy(fig, ax)
+        return finish(fig, path)
 
 
+@renamed_keywords(latents_per_rate="n_latents_per_rate")
 def detection_power(
     activations: Any,
     interpretation: Any,
     *,
     firing_rates: Sequence[float] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
-    latents_per_rate: int = 4,
+    n_latents_per_rate: int = 4,
     n_tokens: Sequence[int] | None = None,
     threshold: float = 0.9,
     n_directions: int | None = None,
@@ -144,18 +160,23 @@ def detection_power(
         As for :func:`pft.residual.knockout`: something with ``encode``/``decode``/``W_dec``
         (SAELens shape, :class:`pft.models.TopKSAE`) or ``(codes, decoder[, bias])`` arrays.
     firing_rates : sequence of float
-        Target firing rates; for each, the ``latents_per_rate`` live latents whose firing rate
-        (on the first ``n`` tokens) is nearest on a log scale are knocked out together, and no
-        latent is used twice at one token count.
+        Target firing rates; for each, the ``n_latents_per_rate`` live latents whose firing
+        rate (on the first ``n`` tokens) is nearest on a log scale are knocked out together, and
+        no latent is used twice at one token count.
+    n_latents_per_rate : int, default 4
+        Latents knocked out together per firing rate (``latents_per_rate=`` still works,
+        deprecated).
     n_tokens : sequence of int, optional
         Token counts to score (the first ``n`` rows each); default all rows.
     threshold : float, default 0.9
         ``|cos|`` at which a knocked-out direction counts as found.
     n_directions : int, optional
         Directions reported by :func:`pft.residual.score` (default ``min(8, d)``).
-    twin, seed
-        As for :func:`pft.residual.knockout`; ``seed`` is also the score's.
-    progress : bool
+    twin : str, default "covariance"
+        As for :func:`pft.residual.knockout`.
+    seed : int, default 0
+        Seeds the knockouts' twins and the scores.
+    progress : bool, default True
     **score_kwargs
         Passed to :func:`pft.residual.score` (``holdout``, ``device``, ``chunk_rows``).
 
@@ -174,16 +195,13 @@ def detection_power(
 
     x = as_matrix(activations, "activations")
     N, d = x.shape
-    counts = [N] if n_tokens is None else [int(n) for n in n_tokens]
-    if any(not 16 <= n <= N for n in counts):
-        raise InputError(f"`n_tokens` must be integers in [16, {N}]; got {n_tokens!r}.")
-    rates = [float(r) for r in firing_rates]
-    if not rates or any(not 0 < r <= 1 for r in rates):
-        raise InputError(f"`firing_rates` must be rates in (0, 1]; got {firing_rates!r}.")
-    if not isinstance(latents_per_rate, (int, np.integer)) or latents_per_rate < 1:
-        raise InputError(f"`latents_per_rate` must be a positive integer; got {latents_per_rate!r}.")
-    if not 0 < threshold <= 1:
-        raise InputError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
+    counts = [N] if n_tokens is None else _numbers(n_tokens, "n_tokens", check_int, minimum=16, maximum=N)
+    rates = _numbers(firing_rates, "firing_rates", check_float, minimum=0, exclusive_minimum=True, maximum=1)
+    n_latents_per_rate = check_int(n_latents_per_rate, "n_latents_per_rate", minimum=1)
+    threshold = check_float(threshold, "threshold", minimum=0, exclusive_minimum=True, maximum=1)
+    seed = check_seed(seed)
+    if n_directions is not None:
+        n_directions = check_int(n_directions, "n_directions", minimum=1)
     k = n_directions if n_directions is not None else min(8, d)
     rows: dict[str, list] = {n: [] for n in ("tokens", "group", "latent", "rate", "energy", "cos")}
     groups: dict[str, list] = {n: [] for n in ("tokens", "target", "bits", "se", "tbits", "tse")}
@@ -198,9 +216,9 @@ def detection_power(
         sub = _rows(interpretation, n)
         fr, _ = latent_stats(x[:n], sub)
         live = np.flatnonzero((fr > 0) & ~np.isin(np.arange(len(fr)), list(used.setdefault(n, set()))))
-        if len(live) < latents_per_rate:
-            raise InputError(f"only {len(live)} unused live latents remain at {n} tokens; lower `latents_per_rate`.")
-        pick = live[np.argsort(np.abs(np.log(fr[live]) - math.log(rate)), kind="stable")[:latents_per_rate]]
+        if len(live) < n_latents_per_rate:
+            raise InputError(f"only {len(live)} unused live latents remain at {n} tokens; lower `n_latents_per_rate`.")
+        pick = live[np.argsort(np.abs(np.log(fr[live]) - math.log(rate)), kind="stable")[:n_latents_per_rate]]
         used[n].update(pick.tolist())
         ko = knockout(x[:n], sub, pick, twin=twin, seed=seed)
         rk = score(x[:n], ko.knockout_reconstruction, seed=seed, n_directions=k, progress=False, **score_kwargs)
@@ -242,6 +260,17 @@ def detection_power(
         threshold=float(threshold),
         n_directions=int(k),
     )
+
+
+def _numbers(values: Any, name: str, check: Any, **bounds: Any) -> list:
+    """A non-empty sequence of numbers, each checked by ``check`` (an entry of a bad one is
+    named ``name[i]``)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InputError(f"`{name}` must be a sequence of numbers; got {values!r}.")
+    out = [check(v, f"{name}[{i}]", **bounds) for i, v in enumerate(values)]
+    if not out:
+        raise InputError(f"`{name}` must be a non-empty sequence of numbers; got {values!r}.")
+    return out
 
 
 def _rows(interpretation: Any, n: int) -> Any:

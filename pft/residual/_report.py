@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from pft._output import save_figure
+from pft._plotting import finish
 from pft._results import JsonResult
+from pft.residual.panels import panels, tidy
 
 __all__ = ["ResidualReport", "compare"]
 
@@ -234,31 +235,39 @@ class ResidualReport(JsonResult):
                 L.append(line)
         return "\n".join(L)
 
-    def plot(self, path: str | None = None):
-        """Residual spectrum and the kurtosis of the top directions; saved to ``path`` if given.
+    def plot(self, path: Any = None, *, ax: Any = None) -> Any:
+        """The residual spectrum and the held-out kurtosis z of the top directions.
 
-        Returns the matplotlib Figure.
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the figure there (atomically; the format from the extension).
+        ax : matplotlib Axes or sequence of two, optional
+            Draw on these instead of a new figure: one Axes gets the spectrum only, two get
+            both panels.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A new figure (not registered with pyplot), or ``ax``'s.
         """
-        import matplotlib.pyplot as plt
-
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, (a1, a2) = panels(ax, 2, figsize=(10, 3.8))
         lam = np.asarray(self.spectrum)
         a1.semilogy(np.arange(1, len(lam) + 1), np.clip(lam, 1e-300, None), ".-", lw=1)
         a1.set_xlabel("index")
         a1.set_ylabel("eigenvalue of residual covariance")
         a1.set_title(f"residual spectrum (effective rank {self.effective_rank:.1f})")
-        k = len(self.nongaussian_z)
-        if k:
-            a2.bar(np.arange(k), self.nongaussian_z, color="tab:red")
-            a2.axhline(4, color="k", ls="--", lw=0.8)
-            a2.axhline(-4, color="k", ls="--", lw=0.8)
-        a2.set_xlabel("direction (most significant first)")
-        a2.set_ylabel("held-out excess-kurtosis z")
-        a2.set_title(f"non-Gaussian: {self.nongaussian_bits:.3g} ± {self.nongaussian_bits_se:.2g} bits/token")
-        fig.tight_layout()
-        if path is not None:
-            save_figure(fig, path, dpi=110)
-        return fig
+        if a2 is not None:
+            k = len(self.nongaussian_z)
+            if k:
+                a2.bar(np.arange(k), self.nongaussian_z, color="tab:red")
+                a2.axhline(4, color="k", ls="--", lw=0.8)
+                a2.axhline(-4, color="k", ls="--", lw=0.8)
+            a2.set_xlabel("direction (most significant first)")
+            a2.set_ylabel("held-out excess-kurtosis z")
+            a2.set_title(f"non-Gaussian: {self.nongaussian_bits:.3g} ± {self.nongaussian_bits_se:.2g} bits/token")
+        tidy(fig, ax)
+        return finish(fig, path)
 
 
 def compare(reports: dict[str, ResidualReport], *, truth: dict[str, np.ndarray] | None = None) -> str:

@@ -37,6 +37,9 @@ def files(tmp_path_factory):
     return root
 
 
+# pft/cli writes --plot-dir through EvalResult.plot(directory), now deprecated for save_plots:
+# ignored here until the CLI calls save_plots (then drop this mark).
+@pytest.mark.filterwarnings("ignore:`EvalResult.plot\\(directory\\)` is deprecated:pft.errors.PftDeprecationWarning")
 def test_pft_eval_reads_a_hf_directory_and_pfts_sae_format(files, capsys, tmp_path):
     out = tmp_path / "r.json"
     rc = main(["eval", "--model", str(files / "model"), "--sae", str(files / "sae"), "--hook", "transformer.h.0",
@@ -61,7 +64,7 @@ def test_pft_eval_reads_a_hf_directory_and_pfts_sae_format(files, capsys, tmp_pa
 
 def test_pft_eval_errors_say_how_to_point_it_at_local_files(files, capsys, tmp_path):
     assert main(["eval", "--model", "gpt2", "--sae", str(files / "sae")]) == 2
-    assert "is not a directory. pft reads local files only" in capsys.readouterr().err
+    assert "`model` must be a directory; got 'gpt2'. pft reads local files only" in capsys.readouterr().err
     assert main(["eval", "--model", str(files / "model"), "--sae", str(tmp_path)]) == 2
     assert "holds neither SAELens' format (cfg.json + sae_weights.safetensors)" in capsys.readouterr().err
     assert main(["eval", "--model", str(files / "model"), "--sae", str(files / "sae"), "--hook", "transformer.h.0"]) == 2

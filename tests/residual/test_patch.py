@@ -256,7 +256,7 @@ def test_bad_interpretation_shape_raises_and_removes_hook():
 
 def test_non_finite_values_raise_and_remove_hook():
     m = Tiny().eval()
-    with pytest.raises(InputError, match="`interpretation` returned 48 NaN/inf"):
+    with pytest.raises(InputError, match="`interpretation` must return finite values; got 48 NaN/inf"):
         _run(m, interp=lambda h: h / 0.0)
     assert _hooks(m) == 0
     with pytest.raises(PatchError, match="non-finite on 16 rows in the clean run"):

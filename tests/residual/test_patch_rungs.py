@@ -163,17 +163,17 @@ def test_default_background_from_streamed_moments_equals_a_fit_on_the_rows(setup
 
 
 def test_draws_are_grouped_under_the_tiled_batch_budget(setup, monkeypatch):
-    from pft.residual import _patch
+    from pft.residual import _patch_rungs
 
     kw = dict(rungs=["recon", "recon+gaussian"], seed=2)
     ref, _ = _run(setup, batch_resamples=False, **kw)
     # one copy of a batch's hooked output is 12 × 6 × 5 float64 = 2880 bytes: two per forward
-    monkeypatch.setattr(_patch, "_TILE_BYTES_CPU", 2 * 2880 + 100)
+    monkeypatch.setattr(_patch_rungs, "TILE_BYTES_CPU", 2 * 2880 + 100)
     got, rows = _run(setup, **kw)
     assert rows.count(24) == 4 * 2 and rows.count(48) == 0
     np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)
     np.testing.assert_allclose(got.loss_se, ref.loss_se, rtol=1e-9)
-    monkeypatch.setattr(_patch, "_TILE_BYTES_CPU", 2000)  # less than one copy: one forward per draw
+    monkeypatch.setattr(_patch_rungs, "TILE_BYTES_CPU", 2000)  # less than one copy: one forward per draw
     got, rows = _run(setup, **kw)
     assert rows.count(12) == 4 * (2 + 4) + 1 and len(rows) == 4 * 6 + 1
     np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)

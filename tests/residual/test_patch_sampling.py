@@ -84,7 +84,7 @@ def test_gaussian_draws_on_the_model_side_are_the_backgrounds_own_samples():
     import torch
 
     from pft.numeric import GaussianBackground
-    from pft.residual._patch import _GaussianDraws
+    from pft.residual._patch_rungs import GaussianDraws as _GaussianDraws
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 5)) + rng.normal(size=5)  # rank 3 of 5
