@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pft._results import JsonResult
+from pft._validate import check_int, check_seed
 from pft.degrade._posterior import TemperedPosterior
 from pft.errors import InputError
 
@@ -21,8 +22,9 @@ class DegradedModel(JsonResult):
 
     Attributes
     ----------
-    model : torch.nn.Module
-        A private deep copy with sampled weights (``temperature = 0``: the trained weights).
+    model : torch.nn.Module or None
+        A private deep copy with sampled weights (``temperature = 0``: the trained weights);
+        ``None`` after :meth:`from_json`.
     temperature : float
         ``1/β``; ``0`` means the trained weights ``w*`` themselves.
     beta : float
@@ -51,6 +53,28 @@ class DegradedModel(JsonResult):
         out["beta"] = "inf" if math.isinf(self.beta) else self.beta
         return out
 
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DegradedModel":
+        """Inverse of :meth:`to_dict`; ``model`` is ``None`` (the JSON holds the numbers only).
+
+        Examples
+        --------
+        >>> m = DegradedModel(None, temperature=0.0, beta=float("inf"), n=100.0, loss=0.5,
+        ...                   loss_increase=0.0, draw=0)
+        >>> DegradedModel.from_json(m.to_json()).to_dict() == m.to_dict()
+        True
+        """
+        beta = d["beta"]
+        return cls(
+            model=None,
+            temperature=float(d["temperature"]),
+            beta=float("inf") if beta == "inf" else float(beta),
+            n=float(d["n"]),
+            loss=float(d["loss"]),
+            loss_increase=float(d["loss_increase"]),
+            draw=int(d["draw"]),
+        )
 
     def __str__(self) -> str:
         return (
@@ -95,7 +119,7 @@ def degraded_models(
     burn_in, thin, n_chains : int
         Sampler settings per temperature; draws ``thin`` steps apart.
     seed : int
-        Temperature ``k`` uses ``seed + k``.
+        Temperature ``k`` uses ``seed + k`` (default 0).
     progress : bool
 
     Yields
@@ -135,7 +159,7 @@ def degraded_models(
     """
     try:
         temps = [float(t) for t in temperatures]
-    except TypeError:
+    except (TypeError, ValueError):
         raise InputError(
             f"`temperatures` must be a sequence of numbers (values of 1/β); got {temperatures!r}."
         ) from None
@@ -144,10 +168,9 @@ def degraded_models(
             f"`temperatures` must be a non-empty sequence of finite values >= 0 (1/β); got {temps}. "
             "Use 0 for the trained weights, log(n) for Watanabe's temperature."
         )
-    if isinstance(draws_per_temperature, bool) or not isinstance(draws_per_temperature, int) or draws_per_temperature < 1:
-        raise InputError(f"`draws_per_temperature` must be an integer >= 1; got {draws_per_temperature!r}.")
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise InputError(f"`n_chains` must be an integer >= 1; got {n_chains!r}.")
+    draws_per_temperature = check_int(draws_per_temperature, "draws_per_temperature", minimum=1)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
+    seed = check_seed(seed)
     per_chain = math.ceil(draws_per_temperature / n_chains)
     # One posterior at β = 1 builds and validates the private copy; others reuse the checks.
     base = TemperedPosterior(

@@ -20,6 +20,7 @@ from pft.degrade._diagnostics import (
 )
 from pft.degrade._results import ChainDiagnostics, LearningCoefficient, SampleResult
 from pft.degrade._sgld import FlatParameters, sgld_update
+from pft._validate import check_float, check_int, check_seed
 from pft.errors import InputError, NotFittedError, OutOfReachError
 
 __all__ = ["TemperedPosterior", "RHAT_WARN", "DRIFT_WARN", "DIVERGENCE_FACTOR"]
@@ -59,22 +60,12 @@ def _check_interval(device) -> int:
     return 1 if device.type == "cpu" else _CHECK_EVERY
 
 
-def _finite_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+def _positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+    """``check_float`` (``> 0``, or ``>= 0`` with ``allow_zero``), its message followed by ``hint``."""
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be a real number; got {value!r}. {hint}".strip()) from None
-    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        want = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise InputError(f"`{name}` must be {want}; got {value!r}. {hint}".strip())
-    return v
-
-
-def _positive_int(name: str, value, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+        return check_float(value, name, minimum=0, exclusive_minimum=not allow_zero)
+    except InputError as exc:
+        raise InputError(f"{exc} {hint}".strip()) from None
 
 
 class TemperedPosterior:
@@ -246,8 +237,7 @@ class TemperedPosterior:
             raise InputError("`model` has non-finite parameters; w* must be finite.")
         if self.dtype is not None and not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
             raise InputError(f"`dtype` must be a floating torch.dtype or None; got {self.dtype!r}.")
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
-            raise InputError(f"`seed` must be a non-negative integer; got {self.seed!r}.")
+        check_seed(self.seed)
 
         work = copy.deepcopy(self.model)
         if self.device is not None or self.dtype is not None:
@@ -266,19 +256,19 @@ class TemperedPosterior:
         if self.batch_size is None:
             self.batch_size_ = None
         else:
-            self.batch_size_ = _positive_int("batch_size", self.batch_size)
+            self.batch_size_ = check_int(self.batch_size, "batch_size", minimum=1)
         self._data = as_data(self.data, batch_size=self.batch_size_, device=device, dtype=dtype)
         n_data = self._data.n_data
         self._n_data = n_data
 
-        n = n_data if self.n is None else _finite_positive("n", self.n)
+        n = n_data if self.n is None else _positive("n", self.n)
         if self.beta is not None and self.n_beta is not None:
             raise InputError(
                 f"pass one of `beta` and `n_beta` (= n β), not both; got beta={self.beta!r}, "
                 f"n_beta={self.n_beta!r}."
             )
         if self.n_beta is not None:
-            nbeta = _finite_positive("n_beta", self.n_beta, hint="n_beta is n β, devinterp's `nbeta`.")
+            nbeta = _positive("n_beta", self.n_beta, hint="n_beta is n β, devinterp's `nbeta`.")
             beta = nbeta / n
         elif self.beta is None:
             if n <= 1:
@@ -287,7 +277,7 @@ class TemperedPosterior:
                 )
             beta = 1.0 / math.log(n)
         else:
-            beta = _finite_positive("beta", self.beta, hint="β is an inverse temperature.")
+            beta = _positive("beta", self.beta, hint="β is an inverse temperature.")
         self.n_, self.beta_ = float(n), float(beta)
         self.nbeta_ = self.n_ * self.beta_
         self.init_loss_ = self._full_loss()
@@ -297,11 +287,11 @@ class TemperedPosterior:
                 "w* needs a finite L(w*). Check `model`, `loss_fn` and `data`."
             )
         if self.localization is not None:
-            self.localization_ = _finite_positive(
+            self.localization_ = _positive(
                 "localization", self.localization, allow_zero=True, hint="γ is the pull towards w*."
             )
         if self.step_size is not None:
-            self.step_size_ = _finite_positive("step_size", self.step_size, hint="ε is the SGLD step size.")
+            self.step_size_ = _positive("step_size", self.step_size, hint="ε is the SGLD step size.")
         if self.localization is None or self.step_size is None:
             h = self.max_curvature()
             h = max(h, self.draw_curvature_) if math.isfinite(h) else h
@@ -390,8 +380,8 @@ class TemperedPosterior:
             Before sampling, estimate the top curvature ``h_max`` of the loss at ``w*``
             (:meth:`max_curvature`) and compare ``ε (n β h_max + γ)`` with the stability
             limit 4 of the Langevin step: above 4 raise, above 0.5 warn.
-        seed : int, optional
-            Overrides the constructor's ``seed`` for this call.
+        seed : int or None
+            ``None`` (default): the constructor's ``seed``; an integer overrides it for this call.
         progress : bool
             Show a tqdm bar over all SGLD steps.
 
@@ -417,20 +407,18 @@ class TemperedPosterior:
         MixingWarning
             Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
         """
-        n_draws = _positive_int("n_draws", n_draws)
-        n_chains = _positive_int("n_chains", n_chains)
+        n_draws = check_int(n_draws, "n_draws", minimum=1)
+        n_chains = check_int(n_chains, "n_chains", minimum=1)
         if isinstance(burn_in, str) and burn_in == "auto":
             fast, burn_in, factor = self.auto_burn_in()
         else:
-            burn_in = _positive_int("burn_in", burn_in, minimum=0)
+            burn_in = check_int(burn_in, "burn_in", minimum=0)
             fast, factor = 0, 1.0
         # the default step size is refined at the chains' own positions after the fast burn-in
         # (each call starts again from the value chosen before sampling)
         refine = self.step_size is None and fast > 0 and getattr(self, "_probe", None) is not None
-        thin = _positive_int("thin", thin)
-        seed = self.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InputError(f"`seed` must be a non-negative integer; got {seed!r}.")
+        thin = check_int(thin, "thin", minimum=1)
+        seed = self.seed if seed is None else check_seed(seed)
         if keep_draws:
             need = n_chains * n_draws * self.d_ * self._anchor.element_size()
             if need > MAX_DRAW_BYTES:

@@ -87,15 +87,17 @@ def test_model_without_trainable_parameters(model):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(step_size=0.0), "`step_size` must be finite and > 0"),
+        (dict(step_size=0.0), "`step_size` must be a finite number > 0; got 0.0. ε is the SGLD step size."),
         (dict(step_size=float("nan")), "`step_size`"),
-        (dict(step_size="big"), "`step_size` must be a real number"),
-        (dict(beta=-1.0), "`beta` must be finite and > 0"),
-        (dict(localization=-1.0), "`localization` must be finite and >= 0"),
+        (dict(step_size="big"), "`step_size` must be a finite number > 0; got 'big'."),
+        (dict(beta=-1.0), "`beta` must be a finite number > 0; got -1.0. β is an inverse temperature."),
+        (dict(localization=-1.0), "`localization` must be a finite number >= 0; got -1.0. γ is the pull towards w\\*."),
         (dict(n=1.0), "needs n > 1"),
         (dict(batch_size=0), "`batch_size` must be an integer >= 1"),
         (dict(batch_size=10_000), "`batch_size` must be at most the number of rows 200"),
-        (dict(seed=-3), "`seed`"),
+        (dict(seed=-3), "`seed` must be a non-negative integer"),
+        (dict(seed=True), "`seed` must be a non-negative integer"),
+        (dict(batch_size=True), "`batch_size` must be an integer >= 1; got True."),
         (dict(dtype=torch.int64), "`dtype`"),
     ],
 )
