@@ -32,10 +32,10 @@ out = sys.argv[1] if len(sys.argv) > 1 else "."
 os.makedirs(out, exist_ok=True)
 
 if SIZE == "tiny":
-    res = degrade_experiment(200, temperatures=(0, 1), draws_per_temperature=2, n_draws=100, n_chains=2,
+    res = degrade_experiment(200, temperatures=(0, 1), n_copies=2, n_draws=100, n_chains=2,
                              burn_in=100, thin=20, train_steps=300, progress=False)
 else:
-    res = degrade_experiment(2000, temperatures=(0, 1, 4, 16), draws_per_temperature=3, progress=False)
+    res = degrade_experiment(2000, temperatures=(0, 1, 4, 16), n_copies=3, progress=False)
 
 lc = res.learning_coefficient
 print(f"toy model: {res.n_parameters} parameters, L(w*) = {res.samples.init_loss:.4g}, ε = {res.step_size:.2g}")

@@ -33,7 +33,7 @@ def run_degrade(args) -> int:
 
     check_output(args.out, name="--out", folder=True)
     res = degrade_experiment(
-        args.tokens, temperatures=args.temperatures, draws_per_temperature=args.draws, burn_in=args.burn_in,
+        args.tokens, temperatures=args.temperatures, n_copies=args.draws, burn_in=args.burn_in,
         seed=args.seed, progress=not args.quiet,
     )
     print(res)

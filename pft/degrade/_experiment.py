@@ -129,7 +129,7 @@ def degrade_experiment(
     n_tokens: int = 2000,
     *,
     temperatures=(0.0, 1.0, 4.0, 16.0),
-    draws_per_temperature: int = 3,
+    n_copies: int = 3,
     n_draws: int = 1000,
     n_chains: int = 4,
     burn_in: int = 2000,
@@ -160,7 +160,7 @@ def degrade_experiment(
         Toy rows, at least 50 (the residual scores need them); the ``n`` of ``n β``.
     temperatures : sequence of float
         Temperatures ``1/β`` as multiples of ``log n``, each ``>= 0`` (0: the trained weights).
-    draws_per_temperature : int
+    n_copies : int
         Degraded copies per non-zero temperature.
     n_draws, n_chains, burn_in : int
         The ``λ̂`` chains: draws kept per chain, chains, SGLD steps discarded first (also the
@@ -193,7 +193,7 @@ def degrade_experiment(
     Examples
     --------
     >>> from pft.degrade import degrade_experiment
-    >>> res = degrade_experiment(100, temperatures=(0, 1), draws_per_temperature=1, n_draws=20,
+    >>> res = degrade_experiment(100, temperatures=(0, 1), n_copies=1, n_draws=20,
     ...                          n_chains=2, burn_in=20, thin=10, train_steps=50, progress=False)
     >>> res.n_parameters, res.learning_coefficient.d, len(res.across.rows)
     (216, 216, 6)
@@ -205,7 +205,7 @@ def degrade_experiment(
         raise InputError(f"`temperatures` must be a sequence of numbers >= 0; got {temperatures!r}.") from None
     if not multiples:
         raise InputError("`temperatures` must be a non-empty sequence of numbers >= 0; got an empty one.")
-    draws_per_temperature = check_int(draws_per_temperature, "draws_per_temperature", minimum=1)
+    n_copies = check_int(n_copies, "n_copies", minimum=1)
     n_draws = check_int(n_draws, "n_draws", minimum=1)
     n_chains = check_int(n_chains, "n_chains", minimum=1)
     burn_in = check_int(burn_in, "burn_in", minimum=0)
@@ -253,7 +253,7 @@ def degrade_experiment(
 
     log_n = math.log(n_tokens)
     copies = degraded_models(
-        model, loss_fn, (c, c), temperatures=[t * log_n for t in multiples], draws_per_temperature=draws_per_temperature,
+        model, loss_fn, (c, c), temperatures=[t * log_n for t in multiples], n_copies=n_copies,
         localization=gamma, step_size=eps, burn_in=burn_in, thin=thin, seed=seed, progress=progress,
     )
     with warnings.catch_warnings():

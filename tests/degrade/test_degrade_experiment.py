@@ -17,7 +17,7 @@ from pft.errors import InputError, MixingWarning
 from pft.toy import superposition
 
 N, SEED = 200, 3
-SETTINGS = dict(temperatures=(0, 1), draws_per_temperature=2, n_draws=100, n_chains=2, burn_in=100, thin=20,
+SETTINGS = dict(temperatures=(0, 1), n_copies=2, n_draws=100, n_chains=2, burn_in=100, thin=20,
                 train_steps=300, seed=SEED, progress=False)
 
 
@@ -145,3 +145,17 @@ def test_sample_result_plot_follows_the_convention(tmp_path, regression):
     path = tmp_path / "chains.png"
     assert res.plot(path).__class__ is matplotlib.figure.Figure and path.stat().st_size > 1000
     assert plt.get_fignums() == before
+
+
+def test_degraded_models_old_keyword_still_works_and_warns(regression):
+    from pft.degrade import degraded_models
+    from pft.errors import PftDeprecationWarning
+
+    model, x, y, _ = regression([1.0, 2.0], n=100)
+    kw = dict(temperatures=[0, 5.0], step_size=1e-3, localization=1.0, burn_in=20, thin=5, progress=False)
+    with pytest.warns(PftDeprecationWarning, match="`draws_per_temperature` is deprecated; use `n_copies`"):
+        old = list(degraded_models(model, torch.nn.MSELoss(), (x, y), draws_per_temperature=2, **kw))
+    new = list(degraded_models(model, torch.nn.MSELoss(), (x, y), n_copies=2, **kw))
+    assert [m.to_dict() for m in old] == [m.to_dict() for m in new] and len(new) == 3
+    with pytest.raises(InputError, match="pass only `n_copies`"):
+        degraded_models(model, torch.nn.MSELoss(), (x, y), draws_per_temperature=2, n_copies=2, **kw)
