@@ -90,3 +90,15 @@ def test_python_dash_m_pft_is_the_command():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "pft laplace: error: `--order` must be an integer >= 0; got -1.\n"
+
+
+def test_int_list_ranges():
+    from pft.cli._args import parse_int_list
+    from pft.errors import InputError
+
+    assert parse_int_list("2:5", "--depths") == [2, 3, 4, 5]
+    assert parse_int_list("2:9:3,20", "--depths") == [2, 5, 8, 20]
+    assert parse_int_list("2:32:x2", "--depths") == [2, 4, 8, 16, 32]
+    for bad in ("0:3", "2:8:x1", "2:8:0", "1:2:3:4", "a"):
+        with pytest.raises(InputError, match="`--depths` must"):
+            parse_int_list(bad, "--depths")

@@ -22,6 +22,7 @@ __all__ = [
     "choice",
     "numbers",
     "int_list",
+    "parse_int_list",
     "save_plot",
     "require_torchrun",
     "one_line",
@@ -111,44 +112,51 @@ def numbers(flag: str, kind: type = float) -> Callable[[str], list]:
     return _typed(check)
 
 
-def int_list(flag: str) -> Callable[[str], list[int]]:
-    """``type=`` of ``"16,32,64"`` or ranges ``"2:32"`` (inclusive), ``"2:32:2"`` (step),
-    ``"2:64:x2"`` (doubling); every value a positive integer."""
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """``"16,32,64"`` or ranges ``"2:32"`` (inclusive), ``"2:32:2"`` (step), ``"2:64:x2"``
+    (doubling) as a list of positive integers; :class:`~pft.errors.InputError` naming ``flag``.
 
-    def check(text: str) -> list[int]:
-        out: list[int] = []
-        for part in text.split(","):
-            part = part.strip()
-            try:
-                if ":" in part:
-                    bits = part.split(":")
-                    if len(bits) not in (2, 3):
+    Examples
+    --------
+    >>> parse_int_list("2:9:3,20", "--depths"), parse_int_list("2:32:x2", "--depths")
+    ([2, 5, 8, 20], [2, 4, 8, 16, 32])
+    """
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                bits = part.split(":")
+                if len(bits) not in (2, 3):
+                    raise ValueError
+                lo, hi = int(bits[0]), int(bits[1])
+                step = bits[2] if len(bits) == 3 else "1"
+                if step.startswith("x"):
+                    factor = int(step[1:])
+                    if factor < 2 or lo < 1:
                         raise ValueError
-                    lo, hi = int(bits[0]), int(bits[1])
-                    step = bits[2] if len(bits) == 3 else "1"
-                    if step.startswith("x"):
-                        factor = int(step[1:])
-                        if factor < 2 or lo < 1:
-                            raise ValueError
-                        v = lo
-                        while v <= hi:
-                            out.append(v)
-                            v *= factor
-                    else:
-                        if int(step) < 1:
-                            raise ValueError
-                        out.extend(range(lo, hi + 1, int(step)))
+                    v = lo
+                    while v <= hi:
+                        out.append(v)
+                        v *= factor
                 else:
-                    out.append(int(part))
-            except ValueError:
-                raise InputError(
-                    f"`{flag}` must be integers like 16,32 or ranges 2:32, 2:32:2, 2:64:x2; got {text!r}."
-                ) from None
-        if not out or min(out) < 1:
-            raise InputError(f"`{flag}` must list positive integers; got {text!r}.")
-        return out
+                    if int(step) < 1:
+                        raise ValueError
+                    out.extend(range(lo, hi + 1, int(step)))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise InputError(
+                f"`{flag}` must be integers like 16,32 or ranges 2:32, 2:32:2, 2:64:x2; got {text!r}."
+            ) from None
+    if not out or min(out) < 1:
+        raise InputError(f"`{flag}` must list positive integers; got {text!r}.")
+    return out
 
-    return _typed(check)
+
+def int_list(flag: str) -> Callable[[str], list[int]]:
+    """``type=`` of a list of positive integers with ranges (:func:`parse_int_list`)."""
+    return _typed(lambda text: parse_int_list(text, flag))
 
 
 def save_plot(result: Any, path: str) -> None:
