@@ -12,9 +12,11 @@ Gaussian. The patched runs show what each residual does downstream.
 A few minutes on two CPU cores. Needs `pft[models]`.
 
     python examples/sae_sizes.py
+    PFT_EXAMPLE_SIZE=tiny python examples/sae_sizes.py     (the CI size)
 """
 
 import os
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,18 +27,23 @@ import torch  # noqa: E402
 from pft.models import capture, load, train_topk_sae, windows  # noqa: E402
 from pft.residual import compare, patch_scores, score  # noqa: E402
 
-SIZES = [(96, 48), (384, 32), (1536, 20)]  # (d_sae, k)
-LAYER, N_WIN, LEN = 3, 96, 64
+SIZE = os.environ.get("PFT_EXAMPLE_SIZE", "full")
+if SIZE not in ("full", "tiny"):
+    sys.exit(f"PFT_EXAMPLE_SIZE must be 'full' or 'tiny'; got {SIZE!r}.")
+if SIZE == "tiny":
+    SIZES, LAYER, N_WIN, LEN, STEPS, PATCH_WIN = [(32, 8), (128, 4)], 3, 8, 32, 20, 4
+else:
+    SIZES, LAYER, N_WIN, LEN, STEPS, PATCH_WIN = [(96, 48), (384, 32), (1536, 20)], 3, 96, 64, 400, 32  # (d_sae, k)
 
 t0 = time.perf_counter()
 m = load("minilm", progress=False)
 X = capture(m, LAYER, windows(m, N_WIN, LEN), progress=False)
-batches = m.batches(windows(m, 32, LEN, offset=N_WIN), batch_size=8)
+batches = m.batches(windows(m, PATCH_WIN, LEN, offset=N_WIN), batch_size=8)
 Xt = torch.from_numpy(X)
 tv = float(((Xt - Xt.mean(0)) ** 2).sum(1).mean())
 saes = {}
 for d_sae, k in SIZES:
-    sae = train_topk_sae(X, d_sae=d_sae, k=k, steps=400, seed=0, progress=False)
+    sae = train_topk_sae(X, d_sae=d_sae, k=k, steps=STEPS, seed=0, progress=False)
     with torch.no_grad():
         fvu = float(((Xt - sae(Xt)) ** 2).sum(1).mean()) / tv
     saes[f"{d_sae} latents, k={k}"] = (sae, fvu)
@@ -68,7 +75,7 @@ for name, (sae, fvu) in saes.items():
     reports[name] = score(X, recon, codes=codes.numpy(), progress=False)
     patches[name] = patch_scores(
         m.model, m.module(LAYER), batches, interpretation=interp, loss_fn=m.loss_fn,
-        n_resamples=4, progress=False, loss_name=m.loss_name,
+        n_resamples=4 if SIZE == "full" else 1, progress=False, loss_name=m.loss_name,
     )
     print(f"scored {name} + noise σ = {sigma:.3f} ({time.perf_counter() - t0:.0f} s)")
 

@@ -2,7 +2,8 @@
 run `pft eval` on them, and put pft's numbers beside SAELens' own `run_evals`.
 
 Run:  python examples/saelens_eval.py            (a few minutes on a 2-core CPU)
-      python examples/saelens_eval.py --small    (the size CI runs, ~1 min)
+      python examples/saelens_eval.py --small    (~1 min)
+      PFT_EXAMPLE_SIZE=tiny python examples/saelens_eval.py     (the CI size, seconds)
 
 Needs the interop extra: pip install 'pft[interop]' (sae-lens, transformer-lens).
 
@@ -27,10 +28,18 @@ from pft.interop import save_hooked_transformer
 from pft.models import corpus
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--small", action="store_true", help="the CI size")
+ap.add_argument("--small", action="store_true", help="a small model and SAE (~1 min)")
 ap.add_argument("--out", default=None, help="directory for the saved model, SAE, tokens and report")
 args = ap.parse_args()
-n_seqs, ctx, d_model, steps = (32, 32, 32, 60) if args.small else (256, 64, 64, 400)
+SIZE = os.environ.get("PFT_EXAMPLE_SIZE", "full")
+if SIZE not in ("full", "tiny"):
+    sys.exit(f"PFT_EXAMPLE_SIZE must be 'full' or 'tiny'; got {SIZE!r}.")
+if SIZE == "tiny":
+    n_seqs, ctx, d_model, steps = 16, 16, 16, 20
+elif args.small:
+    n_seqs, ctx, d_model, steps = 32, 32, 32, 60
+else:
+    n_seqs, ctx, d_model, steps = 256, 64, 64, 400
 batch = 8
 torch.manual_seed(0)
 out = args.out or tempfile.mkdtemp(prefix="pft-saelens-")

@@ -1,6 +1,7 @@
 """Score interpretations of toy activations with pft's Python API.
 
-Run:  python examples/score_toy.py        (about 20 s on a 2-core laptop CPU)
+Run:  python examples/score_toy.py [out_dir]        (about 20 s on a 2-core laptop CPU)
+      PFT_EXAMPLE_SIZE=tiny python examples/score_toy.py [out_dir]     (the CI size)
 
 To score your own sparse autoencoder, replace the toy data by your arrays:
 
@@ -18,18 +19,29 @@ A few things matter in practice:
   tokens come from a few long documents, split by document yourself.
 """
 
+import os
+import sys
+
 import numpy as np
 
 import pft.residual
 import pft.toy
 
-# 1. Ground truth: 256 sparse, heavy-tailed features in a 64-dimensional space (superposition),
+SIZE = os.environ.get("PFT_EXAMPLE_SIZE", "full")
+if SIZE not in ("full", "tiny"):
+    sys.exit(f"PFT_EXAMPLE_SIZE must be 'full' or 'tiny'; got {SIZE!r}.")
+out = sys.argv[1] if len(sys.argv) > 1 else "."
+os.makedirs(out, exist_ok=True)
+N, D, F, FVU = (20000, 64, 256, 0.15) if SIZE == "full" else (4000, 16, 48, 0.25)
+
+# 1. Ground truth: F sparse, heavy-tailed features in a D-dimensional space (superposition),
 #    plus a Gaussian background that no dictionary can (or should) reconstruct.
-data = pft.toy.superposition(20000, d=64, n_features=256, seed=0)
+data = pft.toy.superposition(N, d=D, n_features=F, seed=0)
 print(data)
 
-# 2. Four interpretations with *the same* fraction of variance unexplained (FVU = 0.15).
-interps = pft.toy.interpretations(data, fvu=0.15, n_missing=4, n_spurious=4, seed=0)
+# 2. Four interpretations with *the same* fraction of variance unexplained (FVU = 0.15; 0.25 at
+#    the tiny size, where 4 missing features of 48 leave more than 0.15).
+interps = pft.toy.interpretations(data, fvu=FVU, n_missing=4, n_spurious=4, seed=0)
 
 # 3. Score each one. Everything fitted is fitted on 80 % of the tokens and evaluated on 20 %.
 reports = {name: pft.residual.score(data.activations, it.reconstruction, progress=False) for name, it in interps.items()}
@@ -44,8 +56,9 @@ rep = reports["missing"]
 cos = np.abs(rep.nongaussian_directions[:4] @ data.features[list(missing.missing)].T)
 print("\nbest |cos| between reported directions and the dropped features:", np.round(cos.max(axis=0), 3))
 
-# 6. The whole report, as a person reads it, and as JSON for later.
+# 6. The whole report, as a person reads it, and as JSON and a plot for later.
 print()
 print(rep)
-rep.plot("score_toy_missing.png")
-print("\nplot: score_toy_missing.png")
+rep.plot(os.path.join(out, "score_toy_missing.png"))
+rep.to_json(os.path.join(out, "score_toy_missing.json"))
+print(f"\nplot: {out}/score_toy_missing.png; report: {out}/score_toy_missing.json")

@@ -21,13 +21,16 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import os
+from typing import Any, Iterator
 
 import numpy as np
 
 from pft.errors import InputError
 
-__all__ = ["Reducer", "LocalReducer", "DistributedReducer", "reducer", "uniforms"]
+__all__ = ["Reducer", "LocalReducer", "DistributedReducer", "reducer", "uniforms", "torchrun_missing",
+           "process_group"]
 
 _BLOCK = 65536
 
@@ -141,3 +144,53 @@ def reducer(distributed: bool, group: Any = None) -> Reducer:
     """A :class:`DistributedReducer` over ``group`` when ``distributed``, else a
     :class:`LocalReducer`."""
     return DistributedReducer(group) if distributed else LocalReducer()
+
+
+#: the environment variables torchrun sets for every rank
+_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def torchrun_missing() -> tuple[str, ...]:
+    """The torchrun variables (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) not
+    set in this process; ``()`` under torchrun or when a process group is already initialised.
+
+    Examples
+    --------
+    >>> import os
+    >>> missing = torchrun_missing()
+    >>> "RANK" in missing or "RANK" in os.environ
+    True
+    """
+    missing = tuple(v for v in _TORCHRUN_VARIABLES if v not in os.environ)
+    if missing:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return ()
+    return missing
+
+
+@contextlib.contextmanager
+def process_group(device: Any = None) -> Iterator[tuple[int, int, Any]]:
+    """Join the process group of a torchrun launch for the duration of a ``with`` block.
+
+    Yields ``(rank, world_size, device)``. The group uses NCCL when ``device`` is a CUDA device,
+    else gloo, and is created only if none is initialised yet; it is destroyed when the block
+    ends (also on an exception). ``device="cuda"`` becomes ``cuda:LOCAL_RANK`` (one GPU per rank,
+    torchrun's ``LOCAL_RANK`` picks it) and is made the current CUDA device; any other value is
+    yielded as given.
+    """
+    import torch.distributed as dist
+
+    if str(device) == "cuda":
+        import torch
+
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(torch.device(device))
+    if not dist.is_initialized():
+        cuda = device is not None and str(device).startswith("cuda")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield dist.get_rank(), dist.get_world_size(), device
+    finally:
+        dist.destroy_process_group()

@@ -529,19 +529,19 @@ def store_with_a_foreign_last_line(t):
 
 
 # values
-@case(r"argument --seed: must be a non-negative integer.*; got '-1'")
+@case(r"`--seed` must be a non-negative integer.*; got -1\.")
 def seed_negative_cli(t):
     a, r = _pair(t)
     return ["score", a, r, "--seed", "-1", "--quiet"]
 
 
-@case(r"argument --seed: must be a non-negative integer; got '1.5'")
+@case(r"`--seed` must be a non-negative integer.*; got '1.5'")
 def seed_float_cli(t):
     a, r = _pair(t)
     return ["score", a, r, "--seed", "1.5", "--quiet"]
 
 
-@case(r"argument --seed: must be a non-negative integer; got 'abc'")
+@case(r"`--seed` must be a non-negative integer.*; got 'abc'")
 def seed_string_cli(t):
     return ["scaling", "--seed", "abc", "--quiet"]
 
@@ -694,12 +694,12 @@ def edgeworth_x_1e308(t):
     return ["edgeworth", "--cumulants", "0,1,0.3,0.2", "--x", "1e308"]
 
 
-@case(r"`--x` items must be real numbers")
+@case(r"`--x` must be comma-separated finite real numbers")
 def edgeworth_x_not_a_number(t):
     return ["edgeworth", "--cumulants", "0,1,0.3,0.2", "--x", "inf"]
 
 
-@case(r"`--order` must be a non-negative integer")
+@case(r"`--order` must be an integer >= 0; got -1\.")
 def edgeworth_negative_order(t):
     return ["edgeworth", "--order", "-1"]
 
@@ -801,17 +801,13 @@ def test_bad_input_is_refused_and_nothing_changes(build, pattern, tmp_path, caps
             what()
         message = str(info.value)
     else:
-        try:
-            rc = main(what)
-        except SystemExit as exc:  # argparse refuses a malformed value itself: usage + one error line
-            rc = exc.code
+        rc = main(what)  # argparse's refusals too: main never exits, it returns the status
         err = capsys.readouterr().err
         assert rc == 2, err
         assert "Traceback" not in err
         lines = err.strip().splitlines()
-        assert len(lines) == 1 or (lines[0].startswith("usage:") and "error:" in lines[-1]), err
-        assert lines[-1].startswith(f"pft {what[0]}: error:") or "error: argument" in lines[-1], err
-        message = lines[-1]
+        assert len(lines) == 1 and lines[0].startswith(f"pft {what[0]}: error:"), err
+        message = lines[0]
     assert __import__("re").search(pattern, message), message
     assert _snapshot(tmp_path) == before  # every input and bystander byte-for-byte, nothing added
 

@@ -52,4 +52,4 @@ def test_demo_exclude_positions_bad_text_exits_2_with_one_line(capsys):
     # parsed before any model is loaded
     rc = main(["demo", "--model", "minilm", "--exclude-positions", "0,first", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "`--exclude-positions` takes comma-separated integers" in err
+    assert rc == 2 and err.count("\n") == 1 and "`--exclude-positions` must be comma-separated integers or 'none'; got '0,first'." in err

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pft._deprecation import renamed_keywords
 from pft._results import JsonResult
+from pft._validate import check_int, check_seed
 from pft.degrade._posterior import TemperedPosterior
 from pft.errors import InputError
 
@@ -21,8 +23,9 @@ class DegradedModel(JsonResult):
 
     Attributes
     ----------
-    model : torch.nn.Module
-        A private deep copy with sampled weights (``temperature = 0``: the trained weights).
+    model : torch.nn.Module or None
+        A private deep copy with sampled weights (``temperature = 0``: the trained weights);
+        ``None`` after :meth:`from_json`.
     temperature : float
         ``1/β``; ``0`` means the trained weights ``w*`` themselves.
     beta : float
@@ -52,6 +55,28 @@ class DegradedModel(JsonResult):
         return out
 
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DegradedModel":
+        """Inverse of :meth:`to_dict`; ``model`` is ``None`` (the JSON holds the numbers only).
+
+        Examples
+        --------
+        >>> m = DegradedModel(None, temperature=0.0, beta=float("inf"), n=100.0, loss=0.5,
+        ...                   loss_increase=0.0, draw=0)
+        >>> DegradedModel.from_json(m.to_json()).to_dict() == m.to_dict()
+        True
+        """
+        beta = d["beta"]
+        return cls(
+            model=None,
+            temperature=float(d["temperature"]),
+            beta=float("inf") if beta == "inf" else float(beta),
+            n=float(d["n"]),
+            loss=float(d["loss"]),
+            loss_increase=float(d["loss_increase"]),
+            draw=int(d["draw"]),
+        )
+
     def __str__(self) -> str:
         return (
             f"DegradedModel(T = 1/β = {self.temperature:.4g}, draw {self.draw}, "
@@ -59,13 +84,14 @@ class DegradedModel(JsonResult):
         )
 
 
+@renamed_keywords(draws_per_temperature="n_copies")
 def degraded_models(
     model,
     loss_fn,
     data,
     *,
     temperatures,
-    draws_per_temperature: int = 4,
+    n_copies: int = 4,
     n=None,
     localization=None,
     step_size=None,
@@ -90,18 +116,19 @@ def degraded_models(
         Values of ``1/β``, each ``>= 0``. ``log n`` is Watanabe's temperature (the default
         of :class:`TemperedPosterior`); larger values degrade more. ``0`` yields one copy at
         the trained weights (a baseline with ``loss_increase = 0``).
-    draws_per_temperature : int
-        Copies per (non-zero) temperature, spread over ``n_chains`` chains.
+    n_copies : int
+        Copies per (non-zero) temperature, spread over ``n_chains`` chains (the old keyword
+        ``draws_per_temperature`` still works and warns).
     burn_in, thin, n_chains : int
         Sampler settings per temperature; draws ``thin`` steps apart.
     seed : int
-        Temperature ``k`` uses ``seed + k``.
+        Temperature ``k`` uses ``seed + k`` (default 0).
     progress : bool
 
     Yields
     ------
     DegradedModel
-        In the order of ``temperatures``, ``draws_per_temperature`` per temperature. Each
+        In the order of ``temperatures``, ``n_copies`` per temperature. Each
         ``.model`` is a fresh deep copy; ``model`` itself is never modified.
 
     Notes
@@ -124,7 +151,7 @@ def degraded_models(
     >>> y = net(x).detach()
     >>> before = [p.detach().clone() for p in net.parameters()]
     >>> out = list(degraded_models(net, torch.nn.MSELoss(), (x, y), temperatures=[0, 5, 50],
-    ...                            draws_per_temperature=2, step_size=1e-3, burn_in=50,
+    ...                            n_copies=2, step_size=1e-3, burn_in=50,
     ...                            thin=10, progress=False))
     >>> [(m.temperature, m.draw) for m in out]
     [(0.0, 0), (5.0, 0), (5.0, 1), (50.0, 0), (50.0, 1)]
@@ -135,7 +162,7 @@ def degraded_models(
     """
     try:
         temps = [float(t) for t in temperatures]
-    except TypeError:
+    except (TypeError, ValueError):
         raise InputError(
             f"`temperatures` must be a sequence of numbers (values of 1/β); got {temperatures!r}."
         ) from None
@@ -144,11 +171,10 @@ def degraded_models(
             f"`temperatures` must be a non-empty sequence of finite values >= 0 (1/β); got {temps}. "
             "Use 0 for the trained weights, log(n) for Watanabe's temperature."
         )
-    if isinstance(draws_per_temperature, bool) or not isinstance(draws_per_temperature, int) or draws_per_temperature < 1:
-        raise InputError(f"`draws_per_temperature` must be an integer >= 1; got {draws_per_temperature!r}.")
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise InputError(f"`n_chains` must be an integer >= 1; got {n_chains!r}.")
-    per_chain = math.ceil(draws_per_temperature / n_chains)
+    n_copies = check_int(n_copies, "n_copies", minimum=1)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
+    seed = check_seed(seed)
+    per_chain = math.ceil(n_copies / n_chains)
     # One posterior at β = 1 builds and validates the private copy; others reuse the checks.
     base = TemperedPosterior(
         model, loss_fn, data, n=n, beta=1.0, localization=localization, step_size=step_size,
@@ -158,11 +184,11 @@ def degraded_models(
         n=n, localization=localization, step_size=step_size, batch_size=batch_size,
         device=device, dtype=dtype,
     )
-    return _generate(base, model, loss_fn, data, temps, settings, draws_per_temperature,
+    return _generate(base, model, loss_fn, data, temps, settings, n_copies,
                      per_chain, n_chains, burn_in, thin, seed, progress)
 
 
-def _generate(base, model, loss_fn, data, temps, settings, draws_per_temperature, per_chain,
+def _generate(base, model, loss_fn, data, temps, settings, n_copies, per_chain,
               n_chains, burn_in, thin, seed, progress):
     # A plain generator behind degraded_models so that bad arguments fail at the call.
     for k, temp in enumerate(temps):
@@ -178,7 +204,7 @@ def _generate(base, model, loss_fn, data, temps, settings, draws_per_temperature
         count = 0
         for j in range(per_chain):
             for c in range(n_chains):
-                if count == draws_per_temperature:
+                if count == n_copies:
                     break
                 flat = res.draws[c, j]
                 loss = post.loss_at(flat)

@@ -1,4 +1,12 @@
-"""TemperedPosterior: SGLD on the tempered local posterior around trained weights."""
+"""TemperedPosterior: SGLD on the tempered local posterior around trained weights.
+
+The curvature of the loss near ``w*`` and the step size, localization and burn-in chosen from
+it are :class:`pft.degrade._curvature.StepSizeChoice`, which this class extends. What is left
+here (about 670 lines, a third of them docstrings) is one object's state: the settings checked
+and resolved in ``_setup``, the loss, the sampling loop of :meth:`TemperedPosterior.sample`
+with its divergence checks and diagnostics, and the estimates read from its draws; the loop's
+closures share that state, so it stays one file.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,16 @@ import warnings
 import numpy as np
 import torch
 
+from pft.degrade._curvature import (
+    AUTO_LOCALIZATION,
+    AUTO_STEP,
+    BURN_IN_SETTLE,
+    BURN_IN_STEP,
+    PROBES,
+    REFINE_POINTS,
+    STEP_WARN,
+    StepSizeChoice,
+)
 from pft.degrade._data import as_data
 from pft.degrade._diagnostics import (
     MixingWarning,
@@ -20,9 +38,23 @@ from pft.degrade._diagnostics import (
 )
 from pft.degrade._results import ChainDiagnostics, LearningCoefficient, SampleResult
 from pft.degrade._sgld import FlatParameters, sgld_update
+from pft._validate import check_float, check_int, check_seed
 from pft.errors import InputError, NotFittedError, OutOfReachError
 
-__all__ = ["TemperedPosterior", "RHAT_WARN", "DRIFT_WARN", "DIVERGENCE_FACTOR"]
+__all__ = [
+    "TemperedPosterior",
+    "RHAT_WARN",
+    "DRIFT_WARN",
+    "DIVERGENCE_FACTOR",
+    "AUTO_STEP",
+    "AUTO_LOCALIZATION",
+    "BURN_IN_STEP",
+    "BURN_IN_SETTLE",
+    "REFINE_POINTS",
+    "PROBES",
+    "STEP_WARN",
+    "MAX_DRAW_BYTES",
+]
 
 #: split R-hat of the loss above which :meth:`TemperedPosterior.sample` warns.
 RHAT_WARN = 1.1
@@ -30,23 +62,6 @@ RHAT_WARN = 1.1
 DRIFT_WARN = 4.0
 #: a chain is declared divergent when ``L - L* > DIVERGENCE_FACTOR * max(|L*|, d / (2 n β))``.
 DIVERGENCE_FACTOR = 1000.0
-#: default step size: ε (n β h + γ) = AUTO_STEP, so the variance along the stiffest direction
-#: is inflated by 1/(1 - AUTO_STEP/4) - 1 = 1 % (the exact bias of the unadjusted Langevin
-#: chain on a Gaussian)
-AUTO_STEP = 0.04
-#: default localization: γ = AUTO_LOCALIZATION · n β h (h from :meth:`TemperedPosterior.max_curvature`)
-AUTO_LOCALIZATION = 0.01
-#: the step-size multiple of the first, fast part of burn_in="auto"
-BURN_IN_STEP = 8.0
-#: steps at the sampling step size that end burn_in="auto"
-BURN_IN_SETTLE = 200
-#: points per chain, in the last quarter of the fast burn-in, at which the curvature is measured
-#: to refine the default step size
-REFINE_POINTS = 4
-#: random directions probed around w* by :meth:`TemperedPosterior.max_curvature`
-PROBES = 8
-#: ε (n β h_max + γ) above which :meth:`TemperedPosterior.sample` warns (variance bias 14 %).
-STEP_WARN = 0.5
 #: most memory :meth:`TemperedPosterior.sample` spends on kept draws before refusing.
 MAX_DRAW_BYTES = 2 * 1024**3
 #: on an accelerator, the steps between read-backs of the loss trace (divergence checks)
@@ -59,25 +74,15 @@ def _check_interval(device) -> int:
     return 1 if device.type == "cpu" else _CHECK_EVERY
 
 
-def _finite_positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+def _positive(name: str, value, *, allow_zero: bool = False, hint: str = "") -> float:
+    """``check_float`` (``> 0``, or ``>= 0`` with ``allow_zero``), its message followed by ``hint``."""
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be a real number; got {value!r}. {hint}".strip()) from None
-    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        want = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise InputError(f"`{name}` must be {want}; got {value!r}. {hint}".strip())
-    return v
+        return check_float(value, name, minimum=0, exclusive_minimum=not allow_zero)
+    except InputError as exc:
+        raise InputError(f"{exc} {hint}".strip()) from None
 
 
-def _positive_int(name: str, value, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-class TemperedPosterior:
+class TemperedPosterior(StepSizeChoice):
     """The tempered local posterior ``p_β(w) ∝ exp(-n β L_n(w) - (γ/2)‖w - w*‖²)`` around a
     trained model's weights ``w*``, sampled by SGLD.
 
@@ -246,8 +251,7 @@ class TemperedPosterior:
             raise InputError("`model` has non-finite parameters; w* must be finite.")
         if self.dtype is not None and not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
             raise InputError(f"`dtype` must be a floating torch.dtype or None; got {self.dtype!r}.")
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
-            raise InputError(f"`seed` must be a non-negative integer; got {self.seed!r}.")
+        check_seed(self.seed)
 
         work = copy.deepcopy(self.model)
         if self.device is not None or self.dtype is not None:
@@ -266,19 +270,19 @@ class TemperedPosterior:
         if self.batch_size is None:
             self.batch_size_ = None
         else:
-            self.batch_size_ = _positive_int("batch_size", self.batch_size)
+            self.batch_size_ = check_int(self.batch_size, "batch_size", minimum=1)
         self._data = as_data(self.data, batch_size=self.batch_size_, device=device, dtype=dtype)
         n_data = self._data.n_data
         self._n_data = n_data
 
-        n = n_data if self.n is None else _finite_positive("n", self.n)
+        n = n_data if self.n is None else _positive("n", self.n)
         if self.beta is not None and self.n_beta is not None:
             raise InputError(
                 f"pass one of `beta` and `n_beta` (= n β), not both; got beta={self.beta!r}, "
                 f"n_beta={self.n_beta!r}."
             )
         if self.n_beta is not None:
-            nbeta = _finite_positive("n_beta", self.n_beta, hint="n_beta is n β, devinterp's `nbeta`.")
+            nbeta = _positive("n_beta", self.n_beta, hint="n_beta is n β, devinterp's `nbeta`.")
             beta = nbeta / n
         elif self.beta is None:
             if n <= 1:
@@ -287,7 +291,7 @@ class TemperedPosterior:
                 )
             beta = 1.0 / math.log(n)
         else:
-            beta = _finite_positive("beta", self.beta, hint="β is an inverse temperature.")
+            beta = _positive("beta", self.beta, hint="β is an inverse temperature.")
         self.n_, self.beta_ = float(n), float(beta)
         self.nbeta_ = self.n_ * self.beta_
         self.init_loss_ = self._full_loss()
@@ -297,11 +301,11 @@ class TemperedPosterior:
                 "w* needs a finite L(w*). Check `model`, `loss_fn` and `data`."
             )
         if self.localization is not None:
-            self.localization_ = _finite_positive(
+            self.localization_ = _positive(
                 "localization", self.localization, allow_zero=True, hint="γ is the pull towards w*."
             )
         if self.step_size is not None:
-            self.step_size_ = _finite_positive("step_size", self.step_size, hint="ε is the SGLD step size.")
+            self.step_size_ = _positive("step_size", self.step_size, hint="ε is the SGLD step size.")
         if self.localization is None or self.step_size is None:
             h = self.max_curvature()
             h = max(h, self.draw_curvature_) if math.isfinite(h) else h
@@ -390,8 +394,8 @@ class TemperedPosterior:
             Before sampling, estimate the top curvature ``h_max`` of the loss at ``w*``
             (:meth:`max_curvature`) and compare ``ε (n β h_max + γ)`` with the stability
             limit 4 of the Langevin step: above 4 raise, above 0.5 warn.
-        seed : int, optional
-            Overrides the constructor's ``seed`` for this call.
+        seed : int or None
+            ``None`` (default): the constructor's ``seed``; an integer overrides it for this call.
         progress : bool
             Show a tqdm bar over all SGLD steps.
 
@@ -417,20 +421,18 @@ class TemperedPosterior:
         MixingWarning
             Split R-hat of the loss above 1.1 or a drift z-score beyond ±4 after burn-in.
         """
-        n_draws = _positive_int("n_draws", n_draws)
-        n_chains = _positive_int("n_chains", n_chains)
+        n_draws = check_int(n_draws, "n_draws", minimum=1)
+        n_chains = check_int(n_chains, "n_chains", minimum=1)
         if isinstance(burn_in, str) and burn_in == "auto":
             fast, burn_in, factor = self.auto_burn_in()
         else:
-            burn_in = _positive_int("burn_in", burn_in, minimum=0)
+            burn_in = check_int(burn_in, "burn_in", minimum=0)
             fast, factor = 0, 1.0
         # the default step size is refined at the chains' own positions after the fast burn-in
         # (each call starts again from the value chosen before sampling)
         refine = self.step_size is None and fast > 0 and getattr(self, "_probe", None) is not None
-        thin = _positive_int("thin", thin)
-        seed = self.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InputError(f"`seed` must be a non-negative integer; got {seed!r}.")
+        thin = check_int(thin, "thin", minimum=1)
+        seed = self.seed if seed is None else check_seed(seed)
         if keep_draws:
             need = n_chains * n_draws * self.d_ * self._anchor.element_size()
             if need > MAX_DRAW_BYTES:
@@ -584,259 +586,6 @@ class TemperedPosterior:
             diagnostics=diagnostics,
         )
         return self.samples_
-
-    def auto_burn_in(self) -> tuple[int, int, float]:
-        """``(fast, total, factor)``: the SGLD steps of ``burn_in="auto"`` and the step-size
-        multiple of its fast part.
-
-        Directions the loss does not constrain feel only the pull ``γ`` and relax at the rate
-        ``εγ`` per step (the variance of the Ornstein–Uhlenbeck process
-        ``dw = -(γ/2) w dt + dW`` sampled every ``ε``), and at a singular ``w*`` how far the
-        chains spread along them sets ``λ̂``. The burn-in runs ``fast = ⌈2 / (BURN_IN_STEP ε γ)⌉``
-        steps at ``factor × ε`` (two relaxation times of those directions: 86 % of their
-        variance), then ``BURN_IN_SETTLE`` steps at ``ε`` for the stiff directions, whose
-        variance depends on the step, to settle (they relax in ``1/(ε p) ≤ 25`` steps at the
-        default step). ``factor = BURN_IN_STEP``, lowered so that ``factor ε (n β h + γ)`` stays
-        at most ``STEP_WARN`` (never below 1); ``h`` is the curvature the step size was set from
-        and ``γ`` below ``AUTO_LOCALIZATION n β h`` counts as that value. ``ε`` is the step size
-        chosen before sampling (a default one is refined for the sampling itself, see
-        :meth:`sample`).
-        """
-        h = self.max_curvature()
-        if math.isfinite(h):
-            h = max(h, self.draw_curvature_)
-        floor = AUTO_LOCALIZATION * self.nbeta_ * self.scale_curvature_ if math.isfinite(h) else 0.0
-        gamma = max(self.localization_, floor)
-        if gamma <= 0:
-            return 0, BURN_IN_SETTLE, 1.0
-        eps = self._initial_step_size
-        p = self.nbeta_ * h + self.localization_ if math.isfinite(h) else float("inf")
-        factor = max(1.0, min(BURN_IN_STEP, STEP_WARN / (eps * p)))
-        fast = int(math.ceil(2.0 / (factor * eps * gamma)))
-        return fast, fast + BURN_IN_SETTLE, factor
-
-    def _refine_step_size(self, curvatures) -> None:
-        """Set the default step size from the top curvatures ``curvatures`` measured at the
-        chains' positions late in the fast burn-in: ``ε = AUTO_STEP / (n β h̄ + γ)`` with ``h̄``
-        their mean, so that the variance bias ``ε p / 4`` averaged over the posterior is
-        ``AUTO_STEP / 4`` (1 %), and no point measured has ``ε (n β h + γ)`` above ``STEP_WARN``.
-        Keeps the step size chosen before sampling when nothing usable was measured."""
-        h = np.asarray([v for v in curvatures if math.isfinite(v) and v >= 0], dtype=np.float64)
-        self.chain_curvatures_ = tuple(float(v) for v in h)
-        if h.size == 0 or h.mean() <= 0:
-            self.step_size_ = self._initial_step_size
-            return
-        eps = AUTO_STEP / (self.nbeta_ * float(h.mean()) + self.localization_)
-        eps = min(eps, STEP_WARN / (self.nbeta_ * float(h.max()) + self.localization_))
-        self.step_size_ = eps
-
-    def max_curvature(self, *, n_iter: int = 20, tol: float = 1e-2) -> float:
-        """The top curvature of the loss near ``w*``: the largest ``|eigenvalue|`` of the
-        Hessian at ``w*``, or, where larger, its median at ``2 PROBES`` points on the
-        posterior's own scale around it (power iteration with Hessian-vector products,
-        double backward).
-
-        The loss is the one an SGLD step sees: the full data for full-batch sampling, else
-        one batch drawn at random (``batch_size`` random rows, or a random batch of the
-        DataLoader — not the first, since data may be sorted). Probe ``k`` sits at
-        ``w* + ρ_k v_k`` along a random unit direction ``v_k``, with ``ρ_k`` where the tempered
-        loss has risen by one, ``n β (L(w* + ρ v) - L(w*)) = 1`` (found by bisection): at a
-        singular ``w*``, whose Hessian may vanish, that is where the curvature the chains
-        meet shows. Directions along which the loss stays flat are skipped. The median (not
-        the largest) keeps the value stable where it depends on the direction.
-
-        Also measured (for the default step size): the median top curvature
-        ``draw_curvature_`` at ``PROBES`` draws ``w* + ξ / sqrt(n β |diag H| + γ)`` of the
-        diagonal Gaussian approximation of the localized posterior (Hutchinson's diagonal),
-        which at a singular ``w*`` reaches out along the directions only ``γ`` confines.
-
-        Parameters
-        ----------
-        n_iter : int
-            Most power iterations per point.
-        tol : float
-            Stop when the estimate changes by less than this fraction.
-
-        Returns
-        -------
-        float
-            ``h``; ``nan`` if the model does not support double backward. Cached in
-            ``max_curvature_``; ``curvature_at_minimum_`` keeps the value at ``w*``,
-            ``probe_radii_`` and ``probe_curvatures_`` those of the probes,
-            ``draw_curvatures_`` those at the posterior draws.
-
-        Notes
-        -----
-        For a quadratic loss the SGLD step is stable iff ``ε (n β h_max + γ) < 4``, and the
-        stationary variance along an eigen-direction of precision ``p = nβh + γ`` is
-        ``1 / (p (1 - ε p / 4))``.
-        """
-        cached = getattr(self, "max_curvature_", None)
-        if cached is not None:
-            return cached
-        gen = torch.Generator().manual_seed(int(self.seed) + 7919)
-        inputs, targets = self._data.probe_batch(gen)
-        self._probe = (inputs, targets)
-        radii, curvatures = [], []
-        try:
-            at_min = self._top_curvature(inputs, targets, gen, n_iter, tol)
-            if math.isfinite(at_min):
-                with torch.no_grad():
-                    base = float(self._loss(inputs, targets))
-                for _ in range(2 * PROBES):
-                    v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
-                    v /= v.norm()
-                    rho = self._probe_radius(v, inputs, targets, base)
-                    if rho is None:
-                        continue
-                    self._flat.set(self._anchor + rho * v)
-                    h = self._top_curvature(inputs, targets, gen, n_iter, tol)
-                    if math.isfinite(h):
-                        radii.append(rho)
-                        curvatures.append(h)
-            scale = max(at_min, float(np.median(curvatures)) if curvatures else 0.0) if math.isfinite(at_min) else at_min
-            draws = []
-            if math.isfinite(scale):
-                gamma = getattr(self, "localization_", None)
-                if gamma is None:
-                    gamma = AUTO_LOCALIZATION * self.nbeta_ * scale
-                self._flat.set(self._anchor)
-                diag = self._hessian_diagonal(inputs, targets, gen)
-                sd = 1.0 / torch.sqrt(self.nbeta_ * diag.abs() + gamma) if gamma > 0 or bool((diag != 0).all()) else None
-                for _ in range(PROBES if sd is not None else 0):
-                    xi = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
-                    self._flat.set(self._anchor + xi * sd)
-                    with torch.no_grad():
-                        ok = math.isfinite(float(self._loss(inputs, targets)))
-                    h = self._top_curvature(inputs, targets, gen, n_iter, tol) if ok else float("nan")
-                    if math.isfinite(h):
-                        draws.append(h)
-        finally:
-            self._flat.set(self._anchor)
-            self._flat.zero_grad()
-        self.curvature_at_minimum_ = at_min
-        self.probe_radii_ = tuple(radii)
-        self.probe_curvatures_ = tuple(curvatures)
-        self.scale_curvature_ = scale
-        self.draw_curvatures_ = tuple(draws)
-        self.draw_curvature_ = float(np.median(draws)) if draws else 0.0
-        self.max_curvature_ = scale
-        return self.max_curvature_
-
-    def _hessian_diagonal(self, inputs, targets, gen, n_samples: int = 8) -> torch.Tensor:
-        """Hutchinson's estimate ``mean_z z ⊙ (H z)`` (Rademacher ``z``) of the Hessian's
-        diagonal at the working copy's current weights."""
-        params = list(self._flat.params)
-        total = torch.zeros_like(self._anchor)
-
-        def flat(parts, like):
-            return torch.cat(
-                [torch.zeros(p.numel()).to(like) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
-            )
-
-        for _ in range(n_samples):
-            z = (torch.randint(0, 2, (self.d_,), generator=gen) * 2 - 1).to(self._anchor)
-            loss = self._loss(inputs, targets)
-            g = flat(torch.autograd.grad(loss, params, create_graph=True, allow_unused=True), z)
-            if not g.requires_grad:
-                return total
-            hz = flat(torch.autograd.grad(g @ z, params, allow_unused=True), z)
-            total += z * hz.detach()
-        return total / n_samples
-
-    def _probe_radius(self, v, inputs, targets, base):
-        """``ρ`` with ``n β (L_b(w* + ρ v) - L_b(w*)) = 1`` on the probe batch (geometric
-        bisection after bracketing by doubling/halving from 1); ``None`` if the loss stays
-        within ``1/(nβ)`` of ``L_b(w*)`` out to ``ρ = 2⁴⁰`` (a flat direction)."""
-
-        def above(rho: float) -> bool:
-            self._flat.set(self._anchor + rho * v)
-            with torch.no_grad():
-                value = float(self._loss(inputs, targets))
-            return not math.isfinite(value) or self.nbeta_ * (value - base) >= 1.0
-
-        rho = 1.0
-        if above(rho):
-            hi = rho
-            for _ in range(80):
-                rho /= 2
-                if not above(rho):
-                    break
-            else:
-                return rho
-            lo = rho
-        else:
-            lo = rho
-            for _ in range(40):
-                rho *= 2
-                if above(rho):
-                    break
-            else:
-                return None
-            hi = rho
-        for _ in range(8):  # hi / lo = 2 → 2^(1/256): 0.3 %
-            mid = math.sqrt(lo * hi)
-            if above(mid):
-                hi = mid
-            else:
-                lo = mid
-        return math.sqrt(lo * hi)
-
-    def _top_curvature(self, inputs, targets, gen, n_iter: int, tol: float) -> float:
-        """Power iteration for the top ``|eigenvalue|`` of the batch-loss Hessian at the
-        working copy's current weights; ``nan`` without double backward."""
-        params = list(self._flat.params)
-        v = torch.randn(self.d_, generator=gen, dtype=torch.float64).to(self._anchor)
-        v /= v.norm()
-        estimate = float("nan")
-
-        def flat(parts):
-            return torch.cat(
-                [torch.zeros(p.numel()).to(v) if g is None else g.reshape(-1) for p, g in zip(params, parts)]
-            )
-
-        try:
-            for _ in range(n_iter):
-                loss = self._loss(inputs, targets)
-                grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-                flat_g = flat(grads)
-                if not flat_g.requires_grad:  # the gradient does not depend on w: zero Hessian
-                    return 0.0
-                hv = flat(torch.autograd.grad(flat_g @ v, params, allow_unused=True))
-                new = float(hv.norm())
-                if not math.isfinite(new):
-                    break
-                done = math.isfinite(estimate) and abs(new - estimate) <= tol * max(new, 1e-300)
-                estimate = new
-                if new == 0.0 or done:
-                    break
-                v = hv / new
-        except RuntimeError:  # no double backward for some op
-            return float("nan")
-        return estimate
-
-    def _check_step_size(self) -> None:
-        h = self.max_curvature()
-        if not math.isfinite(h):
-            return
-        p = self.nbeta_ * h + self.localization_
-        x = self.step_size_ * p
-        self._x_checked = x
-        good = 0.04 / p
-        if x > 4:
-            raise SamplerDivergenceError(
-                f"`step_size` = {self.step_size_:g} will diverge: the top curvature of the loss at w* is "
-                f"h_max = {h:.4g}, so step_size * (n β h_max + γ) = {x:.3g} exceeds the stability limit 4 of "
-                f"the Langevin step. Try step_size={good:.2g} (ε p = 0.04, 1 % variance bias)."
-            )
-        if x > STEP_WARN:
-            warnings.warn(
-                f"`step_size` = {self.step_size_:g} is large for the curvature at w*: step_size * "
-                f"(n β h_max + γ) = {x:.3g}, so variances along the stiffest direction are inflated by "
-                f"{100 * (1 / (1 - x / 4) - 1):.0f} %. Try step_size={good:.2g} (1 % bias).",
-                StepSizeWarning,
-                stacklevel=3,
-            )
 
     def _diverged(self, chain: int, step: int, value: float, limit: float):
         what = (

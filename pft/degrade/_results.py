@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from pft._output import atomic_path
 from pft._results import JsonResult
 
 __all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult", "epoch_block_se"]
@@ -395,21 +394,23 @@ class SampleResult(JsonResult):
 
 
     def plot(self, path=None, *, ax=None):
-        """Per-chain traces of ``n β (L - L(w*))`` (burn-in shaded); returns the figure.
+        """Per-chain traces of ``n β (L - L(w*))`` (burn-in shaded) and ``λ̂``.
 
         Parameters
         ----------
         path : str or path-like, optional
-            Where to save the figure.
+            Also write the figure there (atomically; the format from the extension).
         ax : matplotlib Axes, optional
+            Draw on it (its figure is returned) instead of on a new figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not registered with pyplot (no backend is chosen or switched).
         """
-        import matplotlib
+        from pft._plotting import finish, new_axes
 
-        if ax is None and path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.5))
+        fig, ax = new_axes(ax, figsize=(7, 3.5))
         nbeta = self.n * self.beta
         b = self.burn_in_losses.shape[1]
         for c in range(self.n_chains):
@@ -424,10 +425,7 @@ class SampleResult(JsonResult):
         ax.set_ylabel("n β (L − L(w*))")
         ax.legend(fontsize=7, loc="upper right")
         fig.tight_layout()
-        if path is not None:
-            with atomic_path(path) as tmp:  # never a half-written file
-                fig.savefig(tmp)
-        return fig
+        return finish(fig, path)
 
     def __str__(self) -> str:
         lc = self.learning_coefficient()

@@ -3,7 +3,7 @@
 ``h = W c`` embeds ``F`` sparse features in ``d < F`` dimensions, ``ĉ = ReLU(Wᵀ h + b)``
 reads them back. Trained on the codes of :func:`pft.toy.superposition`, its hidden
 activations ``h`` (plus the toy's Gaussian background) are what interpretations reconstruct.
-Private: used by ``examples/degrade_toy.py`` and ``pft degrade``.
+Private: used by :func:`pft.degrade.degrade_experiment` (``pft degrade``, ``examples/degrade_toy.py``).
 """
 
 from __future__ import annotations

@@ -7,16 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pft._results import JsonResult
-from pft._validate import check_seed
+from pft._validate import check_float, check_int, check_seed
 from pft.errors import InputError
 
-__all__ = ["ToyData", "Interpretation", "superposition", "interpretations"]
-
-
-def _check_int(value, name, lo, hi=None):
-    if not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f"≥ {lo}"
-        raise InputError(f"`{name}` must be an integer {rng}; got {value!r}.")
+__all__ = ["ToyData", "ToyInterpretation", "superposition", "interpretations"]
 
 
 @dataclass(frozen=True)
@@ -57,13 +51,16 @@ class ToyData:
 
 
 @dataclass(frozen=True)
-class Interpretation(JsonResult):
-    """A reconstruction of :class:`ToyData` with known truth.
+class ToyInterpretation(JsonResult):
+    """A reconstruction of :class:`ToyData` with known truth (what :func:`interpretations`
+    returns; called ``Interpretation`` before, a name :class:`pft.residual.Interpretation` has).
 
     Attributes
     ----------
     name : str
-    reconstruction : (N, d) ndarray
+    reconstruction : (N, d) ndarray or None
+        ``None`` after :meth:`from_json`: the JSON keeps the numbers and the truth, not the
+        reconstruction.
     fvu : float
         Achieved fraction of variance unexplained (matched across interpretations).
     missing : tuple of int
@@ -81,6 +78,7 @@ class Interpretation(JsonResult):
     description: str = ""
 
     def to_dict(self) -> dict:
+        """Everything but the reconstruction, as plain data."""
         return {
             "name": self.name,
             "fvu": self.fvu,
@@ -88,6 +86,26 @@ class Interpretation(JsonResult):
             "spurious_directions": self.spurious_directions.tolist(),
             "description": self.description,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ToyInterpretation":
+        """Inverse of :meth:`to_dict` (``reconstruction`` is ``None``).
+
+        Examples
+        --------
+        >>> it = ToyInterpretation("oracle+noise", None, fvu=0.2, description="noise")
+        >>> ToyInterpretation.from_json(it.to_json()).to_dict() == it.to_dict()
+        True
+        """
+        dirs = np.asarray(d["spurious_directions"], dtype=np.float64)
+        return cls(
+            name=d["name"],
+            reconstruction=None,
+            fvu=float(d["fvu"]),
+            missing=tuple(int(i) for i in d["missing"]),
+            spurious_directions=dirs.reshape(len(d["spurious_directions"]), -1) if dirs.size else np.zeros((0, 0)),
+            description=d["description"],
+        )
 
 
 def superposition(
@@ -129,15 +147,13 @@ def superposition(
     >>> bool(np.all(data.codes >= 0))
     True
     """
-    _check_int(n_tokens, "n_tokens", 2)
-    _check_int(d, "d", 1)
-    _check_int(n_features, "n_features", 1)
-    if not 0 < density <= 1:
-        raise InputError(f"`density` must be in (0, 1]; got {density!r}.")
-    if not 0 <= background_fraction < 1:
-        raise InputError(f"`background_fraction` must be in [0, 1); got {background_fraction!r}.")
-    if tail < 0:
-        raise InputError(f"`tail` must be ≥ 0; got {tail!r}.")
+    check_int(n_tokens, "n_tokens", minimum=2)
+    check_int(d, "d", minimum=1)
+    check_int(n_features, "n_features", minimum=1)
+    check_float(density, "density", minimum=0, maximum=1, exclusive_minimum=True)
+    check_float(background_fraction, "background_fraction", minimum=0, maximum=1, exclusive_maximum=True)
+    check_float(tail, "tail", minimum=0)
+    check_float(background_decay, "background_decay")
     rng = np.random.default_rng(check_seed(seed))
     feats = rng.standard_normal((n_features, d))
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)
@@ -191,7 +207,7 @@ def interpretations(
     n_spurious: int = 4,
     shrink: float | None = None,
     seed: int = 0,
-) -> dict[str, Interpretation]:
+) -> dict[str, ToyInterpretation]:
     """Reconstructions of ``data`` with the same FVU and different kinds of error.
 
     Every residual contains the background; isotropic Gaussian noise tops it up to the same
@@ -217,7 +233,7 @@ def interpretations(
 
     Returns
     -------
-    dict of str to Interpretation
+    dict of str to ToyInterpretation
 
     Examples
     --------
@@ -230,21 +246,22 @@ def interpretations(
     """
     if not isinstance(data, ToyData):
         raise InputError(f"`data` must be a ToyData from pft.toy.superposition; got {type(data).__name__}.")
-    if not 0 < fvu < 1:
-        raise InputError(f"`fvu` must be in (0, 1); got {fvu!r}.")
+    check_float(fvu, "fvu", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True)
     F = data.features.shape[0]
-    _check_int(n_missing, "n_missing", 1, F)
-    _check_int(n_spurious, "n_spurious", 0)
-    rng = np.random.default_rng([seed, 1])
+    check_int(n_missing, "n_missing", minimum=1, maximum=F)
+    check_int(n_spurious, "n_spurious", minimum=0)
+    if shrink is not None:
+        check_float(shrink, "shrink")
+    rng = np.random.default_rng([check_seed(seed), 1])
     X = data.activations
     N, d = X.shape
     T = _total_variance(X)
     target = fvu * T
     bg = data.background
-    out: dict[str, Interpretation] = {}
+    out: dict[str, ToyInterpretation] = {}
 
     def add(name, residual, **kw):
-        out[name] = Interpretation(
+        out[name] = ToyInterpretation(
             name=name, reconstruction=X - residual, fvu=float(np.mean(np.einsum("ij,ij->i", residual, residual)) / T), **kw
         )
 

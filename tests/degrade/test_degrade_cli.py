@@ -25,4 +25,4 @@ def test_degrade_bad_input_exits_2_with_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "`--temperatures` must be comma-separated numbers" in err
     assert main(["degrade", "--draws", "0", "--quiet"]) == 2
-    assert "`--draws` must be a positive integer" in capsys.readouterr().err
+    assert "`--draws` must be an integer >= 1; got 0." in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_n_given_and_n_beta(small):
     np.testing.assert_allclose(ra.losses, rb.losses, rtol=1e-12)
     with pytest.raises(InputError, match="one of `beta` and `n_beta`"):
         TemperedPosterior(model, torch.nn.MSELoss(), (x, y), beta=1.0, n_beta=10.0, **kw)
-    with pytest.raises(InputError, match="`n_beta` must be finite and > 0"):
+    with pytest.raises(InputError, match="`n_beta` must be a finite number > 0; got .*n_beta is n β, devinterp's `nbeta`."):
         TemperedPosterior(model, torch.nn.MSELoss(), (x, y), n_beta=-1.0, **kw)
 
 

@@ -87,15 +87,17 @@ def test_model_without_trainable_parameters(model):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(step_size=0.0), "`step_size` must be finite and > 0"),
+        (dict(step_size=0.0), "`step_size` must be a finite number > 0; got 0.0. ε is the SGLD step size."),
         (dict(step_size=float("nan")), "`step_size`"),
-        (dict(step_size="big"), "`step_size` must be a real number"),
-        (dict(beta=-1.0), "`beta` must be finite and > 0"),
-        (dict(localization=-1.0), "`localization` must be finite and >= 0"),
+        (dict(step_size="big"), "`step_size` must be a finite number > 0; got 'big'."),
+        (dict(beta=-1.0), "`beta` must be a finite number > 0; got -1.0. β is an inverse temperature."),
+        (dict(localization=-1.0), "`localization` must be a finite number >= 0; got -1.0. γ is the pull towards w\\*."),
         (dict(n=1.0), "needs n > 1"),
         (dict(batch_size=0), "`batch_size` must be an integer >= 1"),
         (dict(batch_size=10_000), "`batch_size` must be at most the number of rows 200"),
-        (dict(seed=-3), "`seed`"),
+        (dict(seed=-3), "`seed` must be a non-negative integer"),
+        (dict(seed=True), "`seed` must be a non-negative integer"),
+        (dict(batch_size=True), "`batch_size` must be an integer >= 1; got True."),
         (dict(dtype=torch.int64), "`dtype`"),
     ],
 )
@@ -162,7 +164,7 @@ def test_user_model_is_never_modified(toy, checksum):
     post.loss_at(res.draws[0, -1])
     copy = post.make_model(res.draws[1, -1])
     outs = list(
-        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[0, 10.0], draws_per_temperature=2,
+        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[0, 10.0], n_copies=2,
                         localization=1.0, step_size=1e-3, burn_in=10, thin=5, progress=False)
     )
     assert checksum(model) == before
@@ -187,10 +189,10 @@ def test_degraded_models_settings_and_losses(toy):
         degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[-1.0])
     with pytest.raises(InputError, match="`temperatures`"):
         degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=5.0)
-    with pytest.raises(InputError, match="`draws_per_temperature`"):
-        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[1.0], draws_per_temperature=0)
+    with pytest.raises(InputError, match="`n_copies`"):
+        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[1.0], n_copies=0)
     outs = list(
-        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=temps, draws_per_temperature=6,
+        degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=temps, n_copies=6,
                         n_chains=3, localization=1.0, step_size=2e-3, burn_in=300, thin=20, progress=False)
     )
     assert [(o.temperature, o.draw) for o in outs] == [(0.0, 0)] + [
