@@ -25,7 +25,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     tiny = size == "tiny"
     grid = {"activation": ["relu", "tanh"], "width": [16] if tiny else [16, 64], "depth": [2, 4] if tiny else [2, 4, 8, 16]}
-    study = Study(grid, networks=1000 if tiny else 20000, seed=0, progress=False)
+    study = Study(grid, n_networks=1000 if tiny else 20000, seed=0, progress=False)
     result = study.run()
     print(result.table())
     result.plot(os.path.join(out, "scaling_relu_tanh.png"))

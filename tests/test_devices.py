@@ -91,7 +91,7 @@ def test_multi_input_samplers_on_device_agree_with_the_cpu_in_float32_and_float6
 
 
 def test_study_on_device_matches_the_exact_relu_kurtosis(device):
-    res = Study({"activation": "relu", "width": [8], "depth": [3]}, networks=20000, seed=3, device=device,
+    res = Study({"activation": "relu", "width": [8], "depth": [3]}, n_networks=20000, seed=3, device=device,
                 progress=False).run()
     row = res.rows[0]["result"]
     assert row["exact"] == pytest.approx(3 * (1 + 5 / 8) ** 2 - 3, rel=1e-12)

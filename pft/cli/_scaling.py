@@ -51,7 +51,7 @@ def run_scaling(args) -> int:
         grid["C_W"] = args.C_W
     if args.C_b is not None:
         grid["C_b"] = args.C_b
-    study = Study(grid, networks=args.networks, method=args.method, seed=args.seed, device=args.device,
+    study = Study(grid, n_networks=args.networks, method=args.method, seed=args.seed, device=args.device,
                   progress=not args.quiet)  # bad input fails here, before any rank waits on another
     if args.distributed:
         from pft.distributed import process_group

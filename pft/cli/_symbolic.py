@@ -51,7 +51,7 @@ def run_diagrams(args) -> int:
 
     if args.action == "catalog":
         from pft._output import check_output
-        from pft.symbolic._catalog import write_catalog
+        from pft.symbolic.drawing import write_catalog
 
         if not args.out:
             raise InputError("`pft diagrams catalog` needs `--out DIR` (e.g. --out diagrams/).")
@@ -78,11 +78,11 @@ def run_diagrams(args) -> int:
     if args.format == "json":
         print("[" + ",\n ".join(json.dumps(d.to_dict()) for d in diagrams) + "]")
     elif args.format == "tikz":
-        from pft.symbolic._draw import tikz_document
+        from pft.symbolic.drawing import tikz_document
 
         print(tikz_document([d.to_tikz() for d in diagrams], [f"$1/{d.automorphisms}$" for d in diagrams]), end="")
     elif args.format == "svg":
-        from pft.symbolic._draw import svg_sheet
+        from pft.symbolic.drawing import svg_sheet
 
         print(svg_sheet(diagrams), end="")
     else:

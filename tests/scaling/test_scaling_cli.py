@@ -4,11 +4,6 @@ import json
 
 from pft.cli import _parse_int_list, main
 
-import pytest
-
-# pft.cli still spells Study(networks=...); until it passes n_networks the deprecation is expected here.
-pytestmark = pytest.mark.filterwarnings("ignore:`networks` is deprecated:pft.errors.PftDeprecationWarning")
-
 
 def test_scaling_command_prints_table_writes_store_and_plot(tmp_path, capsys):
     store, fig = tmp_path / "runs.jsonl", tmp_path / "scaling.png"

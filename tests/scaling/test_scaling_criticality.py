@@ -291,7 +291,6 @@ def test_gelu_and_swish_ensembles_at_criticality_match_the_leading_order(name):
 
 
 # pft.cli still spells Study(networks=...); until it passes n_networks the deprecation is expected here.
-@pytest.mark.filterwarnings("ignore:`networks` is deprecated:pft.errors.PftDeprecationWarning")
 def test_study_and_cli_default_gelu_and_swish_to_their_critical_points(tmp_path, capsys):
     res = Study({"activation": ["gelu", "swish"], "width": [128], "depth": [3]}, n_networks=4000, seed=2,
                 progress=False).run()

@@ -13,9 +13,6 @@ from pft.cli import main
 from pft.scaling import Study
 
 
-# pft.cli still spells Study(networks=...); until it passes n_networks the deprecation is expected here.
-pytestmark = pytest.mark.filterwarnings("ignore:`networks` is deprecated:pft.errors.PftDeprecationWarning")
-
 NETWORKS = 2500  # 3 blocks of ≤ 1024: rank 0 draws one, rank 1 two
 
 
