@@ -275,7 +275,7 @@ def run_power(args) -> int:
     dec = np.asarray(load_array(args.decoder, name="DECODER"), dtype=np.float64)
     interp = (codes, dec) if not args.bias else (codes, dec, np.asarray(load_array(args.bias, name="--bias"), dtype=np.float64))
     res = detection_power(
-        acts, interp, firing_rates=args.rates, latents_per_rate=args.per_rate,
+        acts, interp, firing_rates=args.rates, n_latents_per_rate=args.per_rate,
         n_tokens=args.tokens or None, n_directions=args.directions,
         twin=args.twin, seed=args.seed, progress=not args.quiet,
     )
@@ -344,6 +344,6 @@ def run_eval(args) -> int:
         res.to_json(args.json_out)
         print(f"json: {args.json_out}")
     if args.plot_dir:
-        for path in res.plot(args.plot_dir):
+        for path in res.save_plots(args.plot_dir):
             print(f"plot: {path}")
     return 0

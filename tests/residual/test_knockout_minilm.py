@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 def test_knocked_out_minilm_latents_are_found_and_separate_from_the_twin():
     m = load("minilm", progress=False)
     X = capture(m, 3, windows(m, 64, 64), progress=False).astype(np.float64)
-    sae = train_topk_sae(X, d_sae=768, k=16, steps=300, seed=0, progress=False)
+    sae = train_topk_sae(X, d_sae=768, k=16, n_steps=300, seed=0, progress=False)
     ko = knockout(X, sae, select_latents(X, sae, 4, by="energy"), seed=0)
     assert 0.05 < ko.fvu_full < 0.2
     rk = score(X, ko.knockout_reconstruction, seed=0, progress=False)
