@@ -185,7 +185,7 @@ def test_tempered_posterior_on_device_samples_the_exact_gaussian(device):
 
 def test_degraded_models_on_device(device):
     model, x, y, w_star, h = _regression([1.0, 1.0], seed=2)
-    out = list(degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[0, 20.0], draws_per_temperature=2,
+    out = list(degraded_models(model, torch.nn.MSELoss(), (x, y), temperatures=[0, 20.0], n_copies=2,
                                step_size=1e-3, burn_in=50, thin=10, seed=1, device=device, progress=False))
     assert [(m.temperature, m.draw) for m in out] == [(0.0, 0), (20.0, 0), (20.0, 1)]
     for m in out:

@@ -45,11 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_int_list(text: str, name: str) -> list[int]:
-    """Kept for tests/scaling/test_scaling_cli.py; use :func:`pft.cli._args.parse_int_list`."""
-    from pft.cli._args import parse_int_list
-
-    return parse_int_list(text, f"--{name}")
 
 
 def _fail(prog: str, message: str) -> int:

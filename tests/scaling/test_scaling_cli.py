@@ -2,7 +2,7 @@
 
 import json
 
-from pft.cli import _parse_int_list, main
+from pft.cli import main
 
 
 def test_scaling_command_prints_table_writes_store_and_plot(tmp_path, capsys):
@@ -19,12 +19,6 @@ def test_scaling_command_prints_table_writes_store_and_plot(tmp_path, capsys):
     relu = [r for r in rows if r["key"]["activation"] == "relu"]
     for r in relu:
         assert r["result"]["exact"] == 3 * ((1 + 5 / r["key"]["width"]) ** (r["key"]["depth"] - 1) - 1)
-
-
-def test_ranges():
-    assert _parse_int_list("2:5", "depths") == [2, 3, 4, 5]
-    assert _parse_int_list("2:9:3,20", "depths") == [2, 5, 8, 20]
-    assert _parse_int_list("2:32:x2", "depths") == [2, 4, 8, 16, 32]
 
 
 def test_bad_input_exits_2_with_one_line(capsys):
