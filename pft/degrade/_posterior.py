@@ -1,8 +1,9 @@
 """TemperedPosterior: SGLD on the tempered local posterior around trained weights.
 
 The curvature of the loss near ``w*`` and the step size, localization and burn-in chosen from
-it are :class:`pft.degrade._curvature.StepSizeChoice`, which this class extends. What is left
-here (about 670 lines, a third of them docstrings) is one object's state: the settings checked
+it are :class:`pft.degrade._curvature.StepSizeChoice`, which this class extends.
+
+Why one file: what is left here (about 670 lines, a third of them docstrings) is one object's state: the settings checked
 and resolved in ``_setup``, the loss, the sampling loop of :meth:`TemperedPosterior.sample`
 with its divergence checks and diagnostics, and the estimates read from its draws; the loop's
 closures share that state, so it stays one file.

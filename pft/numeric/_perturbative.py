@@ -1,6 +1,6 @@
 """The perturbative background: a Gaussian plus third- and fourth-cumulant corrections.
 
-One class in one file (a little over 500 lines, most of them its documentation): the fit is one
+Why one file: one class (a little over 500 lines, most of them its documentation); the fit is one
 sequence of passes over the same rows (split, choose directions, estimate, calibrate) sharing its
 splits; the cumulant tensors live in :mod:`pft.numeric._cumulant_tensors` and chunked input in
 :mod:`pft.numeric._chunks`.

@@ -9,8 +9,9 @@ batch's tokens), :func:`_second_pass` (the rungs that need them) and
 :func:`pft.residual._patch_stats.assemble` (the report). The model plumbing is in
 :mod:`pft.residual.hooks`, the token masks in :mod:`pft.residual._patch_masks`, the splices,
 backgrounds and forwards in :mod:`pft.residual._patch_rungs`, the statistics in
-:mod:`pft.residual._patch_stats`. This file is over 500 lines because ``patch_scores``'
-docstring (the rungs, the scores, the masking rules, two examples) is 200 of them and
+:mod:`pft.residual._patch_stats`.
+
+Why one file: it is over 500 lines because ``patch_scores``' docstring (the rungs, the scores, the masking rules, two examples) is 200 of them and
 the stages read best beside it.
 """
 
