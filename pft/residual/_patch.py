@@ -43,7 +43,6 @@ from pft.residual._patch_rungs import (
     fit_background,
 )
 from pft.residual._patch_stats import CleanDistribution, assemble, logits_of, no_logits_reason, row_sums, vocab_size
-from pft.residual._sampling import sample_perturbative
 from pft.residual.hooks import hooked, resolve_module
 
 __all__ = ["patch_scores", "PatchError"]
@@ -597,7 +596,7 @@ def _global_transform(plan: _Plan, noise: _Noise, rung: str, keep: Any, xh: Any,
         return Splice(keep, ReconPlus(xh, extra=noise.mean_r))
     if rung == "recon+gaussian":
         return Splice(keep, ReconPlus(xh, sampler=partial(noise.draws, rng=rng)))
-    return Splice(keep, ReconPlus(xh, sampler=partial(sample_perturbative, noise.pert, seed=rng)))
+    return Splice(keep, ReconPlus(xh, sampler=partial(noise.pert.sample, seed=rng)))
 
 
 def _second_pass(plan: _Plan, runner: Runner, acc: _Pass1, noise: _Noise) -> None:

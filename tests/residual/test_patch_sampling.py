@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from pft.numeric import PerturbativeBackground
-from pft.residual._sampling import edgeworth_polynomial, sample_perturbative
+from pft.numeric import PerturbativeBackground, edgeworth_polynomial
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def test_polynomial_matches_the_backgrounds_gain(fitted):
 def test_samples_follow_the_density(fitted):
     pb = fitted
     n = 40000
-    s = sample_perturbative(pb, n, seed=2)
+    s = pb.sample(n, seed=2)
     w = pb.gaussian_.whiten(s)
     y = (w @ pb.basis_.T)[:, 0]
     # Truth: moments of f(y) = φ(y) exp(gain(y)) along the corrected direction, by quadrature
