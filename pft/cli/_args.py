@@ -23,7 +23,7 @@ __all__ = [
     "numbers",
     "int_list",
     "parse_int_list",
-    "save_plot",
+    "write_outputs",
     "require_torchrun",
     "one_line",
 ]
@@ -159,12 +159,14 @@ def int_list(flag: str) -> Callable[[str], list[int]]:
     return _typed(lambda text: parse_int_list(text, flag))
 
 
-def save_plot(result: Any, path: str) -> None:
-    """``result.plot`` into a temporary file renamed over ``path`` (checked beforehand)."""
-    from pft._output import atomic_path
-
-    with atomic_path(path) as tmp:
-        result.plot(tmp)
+def write_outputs(result: Any, *, json_out: str | None = None, plot: str | None = None) -> None:
+    """Write ``result`` as JSON and its plot where asked (both atomic), saying where."""
+    if json_out:
+        result.to_json(json_out)
+        print(f"json: {json_out}")
+    if plot:
+        result.plot(plot)
+        print(f"plot: {plot}")
 
 
 def require_torchrun() -> None:

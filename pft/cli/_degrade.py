@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pft.cli._args import integer, numbers, save_plot, seed
+from pft.cli._args import integer, numbers, seed
 
 __all__ = ["add_degrade", "run_degrade"]
 
@@ -42,8 +42,8 @@ def run_degrade(args) -> int:
     atomic_write(os.path.join(args.out, "samples.json"), res.samples.to_json())
     atomic_write(os.path.join(args.out, "across.json"), res.across.to_json())
     atomic_write(os.path.join(args.out, "experiment.json"), res.to_json())
-    save_plot(res.samples, os.path.join(args.out, "chains.png"))
-    save_plot(res.across, os.path.join(args.out, "across.png"))
+    res.samples.plot(os.path.join(args.out, "chains.png"))
+    res.across.plot(os.path.join(args.out, "across.png"))
     print(f"\nfiles: {args.out}/learning_coefficient.json, samples.json, across.json, experiment.json, "
           "chains.png, across.png")
     return 0

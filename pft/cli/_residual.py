@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pft.cli._args import choice, integer, number, numbers, require_torchrun, save_plot, seed
+from pft.cli._args import choice, integer, number, numbers, require_torchrun, seed, write_outputs
 from pft.errors import InputError
 
 __all__ = ["add_demo", "run_demo", "add_score", "run_score", "add_power", "run_power", "add_eval", "run_eval"]
@@ -80,7 +80,7 @@ def run_demo(args) -> int:
         print(f"  feature {f:>4}: best |cos| = {cos[i, j]:.3f} (direction {i}, held-out kurtosis z = {rep.nongaussian_z[i]:.0f})")
     os.makedirs(args.out, exist_ok=True)
     plot = os.path.join(args.out, "missing.png")
-    save_plot(rep, plot)
+    rep.plot(plot)
     for name, r in reports.items():
         r.to_json(os.path.join(args.out, f"{name.replace('+', '_')}.json"))
     print()
@@ -132,7 +132,7 @@ def _run_model_demo(args) -> int:
     paths = {}
     for what, rep in (("residual", res.residual), ("patch", res.patch)):
         paths[what] = os.path.join(args.out, f"{args.model}_{what}.png")
-        save_plot(rep, paths[what])
+        rep.plot(paths[what])
         rep.to_json(os.path.join(args.out, f"{args.model}_{what}.json"))
     print()
     g = res.patch.gaussian_recovered
@@ -233,12 +233,7 @@ def run_score(args) -> int:
     if rank != 0:
         return 0
     print(rep)
-    if args.json_out:
-        rep.to_json(args.json_out)
-        print(f"json: {args.json_out}")
-    if args.plot:
-        save_plot(rep, args.plot)
-        print(f"plot: {args.plot}")
+    write_outputs(rep, json_out=args.json_out, plot=args.plot)
     return 0
 
 
@@ -280,12 +275,7 @@ def run_power(args) -> int:
         twin=args.twin, seed=args.seed, progress=not args.quiet,
     )
     print(res)
-    if args.json_out:
-        res.to_json(args.json_out)
-        print(f"json: {args.json_out}")
-    if args.plot:
-        res.plot(args.plot)
-        print(f"plot: {args.plot}")
+    write_outputs(res, json_out=args.json_out, plot=args.plot)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pft.cli._args import choice, int_list, integer, number, require_torchrun, save_plot, seed
+from pft.cli._args import choice, int_list, integer, number, require_torchrun, seed
 
 __all__ = ["add_scaling", "run_scaling"]
 
@@ -66,7 +66,7 @@ def run_scaling(args) -> int:
         return 0
     print(result.to_json() if args.json else result.table())
     if args.plot:
-        save_plot(result, args.plot)
+        result.plot(args.plot)
         if not args.json:
             print(f"figure: {args.plot}")
     return 0
