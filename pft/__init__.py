@@ -43,9 +43,9 @@ _SUBPACKAGES = ("symbolic", "numeric", "residual", "scaling", "degrade", "toy", 
 def __getattr__(name: str):
     # ``pft.numeric`` etc. work after a bare ``import pft`` without paying for them upfront.
     if name == "DivergentExpansionError":
-        from pft import errors
+        from pft.errors import _deprecated_error
 
-        return getattr(errors, name)
+        return _deprecated_error(name)
     if name in _SUBPACKAGES:
         return importlib.import_module(f"pft.{name}")
     raise AttributeError(f"module 'pft' has no attribute {name!r}")

@@ -105,12 +105,18 @@ class _DivergentExpansionError(PftError, ArithmeticError):
     positive definite raises :class:`NotPositiveDefiniteError`."""
 
 
-_DEPRECATED = {"DivergentExpansionError": (_DivergentExpansionError, "nothing: pft never raised it")}
+def _deprecated_error(name: str, *, stacklevel: int = 3):
+    """The deprecated exception ``name``, warning at the caller's line (``stacklevel``)."""
+    if name != "DivergentExpansionError":
+        raise AttributeError(f"module 'pft.errors' has no attribute {name!r}")
+    warnings.warn(
+        "`DivergentExpansionError` is deprecated; use `OutOfReachError` or `NotPositiveDefiniteError` "
+        "(pft never raised it).",
+        PftDeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return _DivergentExpansionError
 
 
 def __getattr__(name: str):
-    if name in _DEPRECATED:
-        obj, use = _DEPRECATED[name]
-        warnings.warn(f"pft.errors.{name} is deprecated; catch {use}.", PftDeprecationWarning, stacklevel=2)
-        return obj
-    raise AttributeError(f"module 'pft.errors' has no attribute {name!r}")
+    return _deprecated_error(name)

@@ -105,3 +105,17 @@ def test_long_files_say_why_they_are_one_file():
             if "Why one file:" not in doc:
                 long_files.append(f"{path.relative_to(root.parent)} ({text.count(chr(10))} lines)")
     assert not long_files, "over 500 lines without 'Why one file:' in the module docstring: " + ", ".join(long_files)
+
+
+def test_deprecated_error_name_still_resolves_and_warns_at_the_callers_line():
+    import pft
+    import pft.errors
+    from pft.errors import PftDeprecationWarning, PftError
+
+    for get in (lambda: pft.DivergentExpansionError, lambda: pft.errors.DivergentExpansionError):
+        with pytest.warns(PftDeprecationWarning, match="`DivergentExpansionError` is deprecated") as rec:
+            cls = get()
+        assert issubclass(cls, PftError) and issubclass(cls, ArithmeticError)
+        assert rec[0].filename == __file__  # the user's line, so Python's default filter shows it
+    with pytest.raises(AttributeError):
+        pft.errors.NoSuchError  # noqa: B018
