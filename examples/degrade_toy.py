@@ -33,7 +33,7 @@ os.makedirs(out, exist_ok=True)
 
 if SIZE == "tiny":
     res = degrade_experiment(200, temperatures=(0, 1), n_copies=2, n_draws=100, n_chains=2,
-                             burn_in=100, thin=20, train_steps=300, progress=False)
+                             burn_in=100, thin=20, n_train_steps=300, progress=False)
 else:
     res = degrade_experiment(2000, temperatures=(0, 1, 4, 16), n_copies=3, progress=False)
 

@@ -43,7 +43,7 @@ Xt = torch.from_numpy(X)
 tv = float(((Xt - Xt.mean(0)) ** 2).sum(1).mean())
 saes = {}
 for d_sae, k in SIZES:
-    sae = train_topk_sae(X, d_sae=d_sae, k=k, steps=STEPS, seed=0, progress=False)
+    sae = train_topk_sae(X, d_sae=d_sae, k=k, n_steps=STEPS, seed=0, progress=False)
     with torch.no_grad():
         fvu = float(((Xt - sae(Xt)) ** 2).sum(1).mean()) / tv
     saes[f"{d_sae} latents, k={k}"] = (sae, fvu)

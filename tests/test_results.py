@@ -201,7 +201,7 @@ EXAMPLES = {
     "pft.degrade.DegradedModel": _degraded_model,
     "pft.toy.ToyInterpretation": _toy_interpretation,
     "pft.degrade.DegradeExperiment": lambda: importlib.import_module("pft.degrade").degrade_experiment(
-        100, temperatures=(0, 1), n_copies=1, n_draws=20, n_chains=2, burn_in=20, thin=10, train_steps=50,
+        100, temperatures=(0, 1), n_copies=1, n_draws=20, n_chains=2, burn_in=20, thin=10, n_train_steps=50,
         progress=False),
     "pft.models.DemoResult": lambda: importlib.import_module("pft.models").DemoResult(
         name="minilm", title="t", module="0", settings={"layer": 3, "exclude_positions": (0,)},

@@ -134,7 +134,7 @@ def degrade_experiment(
     n_chains: int = 4,
     burn_in: int = 2000,
     thin: int = 200,
-    train_steps: int = 1500,
+    n_train_steps: int = 1500,
     seed: int = 0,
     progress: bool = True,
 ) -> DegradeExperiment:
@@ -167,7 +167,7 @@ def degrade_experiment(
         burn-in of the degraded copies' chains).
     thin : int
         SGLD steps between two degraded copies of one temperature.
-    train_steps : int
+    n_train_steps : int
         Full-batch Adam steps (learning rate 0.01) training the toy model.
     seed : int
         Seeds the toy data, the model's initialisation, every chain and the scores.
@@ -194,7 +194,7 @@ def degrade_experiment(
     --------
     >>> from pft.degrade import degrade_experiment
     >>> res = degrade_experiment(100, temperatures=(0, 1), n_copies=1, n_draws=20,
-    ...                          n_chains=2, burn_in=20, thin=10, train_steps=50, progress=False)
+    ...                          n_chains=2, burn_in=20, thin=10, n_train_steps=50, progress=False)
     >>> res.n_parameters, res.learning_coefficient.d, len(res.across.rows)
     (216, 216, 6)
     """
@@ -210,7 +210,7 @@ def degrade_experiment(
     n_chains = check_int(n_chains, "n_chains", minimum=1)
     burn_in = check_int(burn_in, "burn_in", minimum=0)
     thin = check_int(thin, "thin", minimum=1)
-    train_steps = check_int(train_steps, "train_steps", minimum=0)
+    n_train_steps = check_int(n_train_steps, "n_train_steps", minimum=0)
     seed = check_seed(seed)
     progress = check_bool(progress, "progress")
 
@@ -226,7 +226,7 @@ def degrade_experiment(
     n_features, d, gamma = TOY_N_FEATURES, TOY_D, TOY_LOCALIZATION
     data = pft.toy.superposition(n_tokens, d=d, n_features=n_features, density=0.05, seed=seed)
     codes = data.codes * 0.93 ** np.arange(n_features)
-    model, c = train_toy_model(codes, d=d, steps=train_steps, seed=seed)
+    model, c = train_toy_model(codes, d=d, steps=n_train_steps, seed=seed)
     loss_fn = torch.nn.MSELoss()
     # the step size comes from the curvature at w*, measured by a first posterior
     probe = TemperedPosterior(model, loss_fn, (c, c), localization=gamma, step_size=1e-6, seed=seed)

@@ -18,7 +18,7 @@ from pft.toy import superposition
 
 N, SEED = 200, 3
 SETTINGS = dict(temperatures=(0, 1), n_copies=2, n_draws=100, n_chains=2, burn_in=100, thin=20,
-                train_steps=300, seed=SEED, progress=False)
+                n_train_steps=300, seed=SEED, progress=False)
 
 
 @pytest.fixture(scope="module")
