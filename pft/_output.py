@@ -169,13 +169,3 @@ def atomic_write(path: Any, data: str | bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-
-
-def save_figure(fig: Any, path: Any, *, dpi: int | None = None) -> None:
-    """Save a matplotlib figure to ``path`` atomically (no half-written file, an existing one kept
-    on failure) and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)

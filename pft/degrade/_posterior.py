@@ -21,9 +21,6 @@ import torch
 from pft.degrade._curvature import (
     AUTO_LOCALIZATION,
     AUTO_STEP,
-    BURN_IN_SETTLE,
-    BURN_IN_STEP,
-    PROBES,
     REFINE_POINTS,
     STEP_WARN,
     StepSizeChoice,
@@ -47,13 +44,6 @@ __all__ = [
     "RHAT_WARN",
     "DRIFT_WARN",
     "DIVERGENCE_FACTOR",
-    "AUTO_STEP",
-    "AUTO_LOCALIZATION",
-    "BURN_IN_STEP",
-    "BURN_IN_SETTLE",
-    "REFINE_POINTS",
-    "PROBES",
-    "STEP_WARN",
     "MAX_DRAW_BYTES",
 ]
 

@@ -27,7 +27,7 @@ from scipy.integrate import quad
 
 from pft.degrade import MixingWarning, TemperedPosterior
 from pft.degrade._diagnostics import mcse_mean
-from pft.degrade._posterior import AUTO_STEP
+from pft.degrade._curvature import AUTO_STEP
 
 
 def exact_origin(kappa):
