@@ -37,8 +37,6 @@ def files(tmp_path_factory):
     return root
 
 
-# pft/cli writes --plot-dir through EvalResult.plot(directory), now deprecated for save_plots:
-# ignored here until the CLI calls save_plots (then drop this mark).
 def test_pft_eval_reads_a_hf_directory_and_pfts_sae_format(files, capsys, tmp_path):
     out = tmp_path / "r.json"
     rc = main(["eval", "--model", str(files / "model"), "--sae", str(files / "sae"), "--hook", "transformer.h.0",
