@@ -45,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def _fail(prog: str, message: str) -> int:
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
     return 2
