@@ -67,8 +67,10 @@ def _log1p(u, order, nvar):
 def _inverse(a, order, nvar):
     """1 / a for a series with constant term 1."""
     zero = (0,) * nvar
-    if a.get(zero) != 1:  # pragma: no cover - internal use only
-        raise ValueError("constant term must be 1")
+    # An internal invariant, not an input check: the only caller passes the moment series,
+    # whose constant term is E[1] = 1 by construction, so users cannot reach this line.
+    if a.get(zero) != 1:  # pragma: no cover - internal invariant
+        raise AssertionError(f"_inverse needs a series with constant term 1; got {a.get(zero)!r}.")
     u = {e: -c for e, c in a.items() if e != zero}
     out = {zero: Fraction(1)}
     power = {zero: Fraction(1)}
