@@ -195,8 +195,8 @@ def _newton(fn, x, steps: int = 20):
     if float(g.abs().max()) <= np.sqrt(eps) * max(scale, 1.0):
         return x, (hess + hess.T) / 2
     raise InputError(
-        f"`x_star` is not near a critical point of `fn`: after Newton refinement the gradient is still "
-        f"{float(g.abs().max()):.3g} in max-norm; pass a point near the minimum"
+        "`x_star` must be near a critical point of `fn`; got a point where, after Newton refinement, "
+        f"the gradient is still {float(g.abs().max()):.3g} in max-norm. Pass a point near the minimum."
     )
 
 

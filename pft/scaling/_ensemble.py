@@ -404,7 +404,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
             f"`inputs` must have shape (k, {config.input_dim}) (input_dim = {config.input_dim}); got {np.shape(inputs)}."
         )
     if not np.all(np.isfinite(X)):
-        raise InputError("`inputs` has non-finite entries.")
+        raise InputError(f"`inputs` must be finite; got {int(np.sum(~np.isfinite(X)))} NaN/inf entries.")
     dtype = torch.float64 if dtype is None else dtype
     act = resolve_activation(config.activation)
     k = X.shape[0]

@@ -233,7 +233,8 @@ def _solve_minimum(action, xs, grad) -> tuple:
         if all(v.is_number for v in values):
             return proven[int(np.argmin([float(v) for v in values]))][0]
         raise InputError(
-            f"∇S = 0 has several minima {[list(c[0]) for c in proven]}; choose one with `point=`"
+            "`point` must be given when ∇S = 0 has several minima of undecided depth; "
+            f"got point=None and minima {[list(c[0]) for c in proven]}. Choose one with `point=`."
         )
     undecided = [c for c in candidates if c[2] is None]
     if len(undecided) == 1 and len(candidates) == 1:
@@ -242,8 +243,8 @@ def _solve_minimum(action, xs, grad) -> tuple:
         x_star, hess, _ = candidates[0]
         raise not_positive_definite(_eigenvalues(hess), f"at every critical point found (e.g. x* = {list(x_star)})")
     raise InputError(
-        f"could not find a unique minimum by solving ∇S = 0 (critical points found: "
-        f"{[list(c[0]) for c in candidates]}); give it with `point=`"
+        "`point` must be given when solving ∇S = 0 finds no unique minimum; "
+        f"got point=None and critical points {[list(c[0]) for c in candidates]}. Give it with `point=`."
     )
 
 

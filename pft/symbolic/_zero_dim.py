@@ -180,7 +180,7 @@ def zero_dimensional_series(couplings, order, *, n_external=0, connected=True):
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
             raise InputError(f"`couplings` keys must be vertex degrees (integers >= 1); got {k!r}.")
     if len({k for k, _ in items}) != len(items):
-        raise InputError(f"`couplings` names a degree twice: {[k for k, _ in items]}.")
+        raise InputError(f"`couplings` must name each degree once; got degrees {[k for k, _ in items]!r}.")
     order = check_int(order, "order", minimum=0)
     n_external = check_int(n_external, "n_external", minimum=0)
     items.sort(key=lambda t: t[0])
