@@ -125,7 +125,7 @@ def cornish_fisher(q, cumulants: Sequence, *, order: int) -> np.ndarray:
     """
     qa = np.asarray(q, dtype=np.float64)
     if not np.all((qa > 0) & (qa < 1)):
-        raise InputError(f"`q` must lie strictly between 0 and 1, got values in [{qa.min()}, {qa.max()}]")
+        raise InputError(f"`q` must lie strictly between 0 and 1; got values in [{float(qa.min())!r}, {float(qa.max())!r}].")
     z0, std, _, (mean, scale) = _standardize(np.zeros(()), cumulants, order, allow_multivariate=False)
     z = special.ndtri(qa)
     w = np.zeros_like(z)
@@ -162,11 +162,12 @@ class _Standardized:
 def _standardize(x, cumulants, order, *, allow_multivariate=True):
     order = check_int(order, "order", minimum=0)
     if isinstance(cumulants, (str, bytes)) or not isinstance(cumulants, (Sequence, np.ndarray)):
-        raise InputError(f"`cumulants` must be a sequence [mean, variance, κ3, ...], got {type(cumulants).__name__}")
+        raise InputError(f"`cumulants` must be a sequence [mean, variance, κ3, ...]; got {type(cumulants).__name__}.")
     need = order + 2
     if len(cumulants) < need:
         raise InputError(
-            f"`cumulants` has {len(cumulants)} entries but order {order} needs {need} (κ_1 … κ_{need})"
+            f"`cumulants` must have at least {need} entries (κ_1 … κ_{need}) for order {order}; "
+            f"got {len(cumulants)}."
         )
     first = np.asarray(cumulants[0])
     if first.ndim == 0:
@@ -174,41 +175,45 @@ def _standardize(x, cumulants, order, *, allow_multivariate=True):
         for r in range(need):
             c = np.asarray(cumulants[r], dtype=np.float64)
             if c.ndim != 0 or not np.isfinite(c):
-                raise InputError(f"`cumulants[{r}]` must be a finite scalar for a 1-D variable, got {cumulants[r]!r}")
+                raise InputError(f"`cumulants[{r}]` must be a finite scalar for a 1-D variable; got {cumulants[r]!r}.")
             vals.append(float(c))
         if not vals[1] > 0:
-            raise NotPositiveDefiniteError(f"`cumulants[1]` (the variance) must be > 0, got {vals[1]}")
+            raise NotPositiveDefiniteError(f"`cumulants[1]` (the variance) must be > 0; got {vals[1]!r}.")
         scale = vals[1] ** 0.5
         scalars = {r: vals[r - 1] / scale**r for r in range(3, need + 1)}
         z = (np.asarray(x, dtype=np.float64) - vals[0]) / scale
         return z, _Standardized(order, False, scalars=scalars), np.log(scale), (vals[0], scale)
     if not allow_multivariate:
-        raise InputError(f"`cumulants[0]` must be a scalar here (univariate only), got shape {first.shape}")
+        raise InputError(f"`cumulants[0]` must be a scalar here (univariate only); got shape {first.shape}.")
     if first.ndim != 1:
-        raise InputError(f"`cumulants[0]` (the mean) must be a scalar or a (d,) vector, got shape {first.shape}")
+        raise InputError(f"`cumulants[0]` (the mean) must be a scalar or a (d,) vector; got shape {first.shape}.")
     d = first.shape[0]
     _check_reach(order, d)
     tensors = []
     for r in range(1, need + 1):
         c = np.array(cumulants[r - 1], dtype=np.float64)  # a copy: inputs are never mutated
         if c.shape != (d,) * r:
-            raise InputError(f"`cumulants[{r - 1}]` (order {r}) must have shape {(d,) * r}, got {c.shape}")
+            raise InputError(f"`cumulants[{r - 1}]` (order {r}) must have shape {(d,) * r}; got shape {c.shape}.")
         if not np.all(np.isfinite(c)):
-            raise InputError(f"`cumulants[{r - 1}]` has non-finite entries")
+            raise InputError(f"`cumulants[{r - 1}]` must hold finite numbers; got {int(np.sum(~np.isfinite(c)))} NaN/inf entries.")
         tensors.append(c)
     cov = tensors[1]
     if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * np.abs(cov).max()):
-        raise InputError("`cumulants[1]` (the covariance) must be symmetric")
+        raise InputError(
+            "`cumulants[1]` (the covariance) must be symmetric; "
+            f"got a largest asymmetry |C - Cᵀ| of {float(np.abs(cov - cov.T).max())!r}."
+        )
     evals = np.linalg.eigvalsh(cov)
     if evals[0] <= evals[-1] * d * np.finfo(np.float64).eps or evals[0] <= 0:
         raise NotPositiveDefiniteError(
-            f"`cumulants[1]` (the covariance) is not positive definite: smallest eigenvalues {evals[:3]}"
+            "`cumulants[1]` (the covariance) must be positive definite; "
+            f"got smallest eigenvalues {evals[:3].tolist()!r}."
         )
     chol = np.linalg.cholesky(cov)
     inv = np.linalg.inv(chol)
     xa = np.asarray(x, dtype=np.float64)
     if xa.shape[-1:] != (d,) or xa.ndim > 2:
-        raise InputError(f"`x` must have shape (N, {d}) or ({d},) for a {d}-dimensional variable, got {xa.shape}")
+        raise InputError(f"`x` must have shape (N, {d}) or ({d},) for a {d}-dimensional variable; got shape {xa.shape}.")
     z = (xa - tensors[0]) @ inv.T
     std = {}
     for r in range(3, need + 1):

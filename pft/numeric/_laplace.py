@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from pft._device import resolve_device
+from pft._device import torch_device
 from pft._validate import check_float, check_int
 from pft.errors import InputError, OutOfReachError
 from pft.symbolic import LaplaceExpansion
@@ -94,22 +94,24 @@ def laplace(
     [0.083333333333, 0.0, -0.002777777778]
     """
     if not callable(fn):
-        raise InputError(f"`fn` must be callable (x -> scalar tensor), got {type(fn).__name__}")
+        raise InputError(f"`fn` must be callable (x -> scalar tensor); got {type(fn).__name__}.")
     order = check_int(order, "order", minimum=0)
     if n is not None:
         n = check_float(n, "n", minimum=0, exclusive_minimum=True)
     max_elements = check_int(max_elements, "max_elements", minimum=1)
     _load_forward_ad()
-    device = resolve_device(device)
-    if device is None:  # the input's own device; CPU for numpy and lists
-        device = x_star.device if isinstance(x_star, torch.Tensor) else torch.device("cpu")
+    # device=None: a tensor x_star's own device, else the CPU (torch_device's default)
+    device = x_star.device if device is None and isinstance(x_star, torch.Tensor) else torch_device(device)
     if isinstance(x_star, torch.Tensor):  # numpy's __array__ protocol on tensors warns under numpy 2
         x_star = x_star.detach().cpu().to(torch.float64).numpy()
     x0 = np.array(x_star, dtype=np.float64)  # a copy: the input is never touched
     if x0.ndim == 0:
         x0 = x0.reshape(1)
     if x0.ndim != 1 or x0.size == 0 or not np.all(np.isfinite(x0)):
-        raise InputError(f"`x_star` must be a finite 1-D array (d,), got shape {x0.shape}")
+        raise InputError(
+            f"`x_star` must be a finite, non-empty 1-D array (d,); got shape {x0.shape}"
+            + ("." if x0.ndim != 1 or x0.size == 0 else f" with {int(np.sum(~np.isfinite(x0)))} NaN/inf entries.")
+        )
     d = x0.size
     x = torch.as_tensor(x0, dtype=dtype, device=device)
     value = _scalar_call(fn, x)
@@ -157,9 +159,12 @@ def _load_forward_ad() -> None:
 def _scalar_call(fn, x):
     out = fn(x)
     if not isinstance(out, torch.Tensor) or out.numel() != 1:
-        raise InputError(f"`fn` must return a scalar tensor, got {type(out).__name__} {getattr(out, 'shape', '')}")
+        raise InputError(
+            f"`fn` must return a scalar tensor (one element); got {type(out).__name__}"
+            + (f" of shape {tuple(out.shape)}." if isinstance(out, torch.Tensor) else ".")
+        )
     if not torch.isfinite(out).all():
-        raise InputError(f"`fn` is not finite at x_star (value {float(out)})")
+        raise InputError(f"`fn` must be finite at `x_star`; got {float(out)!r}.")
     return out.reshape(())
 
 
@@ -190,8 +195,8 @@ def _newton(fn, x, steps: int = 20):
     if float(g.abs().max()) <= np.sqrt(eps) * max(scale, 1.0):
         return x, (hess + hess.T) / 2
     raise InputError(
-        f"`x_star` is not near a critical point of `fn`: after Newton refinement the gradient is still "
-        f"{float(g.abs().max()):.3g} in max-norm; pass a point near the minimum"
+        "`x_star` must be near a critical point of `fn`; got a point where, after Newton refinement, "
+        f"the gradient is still {float(g.abs().max()):.3g} in max-norm. Pass a point near the minimum."
     )
 
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from pft._device import host, is_tensor, like, like_dtype, single
 from pft.distributed import LocalReducer, Reducer
+from pft.errors import InputError
 from pft.numeric._ica import sym_decorrelate
 from pft.numeric._sparse import sparse_atoms
 from pft.numeric.projections import project_moments
@@ -81,7 +82,10 @@ def pursuit(w: Any, start: np.ndarray, *, clip: Any = 4.0, max_iter: int = 30, t
     clips = np.asarray([np.inf if c is None else float(c) for c in (clip if np.ndim(clip) else [clip] * m)])
     sym = np.asarray(symmetric if np.ndim(symmetric) else [symmetric] * m, dtype=bool)
     if clips.shape != (m,) or sym.shape != (m,):
-        raise ValueError("pursuit: `clip` and `symmetric` need one value, or one per start")
+        raise InputError(
+            f"`clip` and `symmetric` must each be one value or one per start ({m}); "
+            f"got {clips.size} clip values and {sym.size} symmetric values."
+        )
     bound = None if np.all(np.isinf(clips)) else like_dtype(clips, w)
     for _ in range(int(max_iter)):
         y = w @ like_dtype(U.T, w)

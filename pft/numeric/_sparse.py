@@ -9,6 +9,7 @@ import numpy as np
 
 from pft._device import host, is_tensor, like_dtype
 from pft.distributed import LocalReducer, Reducer
+from pft.errors import InputError
 
 __all__ = ["sparse_atoms"]
 
@@ -78,7 +79,10 @@ def sparse_atoms(chunks: Callable[[], Iterable[Any]], start: Any, *, n_iter: int
     metrics = list(metric) if isinstance(metric, (list, tuple)) else [metric]
     starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(metrics)
     if len(starts) != len(metrics) or len({a.shape for a in starts}) != 1:
-        raise ValueError("sparse_atoms: one (m, d) start per dictionary")
+        raise InputError(
+            f"`start` must be one (m, d) array, or one per dictionary ({len(metrics)}) all of one shape; "
+            f"got {len(starts)} of shapes {sorted({tuple(np.shape(a)) for a in starts})}."
+        )
     m, d = starts[0].shape
     n_dict = len(metrics)
     sparsities = list(sparsity) if isinstance(sparsity, (list, tuple)) else [sparsity] * n_dict

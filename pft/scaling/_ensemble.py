@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pft._deprecation import renamed_keywords
-from pft._device import resolve_device
+from pft._device import torch_device
 from pft._results import JsonResult
 from pft._validate import check_choice, check_float, check_int, check_seed
 from pft.distributed import LocalReducer, Reducer, reducer
@@ -404,7 +404,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
             f"`inputs` must have shape (k, {config.input_dim}) (input_dim = {config.input_dim}); got {np.shape(inputs)}."
         )
     if not np.all(np.isfinite(X)):
-        raise InputError("`inputs` has non-finite entries.")
+        raise InputError(f"`inputs` must be finite; got {int(np.sum(~np.isfinite(X)))} NaN/inf entries.")
     dtype = torch.float64 if dtype is None else dtype
     act = resolve_activation(config.activation)
     k = X.shape[0]
@@ -420,7 +420,7 @@ def sample_ensemble(config: MLPConfig, n_networks, inputs, *, method="exact", se
     n_blocks = -(-n_networks // chunk)
     first, stop = n_blocks * red.rank // world, n_blocks * (red.rank + 1) // world
     lo, hi = min(first * chunk, n_networks), min(stop * chunk, n_networks)
-    dev = resolve_device(device) or torch.device("cpu")
+    dev = torch_device(device)  # None: the CPU
     try:
         Xt = torch.as_tensor(X, dtype=dtype, device=dev)
     except (RuntimeError, TypeError, AssertionError) as exc:

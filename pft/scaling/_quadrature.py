@@ -35,6 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from pft.errors import InputError
+
 __all__ = ["half_line_rule", "gaussian_rule", "gaussian_expect", "expect"]
 
 N_HALF = 96  # nodes of the half-line rules
@@ -260,7 +262,7 @@ def gaussian_rule(K) -> tuple[np.ndarray, np.ndarray]:
         return _rule_2d(K)
     if d in (3, 4):
         return _rule_nd(K)
-    raise ValueError(f"gaussian_rule supports d ≤ 4, got d = {d}")
+    raise InputError(f"`K` must be a (d, d) covariance with d ≤ 4; got shape {K.shape}.")
 
 
 def expect(f, K: float) -> float:

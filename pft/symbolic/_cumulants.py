@@ -124,9 +124,9 @@ def _tidy(array: np.ndarray) -> np.ndarray:
 
 def _validate(tensors: Sequence, name: str) -> tuple[list[np.ndarray], bool, bool]:
     if isinstance(tensors, (str, bytes)) or not isinstance(tensors, (Sequence, np.ndarray)):
-        raise InputError(f"`{name}` must be a sequence [order 1, order 2, ...], got {type(tensors).__name__}")
+        raise InputError(f"`{name}` must be a sequence [order 1, order 2, ...]; got {type(tensors).__name__}.")
     if len(tensors) == 0:
-        raise InputError(f"`{name}` is empty; give at least the first-order tensor")
+        raise InputError(f"`{name}` must hold at least the first-order tensor; got an empty sequence.")
     scalar = all(np.ndim(t) == 0 for t in tensors)
     raw = [np.asarray(t) for t in tensors]
     exact = any(a.dtype.kind in "iuO" for a in raw)
@@ -137,15 +137,15 @@ def _validate(tensors: Sequence, name: str) -> tuple[list[np.ndarray], bool, boo
     for r, a in enumerate(raw, start=1):
         if a.ndim != r or (d is not None and a.shape != (d,) * r):
             expected = f"shape {(d,) * r}" if d is not None else f"{r} dimensions"
-            raise InputError(f"`{name}[{r - 1}]` (order {r}) must have {expected}, got shape {a.shape}")
+            raise InputError(f"`{name}[{r - 1}]` (order {r}) must have {expected}; got shape {a.shape}.")
         if a.dtype.kind not in "iufO":
-            raise InputError(f"`{name}[{r - 1}]` must hold numbers, got dtype {a.dtype}")
+            raise InputError(f"`{name}[{r - 1}]` must hold numbers; got dtype {a.dtype}.")
         if exact:
             b = np.empty(a.shape, dtype=object)
             for idx, v in np.ndenumerate(a):
                 b[idx] = int(v) if isinstance(v, (np.integer,)) else (float(v) if isinstance(v, np.floating) else v)
                 if not isinstance(b[idx], (Number, sympy.Basic)):
-                    raise InputError(f"`{name}[{r - 1}]` holds {b[idx]!r}, which is not a number")
+                    raise InputError(f"`{name}[{r - 1}]` must hold numbers; got {b[idx]!r}.")
             a = b
         else:
             a = a.astype(np.float64, copy=True)

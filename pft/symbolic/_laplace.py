@@ -149,12 +149,12 @@ def laplace_expansion(action, variables, *, order: int, point=None) -> LaplaceEx
 def _check_action(action) -> sympy.Expr:
     if isinstance(action, str):
         raise InputError(
-            "`action` must be a sympy expression, got a str; parse it with pft.symbolic.parse_expression first"
+            "`action` must be a sympy expression; got a str. Parse it with pft.symbolic.parse_expression first."
         )
     if isinstance(action, (Number,)):
         action = sympy.sympify(action)
     if not isinstance(action, sympy.Expr):
-        raise InputError(f"`action` must be a sympy expression, got {type(action).__name__}")
+        raise InputError(f"`action` must be a sympy expression; got {type(action).__name__}.")
     return action
 
 
@@ -162,19 +162,21 @@ def _check_variables(variables, action) -> tuple[sympy.Symbol, ...]:
     if isinstance(variables, (sympy.Symbol, str)):
         variables = [variables]
     if not isinstance(variables, Sequence) or len(variables) == 0:
-        raise InputError(f"`variables` must be a symbol or a non-empty sequence of symbols, got {variables!r}")
+        raise InputError(f"`variables` must be a symbol or a non-empty sequence of symbols; got {variables!r}.")
     by_name = {s.name: s for s in action.free_symbols if isinstance(s, sympy.Symbol)}
     out = []
     for v in variables:
         if isinstance(v, str):
             if v not in by_name:
-                raise InputError(f"`variables` names {v!r}, which does not occur in the action (free symbols: {sorted(by_name)})")
+                raise InputError(
+                    f"`variables` must name free symbols of the action ({sorted(by_name)}); got {v!r}."
+                )
             v = by_name[v]
         if not isinstance(v, sympy.Symbol):
-            raise InputError(f"`variables` must hold sympy Symbols or names, got {v!r}")
+            raise InputError(f"`variables` must hold sympy Symbols or names; got {v!r}.")
         out.append(v)
     if len(set(out)) != len(out):
-        raise InputError(f"`variables` repeats a symbol: {out}")
+        raise InputError(f"`variables` must not repeat a symbol; got {out!r}.")
     return tuple(out)
 
 
@@ -186,14 +188,14 @@ def _resolve_point(action, xs, point) -> tuple:
         lookup = {(k.name if isinstance(k, sympy.Symbol) else str(k)): v for k, v in point.items()}
         missing = [v.name for v in xs if v.name not in lookup]
         if missing:
-            raise InputError(f"`point` gives no value for {missing}")
+            raise InputError(f"`point` must give a value for every variable; got none for {missing!r}.")
         values = [lookup[v.name] for v in xs]
     elif isinstance(point, (Number, sympy.Basic)) and not isinstance(point, sympy.MatrixBase):
         values = [point]
     else:
         values = list(point)
     if len(values) != len(xs):
-        raise InputError(f"`point` has {len(values)} coordinates but there are {len(xs)} variables")
+        raise InputError(f"`point` must have one coordinate per variable ({len(xs)}); got {len(values)}.")
     x_star = tuple(sympy.sympify(v) for v in values)
     subs = dict(zip(xs, x_star))
     residual = [tidy(g.subs(subs)) for g in grad]
@@ -202,7 +204,9 @@ def _resolve_point(action, xs, point) -> tuple:
             continue
         if r.is_number and abs(complex(r)) < 1e-12 and any(isinstance(v, sympy.Float) for v in x_star):
             continue
-        raise InputError(f"`point` {list(x_star)} is not a critical point: the gradient there is {residual}")
+        raise InputError(
+            f"`point` must be a critical point of the action; got {list(x_star)}, where the gradient is {residual}."
+        )
     return x_star
 
 
@@ -229,7 +233,8 @@ def _solve_minimum(action, xs, grad) -> tuple:
         if all(v.is_number for v in values):
             return proven[int(np.argmin([float(v) for v in values]))][0]
         raise InputError(
-            f"∇S = 0 has several minima {[list(c[0]) for c in proven]}; choose one with `point=`"
+            "`point` must be given when ∇S = 0 has several minima of undecided depth; "
+            f"got point=None and minima {[list(c[0]) for c in proven]}. Choose one with `point=`."
         )
     undecided = [c for c in candidates if c[2] is None]
     if len(undecided) == 1 and len(candidates) == 1:
@@ -238,8 +243,8 @@ def _solve_minimum(action, xs, grad) -> tuple:
         x_star, hess, _ = candidates[0]
         raise not_positive_definite(_eigenvalues(hess), f"at every critical point found (e.g. x* = {list(x_star)})")
     raise InputError(
-        f"could not find a unique minimum by solving ∇S = 0 (critical points found: "
-        f"{[list(c[0]) for c in candidates]}); give it with `point=`"
+        "`point` must be given when solving ∇S = 0 finds no unique minimum; "
+        f"got point=None and critical points {[list(c[0]) for c in candidates]}. Give it with `point=`."
     )
 
 

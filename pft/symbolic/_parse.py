@@ -92,9 +92,9 @@ def read_expression(text: str, *, symbols: Mapping[str, sympy.Symbol] | None = N
 
 def _parse(text, symbols, max_length) -> sympy.Expr:
     if not isinstance(text, str):
-        raise InputError(f"`text` must be a str formula, got {type(text).__name__}")
+        raise InputError(f"`text` must be a str formula; got {type(text).__name__}.")
     if max_length is not None and len(text) > max_length:
-        raise InputError(f"`text` is {len(text)} characters long; formulas are limited to {max_length}")
+        raise InputError(f"`text` must be at most {max_length} characters long; got {len(text)}.")
     shown = text if len(text) <= 80 else text[:77] + "..."
     try:
         if max_length is None:  # long sums are deep left-leaning trees: let ast go deeper

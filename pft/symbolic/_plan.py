@@ -195,7 +195,7 @@ def contraction_plan(diagram) -> ContractionPlan:
         symmetry = Fraction(diagram.symmetry_factor)
     except AttributeError:
         raise InputError(
-            f"`diagram` must be a pft.symbolic.Diagram (with .graph and .symmetry_factor), got {type(diagram).__name__}"
+            f"`diagram` must be a pft.symbolic.Diagram (with .graph and .symmetry_factor); got {type(diagram).__name__}."
         ) from None
     internal = sorted(v for v, data in graph.nodes(data=True) if not data.get("external", False))
     labels = {v: data["label"] for v, data in graph.nodes(data=True) if data.get("external", False)}

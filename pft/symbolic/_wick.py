@@ -113,16 +113,16 @@ def gaussian_moment(cov, indices: Sequence[int]):
     asym = [(i, j) for i in range(d) for j in range(i) if not _same(table[i][j], table[j][i])]
     if asym:
         i, j = asym[0]
-        raise InputError(f"`cov` must be symmetric, but cov[{i}, {j}] = {table[i][j]} != cov[{j}, {i}] = {table[j][i]}")
+        raise InputError(f"`cov` must be symmetric; got cov[{i}, {j}] = {table[i][j]!r} != cov[{j}, {i}] = {table[j][i]!r}.")
     try:
         idx = [int(i) for i in indices]
     except (TypeError, ValueError):
-        raise InputError(f"`indices` must be a sequence of integers, got {indices!r}") from None
+        raise InputError(f"`indices` must be a sequence of integers; got {indices!r}.") from None
     if any(isinstance(i, (bool, float)) for i in indices):
-        raise InputError(f"`indices` must be integers, got {list(indices)!r}")
+        raise InputError(f"`indices` must be integers (not bool or float); got {list(indices)!r}.")
     bad = [i for i in idx if not 0 <= i < d]
     if bad:
-        raise InputError(f"`indices` must lie in 0..{d - 1} for a {d}x{d} covariance, got {bad}")
+        raise InputError(f"`indices` must lie in 0..{d - 1} for a {d}x{d} covariance; got {bad!r}.")
     floating = all(isinstance(v, float) for row in table for v in row)
     if len(idx) % 2:
         return sympy.Integer(0) if _symbolic(table) else (0.0 if floating else 0)
@@ -168,7 +168,7 @@ def _symbolic(table) -> bool:
 def _covariance_table(cov) -> list[list]:
     if isinstance(cov, sympy.MatrixBase):
         if cov.rows != cov.cols:
-            raise InputError(f"`cov` must be square, got a {cov.rows}x{cov.cols} sympy Matrix")
+            raise InputError(f"`cov` must be square; got a {cov.rows}x{cov.cols} sympy Matrix.")
         return [[cov[i, j] for j in range(cov.cols)] for i in range(cov.rows)]
     if isinstance(cov, (Number, sympy.Basic)) and not isinstance(cov, bool):
         cov = [[cov]]
@@ -176,16 +176,16 @@ def _covariance_table(cov) -> list[list]:
     if arr.ndim == 0:
         arr = arr.reshape(1, 1)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
-        raise InputError(f"`cov` must be a square (d, d) matrix, got shape {arr.shape}")
+        raise InputError(f"`cov` must be a square (d, d) matrix; got shape {arr.shape}.")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
-            raise InputError("`cov` has non-finite entries")
+            raise InputError(f"`cov` must hold finite numbers; got {int(np.sum(~np.isfinite(arr)))} NaN/inf entries.")
         return [[float(v) for v in row] for row in arr]
     if arr.dtype.kind in "iu":
         return [[int(v) for v in row] for row in arr]
     if arr.dtype.kind == "O":
         for v in arr.flat:
             if not isinstance(v, (Number, sympy.Basic)) or isinstance(v, bool):
-                raise InputError(f"`cov` holds {v!r}, which is not a number or sympy expression")
+                raise InputError(f"`cov` must hold numbers or sympy expressions; got {v!r}.")
         return [list(row) for row in arr]
-    raise InputError(f"`cov` must hold numbers, got dtype {arr.dtype}")
+    raise InputError(f"`cov` must hold numbers; got dtype {arr.dtype}.")

@@ -67,8 +67,10 @@ def _log1p(u, order, nvar):
 def _inverse(a, order, nvar):
     """1 / a for a series with constant term 1."""
     zero = (0,) * nvar
-    if a.get(zero) != 1:  # pragma: no cover - internal use only
-        raise ValueError("constant term must be 1")
+    # An internal invariant, not an input check: the only caller passes the moment series,
+    # whose constant term is E[1] = 1 by construction, so users cannot reach this line.
+    if a.get(zero) != 1:  # pragma: no cover - internal invariant
+        raise AssertionError(f"_inverse needs a series with constant term 1; got {a.get(zero)!r}.")
     u = {e: -c for e, c in a.items() if e != zero}
     out = {zero: Fraction(1)}
     power = {zero: Fraction(1)}
@@ -178,7 +180,7 @@ def zero_dimensional_series(couplings, order, *, n_external=0, connected=True):
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
             raise InputError(f"`couplings` keys must be vertex degrees (integers >= 1); got {k!r}.")
     if len({k for k, _ in items}) != len(items):
-        raise InputError(f"`couplings` names a degree twice: {[k for k, _ in items]}.")
+        raise InputError(f"`couplings` must name each degree once; got degrees {[k for k, _ in items]!r}.")
     order = check_int(order, "order", minimum=0)
     n_external = check_int(n_external, "n_external", minimum=0)
     items.sort(key=lambda t: t[0])

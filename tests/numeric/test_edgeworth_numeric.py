@@ -170,11 +170,19 @@ def test_multivariate_is_affine_covariant():
 
 
 def test_errors():
-    with pytest.raises(InputError, match="`cumulants`"):
+    with pytest.raises(InputError, match=r"^`cumulants` must have at least 3 entries \(κ_1 … κ_3\) for order 1; got 2\.$"):
         edgeworth_pdf(0.0, [0.0, 1.0], order=1)
+    with pytest.raises(InputError, match=r"^`cumulants` must be a sequence \[mean, variance, κ3, \.\.\.\]; got str\.$"):
+        edgeworth_pdf(0.0, "0,1,0", order=1)
+    with pytest.raises(InputError, match=r"^`q` must lie strictly between 0 and 1; got values in \[0\.5, 1\.0\]\.$"):
+        cornish_fisher([0.5, 1.0], [0.0, 1.0, 0.0, 0.0], order=2)
+    with pytest.raises(NotPositiveDefiniteError, match=r"^`cumulants\[1\]` \(the variance\) must be > 0; got -1\.0\.$"):
+        edgeworth_pdf(0.0, [0.0, -1.0, 0.0], order=1)
+    with pytest.raises(InputError, match=r"^`x` must have shape \(N, 2\) or \(2,\) for a 2-dimensional variable; got shape \(3,\)\.$"):
+        edgeworth_pdf(np.zeros(3), [np.zeros(2), np.eye(2), np.zeros((2, 2, 2))], order=1)
     with pytest.raises(NotPositiveDefiniteError):
         edgeworth_pdf(0.0, [0.0, -1.0, 0.0], order=1)
-    with pytest.raises(NotPositiveDefiniteError, match="smallest eigenvalues"):
+    with pytest.raises(NotPositiveDefiniteError, match=r"^`cumulants\[1\]` \(the covariance\) must be positive definite; got smallest eigenvalues"):
         edgeworth_pdf(np.zeros(2), [np.zeros(2), np.array([[1.0, 1.0], [1.0, 1.0]]), np.zeros((2, 2, 2))], order=1)
     with pytest.raises(InputError, match="`x`"):
         edgeworth_pdf(np.zeros(3), [np.zeros(2), np.eye(2), np.zeros((2, 2, 2))], order=1)

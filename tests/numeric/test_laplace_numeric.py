@@ -156,13 +156,19 @@ def test_inputs_and_bad_arguments():
     x0 = np.array([0.3])
     laplace(lambda v: (v**2).sum() / 2 + (v**3).sum(), x0, order=1)
     np.testing.assert_array_equal(x0, [0.3])
-    with pytest.raises(InputError, match="`fn`"):
+    with pytest.raises(InputError, match=r"^`fn` must return a scalar tensor \(one element\); got Tensor of shape \(2,\)\.$"):
         laplace(lambda v: v * 2, np.zeros(2), order=1)
-    with pytest.raises(InputError, match="`x_star`"):
+    with pytest.raises(InputError, match=r"^`fn` must be callable \(x -> scalar tensor\); got int\.$"):
+        laplace(3, np.zeros(2), order=1)
+    with pytest.raises(InputError, match=r"^`x_star` must be a finite, non-empty 1-D array \(d,\); got shape \(2, 2\)\.$"):
         laplace(lambda v: (v**2).sum(), np.zeros((2, 2)), order=1)
+    with pytest.raises(InputError, match=r"^`x_star` must be a finite, non-empty 1-D array \(d,\); got shape \(2,\) with 1 NaN/inf entries\.$"):
+        laplace(lambda v: (v**2).sum(), np.array([0.0, np.nan]), order=1)
+    with pytest.raises(InputError, match=r"^`fn` must be finite at `x_star`; got inf\.$"):
+        laplace(lambda v: (v**2).sum() / 0.0, np.ones(2), order=1)
     with pytest.raises(InputError, match="`order`"):
         laplace(lambda v: (v**2).sum(), np.zeros(2), order=-1)
-    with pytest.raises(InputError, match="critical point"):
+    with pytest.raises(InputError, match=r"^`x_star` must be near a critical point of `fn`; got a point where"):
         laplace(lambda v: v.sum(), np.zeros(2), order=1)
 
 

@@ -188,6 +188,17 @@ def test_bad_input():
         feature_directions(x, 2, seed=-1)
 
 
+def test_internal_helpers_refuse_mismatched_per_start_arguments():
+    w = np.random.default_rng(0).normal(size=(50, 3))
+    start = np.eye(3)[:2]
+    with pytest.raises(InputError, match=r"^`clip` and `symmetric` must each be one value or one per start \(2\); "
+                                         r"got 3 clip values and 2 symmetric values\.$"):
+        pursuit(w, start, clip=[4.0, 4.0, 4.0])
+    with pytest.raises(InputError, match=r"^`start` must be one \(m, d\) array, or one per dictionary \(2\) all of one "
+                                         r"shape; got 2 of shapes \[\(2, 3\), \(3, 3\)\]\.$"):
+        sparse_atoms(lambda: [w], [start, np.eye(3)], metric=[None, None], n_iter=1)
+
+
 @pytest.mark.parametrize("sparsity", [1, 3])
 def test_sparse_atoms_on_torch_tensors_equal_numpy(sparsity):
     torch = pytest.importorskip("torch")

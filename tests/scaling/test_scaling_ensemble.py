@@ -137,6 +137,8 @@ def test_bad_input_names_the_argument():
     cfg = MLPConfig("relu", 8, 3, C_W=2.0, C_b=0.0)
     with pytest.raises(InputError, match="`inputs`"):
         sample_ensemble(cfg, 10, np.ones((2, 3)), seed=0, progress=False)
+    with pytest.raises(InputError, match=r"^`inputs` must be finite; got 1 NaN/inf entries\.$"):
+        sample_ensemble(cfg, 10, np.array([[1.0], [np.nan]]), seed=0, progress=False)
     with pytest.raises(InputError, match="`method`"):
         sample_ensemble(cfg, 10, [1.0], method="fast", seed=0, progress=False)
     with pytest.raises(InputError, match="`n_networks`"):

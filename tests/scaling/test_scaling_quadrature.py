@@ -151,3 +151,10 @@ def test_two_dimensional_leaky_relu_is_exact_for_any_kernel(k11, k22, rho, slope
     cross = same - 0.5 * rho * math.sqrt(k11 * k22)  # E relu(u) relu(−v)
     exact = same + a * a * same - 2 * a * cross
     assert abs(got - exact) <= 1e-12 * math.sqrt(k11 * k22) * (1 + a * a)
+
+
+def test_gaussian_rule_refuses_more_than_four_dimensions():
+    from pft.errors import InputError
+
+    with pytest.raises(InputError, match=r"^`K` must be a \(d, d\) covariance with d ≤ 4; got shape \(5, 5\)\.$"):
+        gaussian_rule(np.eye(5))

@@ -74,5 +74,7 @@ def test_default_symbols_and_bad_input():
         zero_dimensional_series([4], -1)
     with pytest.raises(InputError, match="`couplings`"):
         zero_dimensional_series({0: g}, 2)
+    with pytest.raises(InputError, match=r"^`couplings` must name each degree once; got degrees \[3, 3\]\.$"):
+        zero_dimensional_series([3, 3], 2)
     with pytest.raises(InputError, match="`n_external`"):
         zero_dimensional_series([4], 2, n_external=1.5)

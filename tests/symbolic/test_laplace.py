@@ -267,7 +267,7 @@ def test_saddle_in_two_dimensions_names_the_negative_eigenvalue():
 
 def test_point_must_be_a_critical_point_and_solver_finds_the_minimum():
     x = sympy.Symbol("x", real=True)
-    with pytest.raises(InputError, match="not a critical point"):
+    with pytest.raises(InputError, match=r"`point` must be a critical point of the action; got \[1\], where the gradient is \[3/2\]\."):
         laplace_expansion(x**2 / 2 + x**3 / 6, x, order=1, point=1)
     # (x - 2)² + (x - 2)³/6 ... minimum at 2, solved for
     e = laplace_expansion((x - 2) ** 2 + (x - 2) ** 4, x, order=1)
@@ -327,12 +327,18 @@ def test_bad_arguments_are_named():
     x = sympy.Symbol("x", real=True)
     with pytest.raises(InputError, match="`order`"):
         laplace_expansion(x**2, x, order=-1)
-    with pytest.raises(InputError, match="`action`"):
+    with pytest.raises(InputError, match=r"^`action` must be a sympy expression; got a str\. Parse it"):
         laplace_expansion("x**2", x, order=1)
-    with pytest.raises(InputError, match="`variables`"):
+    with pytest.raises(InputError, match=r"^`action` must be a sympy expression; got list\.$"):
+        laplace_expansion([x], x, order=1)
+    with pytest.raises(InputError, match=r"^`variables` must name free symbols of the action \(\['x'\]\); got 'y'\.$"):
         laplace_expansion(x**2, "y", order=1)
-    with pytest.raises(InputError, match="`point`"):
+    with pytest.raises(InputError, match=r"^`variables` must not repeat a symbol; got \[x, x\]\.$"):
+        laplace_expansion(x**2, [x, x], order=1)
+    with pytest.raises(InputError, match=r"^`point` must have one coordinate per variable \(1\); got 2\.$"):
         laplace_expansion(x**2, x, order=1, point=(0, 1))
+    with pytest.raises(InputError, match=r"^`point` must give a value for every variable; got none for \['x'\]\.$"):
+        laplace_expansion(x**2, x, order=1, point={"y": 0})
 
 
 def test_json_round_trip_with_symbols_and_mean_needs_a_rebuild():

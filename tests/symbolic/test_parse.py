@@ -76,5 +76,5 @@ def test_caret_refusal_suggests_double_star():
 
 
 def test_non_string_input_is_refused():
-    with pytest.raises(InputError, match="`text`"):
+    with pytest.raises(InputError, match=r"^`text` must be a str formula; got int\.$"):
         parse_expression(3)

@@ -97,11 +97,15 @@ def test_moment_matches_monte_carlo_within_error_bar():
 
 
 def test_bad_inputs_name_the_argument():
-    with pytest.raises(InputError, match="`cov`"):
+    with pytest.raises(InputError, match=r"^`cov` must be a square \(d, d\) matrix; got shape \(2, 3\)\.$"):
         gaussian_moment(np.ones((2, 3)), [0, 1])
-    with pytest.raises(InputError, match="symmetric"):
+    with pytest.raises(InputError, match=r"^`cov` must be symmetric; got cov\[1, 0\] = 0\.2 != cov\[0, 1\] = 0\.5\.$"):
         gaussian_moment(np.array([[1.0, 0.5], [0.2, 1.0]]), [0, 1])
-    with pytest.raises(InputError, match="`indices`"):
+    with pytest.raises(InputError, match=r"^`cov` must hold finite numbers; got 1 NaN/inf entries\.$"):
+        gaussian_moment(np.array([[1.0, 0.0], [0.0, np.inf]]), [0, 1])
+    with pytest.raises(InputError, match=r"^`indices` must lie in 0\.\.1 for a 2x2 covariance; got \[2\]\.$"):
         gaussian_moment(np.eye(2), [0, 2])
-    with pytest.raises(InputError, match="`indices`"):
+    with pytest.raises(InputError, match=r"^`indices` must be integers \(not bool or float\); got \[0\.0, 1\.0\]\.$"):
         gaussian_moment(np.eye(2), [0.0, 1.0])
+    with pytest.raises(InputError, match=r"^`indices` must be a sequence of integers; got \['a'\]\.$"):
+        gaussian_moment(np.eye(2), ["a"])
