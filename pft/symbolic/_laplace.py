@@ -26,7 +26,7 @@ from pft.errors import InputError, OutOfReachError
 from pft.symbolic._exact_engine import ExactEngine, tidy
 from pft.symbolic._laplace_results import CorrelatorExpansion, LaplaceExpansion
 from pft.symbolic._terms import DiagramTerm
-from pft.symbolic.engine import build_terms, diagrams_of_order, dress, not_positive_definite
+from pft.symbolic.engine import build_terms, not_positive_definite
 
 __all__ = [
     "laplace_expansion",
@@ -34,11 +34,6 @@ __all__ = [
     "DiagramTerm",
     "CorrelatorExpansion",
     "MAX_EXACT_ORDER",
-    # the engine protocol, kept importable from here; its home is pft.symbolic.engine
-    "diagrams_of_order",
-    "build_terms",
-    "dress",
-    "not_positive_definite",
 ]
 
 
