@@ -152,7 +152,7 @@ def add_edgeworth(sub) -> None:
     )
     p.add_argument("--order", type=integer("--order", minimum=0), default=2,
                    help="keep terms up to n^(-order/2) (default 2)")
-    p.add_argument("--dim", type=integer("--dim", minimum=0), default=1, help="dimension of the symbolic series (default 1)")
+    p.add_argument("--dim", type=integer("--dim", minimum=1), default=1, help="dimension of the symbolic series (default 1)")
     p.add_argument("--cumulants", help="κ1,κ2,κ3,... of a scalar variable (formulas allowed, e.g. 2/sqrt(10))")
     p.add_argument("--x", help="points for the density, comma separated")
     p.add_argument("--q", help="probabilities for Cornish-Fisher quantiles, comma separated")
