@@ -32,7 +32,7 @@ name = sys.argv[1] if len(sys.argv) > 1 else "minilm"
 out = sys.argv[2] if len(sys.argv) > 2 else f"pft-{name}"
 os.makedirs(out, exist_ok=True)
 # tiny: a handful of short windows and a small SAE, enough to run every stage
-tiny = dict(n_windows=8, length=32, d_sae=64, k=8, steps=20, patch_windows=2, n_resamples=1)
+tiny = dict(n_windows=8, length=32, d_sae=64, k=8, n_steps=20, n_patch_windows=2, n_resamples=1)
 res = run_model_demo(name, seed=0, progress=SIZE == "full", **(tiny if SIZE == "tiny" else {}))
 print(res.title, "| hooked", res.module)
 print(res.residual)

@@ -29,7 +29,9 @@ ROWS = [
     (["power", "a", "c", "d", "--rates", "x"], "pft power: error: `--rates` must be comma-separated numbers; got 'x'."),
     (["power", "a", "c", "d", "--per-rate", "two"], "pft power: error: `--per-rate` must be an integer >= 1; got 'two'."),
     (["laplace", "x**2/2", "--var", "x", "--order", "two"], "pft laplace: error: `--order` must be an integer >= 0; got 'two'."),
-    (["edgeworth", "--dim", "-1"], "pft edgeworth: error: `--dim` must be an integer >= 0; got -1."),
+    (["edgeworth", "--dim", "-1"], "pft edgeworth: error: `--dim` must be an integer >= 1; got -1."),
+    # the CLI's own check, so the message names the flag and not the library's `dim`
+    (["edgeworth", "--dim", "0"], "pft edgeworth: error: `--dim` must be an integer >= 1; got 0."),
     (["edgeworth", "--cumulants", "0,1", "--x", "inf"],
      "pft edgeworth: error: `--x` must be comma-separated finite real numbers (or constant formulas); got 'inf'."),
     (["scaling", "--widths", "8,x"],

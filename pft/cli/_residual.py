@@ -107,8 +107,8 @@ def _run_model_demo(args) -> int:
     from pft.models import run_model_demo
 
     check_output(args.out, name="--out", folder=True)
-    names = {"layer": "layer", "steps": "steps", "sae_size": "d_sae", "k": "k", "windows": "n_windows",
-             "patch_windows": "patch_windows"}
+    names = {"layer": "layer", "steps": "n_steps", "sae_size": "d_sae", "k": "k", "windows": "n_windows",
+             "patch_windows": "n_patch_windows"}
     overrides = {v: getattr(args, k) for k, v in names.items() if getattr(args, k) is not None}
     if args.exclude_positions is not None:
         overrides["exclude_positions"] = _positions(args.exclude_positions)
@@ -120,8 +120,8 @@ def _run_model_demo(args) -> int:
     c = res.settings
     print(f"{res.title}")
     print(
-        f"hooked {res.module}; TopK SAE d_sae={c['d_sae']}, k={c['k']}, {c['steps']} steps on "
-        f"{c['n_windows']} windows x {c['length']} tokens of pydoc text; patched on {c['patch_windows']} other windows"
+        f"hooked {res.module}; TopK SAE d_sae={c['d_sae']}, k={c['k']}, {c['n_steps']} steps on "
+        f"{c['n_windows']} windows x {c['length']} tokens of pydoc text; patched on {c['n_patch_windows']} other windows"
         + (f"; positions {c['exclude_positions']} of every window left out" if c["exclude_positions"] else "")
     )
     print()

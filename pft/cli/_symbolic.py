@@ -88,15 +88,15 @@ def run_diagrams(args) -> int:
     else:
         from fractions import Fraction
 
+        from pft._text import table
+
         rows = [("#", "vertices", "loops", "|Aut|", "1PI", "edges")]
         for i, d in enumerate(diagrams):
             counts = " ".join(f"{k}:{m}" for k, m in d.vertex_counts.items()) or "-"
             edges = " ".join(f"{u}-{v}" for u, v in d.edges)
             rows.append((str(i), counts, str(d.n_loops), str(d.automorphisms),
                          "yes" if d.is_one_particle_irreducible else "no", edges))
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        for r in rows:
-            print("  ".join(x.rjust(w) for x, w in zip(r[:5], widths)) + "  " + r[5])
+        print(table(rows[0], rows[1:], align=">>>>> ", rule=False))
         total = sum((d.symmetry_factor for d in diagrams), Fraction(0))
         print(f"{len(diagrams)} diagrams, sum of 1/|Aut| = {total}")
     return 0
@@ -152,7 +152,7 @@ def add_edgeworth(sub) -> None:
     )
     p.add_argument("--order", type=integer("--order", minimum=0), default=2,
                    help="keep terms up to n^(-order/2) (default 2)")
-    p.add_argument("--dim", type=integer("--dim", minimum=0), default=1, help="dimension of the symbolic series (default 1)")
+    p.add_argument("--dim", type=integer("--dim", minimum=1), default=1, help="dimension of the symbolic series (default 1)")
     p.add_argument("--cumulants", help="κ1,κ2,κ3,... of a scalar variable (formulas allowed, e.g. 2/sqrt(10))")
     p.add_argument("--x", help="points for the density, comma separated")
     p.add_argument("--q", help="probabilities for Cornish-Fisher quantiles, comma separated")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from pft._results import JsonResult
+from pft._text import table
 
 __all__ = ["ChainDiagnostics", "LearningCoefficient", "SampleResult", "epoch_block_se"]
 
@@ -62,8 +63,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "\n".join([title] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+    return title + "\n" + table(None, rows, align="< ", indent="  ")
 
 
 def _jsonable(value):

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pft._deprecation import renamed_keywords
+from pft._device import torch_device
 from pft._results import JsonResult
 from pft._validate import check_choice, check_int, check_seed
 from pft.errors import InputError
@@ -22,11 +24,15 @@ __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
 # 0.6 % of the total variance, 1/64 = 1.6 % a position) and its sentence embedding pools them,
 # so none are excluded there.
 DEFAULTS = {
-    "minilm": dict(layer=3, n_windows=96, length=64, d_sae=1536, k=32, steps=400, patch_windows=32, batch_size=8, n_resamples=4,
+    "minilm": dict(layer=3, n_windows=96, length=64, d_sae=1536, k=32, n_steps=400, n_patch_windows=32, batch_size=8, n_resamples=4,
                    exclude_positions=()),
-    "smollm2": dict(layer=12, n_windows=48, length=64, d_sae=2304, k=32, steps=300, patch_windows=12, batch_size=4, n_resamples=2,
+    "smollm2": dict(layer=12, n_windows=48, length=64, d_sae=2304, k=32, n_steps=300, n_patch_windows=12, batch_size=4, n_resamples=2,
                     exclude_positions=(0,)),
 }
+
+
+# settings renamed to the n_<things> count convention: old name -> new name
+_OLD_SETTINGS = {"steps": "n_steps", "patch_windows": "n_patch_windows"}
 
 
 def _plain(v: Any) -> Any:
@@ -83,7 +89,8 @@ class DemoResult(JsonResult):
         """Inverse of :meth:`to_dict` (``sae`` is None)."""
         from pft.residual import PatchReport, ResidualReport
 
-        return cls(name=d["name"], title=d["title"], module=d["module"], settings=dict(d["settings"]),
+        settings = {_OLD_SETTINGS.get(k, k): v for k, v in d["settings"].items()}  # files written before the rename
+        return cls(name=d["name"], title=d["title"], module=d["module"], settings=settings,
                    residual=ResidualReport.from_dict(d["residual"]), patch=PatchReport.from_dict(d["patch"]),
                    seconds=dict(d.get("seconds") or {}))
 
@@ -93,6 +100,7 @@ class DemoResult(JsonResult):
                           str(self.patch)])
 
 
+@renamed_keywords(**_OLD_SETTINGS)
 def run_model_demo(
     name: str,
     *,
@@ -106,8 +114,10 @@ def run_model_demo(
     """Capture ``layer``'s output on pydoc text, train a TopK SAE, ``score`` it and ``patch_scores`` it.
 
     The SAE is trained and scored on windows ``0 … n_windows − 1`` of the corpus; the patched
-    runs use the next ``patch_windows`` windows (text the SAE never saw). Settings default to
-    :data:`DEFAULTS` ``[name]``; any of them can be overridden by keyword.
+    runs use the next ``n_patch_windows`` windows (text the SAE never saw); the SAE trains for
+    ``n_steps`` steps. Settings default to :data:`DEFAULTS` ``[name]``; any of them can be
+    overridden by keyword (``steps=`` and ``patch_windows=``, the old names of ``n_steps`` and
+    ``n_patch_windows``, still work and raise :class:`~pft.errors.PftDeprecationWarning`).
 
     ``exclude_positions`` (default ``(0,)`` for SmolLM2, its attention-sink position, and ``()``
     for MiniLM) are window positions left out everywhere: the SAE is trained and ``score`` runs on
@@ -156,7 +166,7 @@ def run_model_demo(
     sec["capture"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], n_steps=cfg["steps"], seed=seed, device=m.device, progress=progress)
+    sae = train_topk_sae(X, d_sae=cfg["d_sae"], k=cfg["k"], n_steps=cfg["n_steps"], seed=seed, device=m.device, progress=progress)
     sec["sae"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -165,13 +175,15 @@ def run_model_demo(
         codes = sae.encode(Xt)
         recon = sae.decode(codes).cpu().numpy()
         codes = codes.cpu().numpy()
-    # score where the model runs (or where asked): device=None would keep every pass on the host
-    score_device = device if device is not None else (m.device if m.device.type != "cpu" else None)
+    # score where asked, else where the model runs; a model on the CPU scores with numpy on the
+    # host (score's device=None), which is what device=None means there
+    run_on = torch_device(device, default=m.model)
+    score_device = run_on if device is not None or run_on.type != "cpu" else None
     rep = score(X, recon, codes=codes, seed=seed, device=score_device, progress=progress)
     sec["score"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    batches = m.batches(windows(m, cfg["patch_windows"], cfg["length"], offset=cfg["n_windows"]), batch_size=cfg["batch_size"])
+    batches = m.batches(windows(m, cfg["n_patch_windows"], cfg["length"], offset=cfg["n_windows"]), batch_size=cfg["batch_size"])
     patch = patch_scores(
         m.model, module, batches, interpretation=sae, loss_fn=m.loss_fn, background=background,
         n_resamples=cfg["n_resamples"], seed=seed, progress=progress, loss_name=m.loss_name,

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pft._plotting import finish
+from pft._plotting import finish, panels, tidy
 from pft._results import JsonResult
 from pft._validate import check_choice, check_seed
 from pft.errors import InputError
-from pft.residual.panels import panels, tidy
 
 __all__ = ["score_across", "AcrossReport"]
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from pft._plotting import finish
+from pft._plotting import finish, panels, tidy
 from pft._results import JsonResult
-from pft.residual.panels import panels, tidy
 
 __all__ = ["PatchReport", "RUNGS"]
 

@@ -13,13 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pft._plotting import finish
+from pft._plotting import finish, panels, tidy
 from pft._results import JsonResult
 from pft._deprecation import renamed_keywords
 from pft._validate import as_matrix, check_float, check_int, check_seed
 from pft.errors import InputError
 from pft.residual._knockout import knockout, latent_stats
-from pft.residual.panels import panels, tidy
 
 __all__ = ["PowerResult", "detection_power"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pft._plotting import finish, new_figure
+from pft._plotting import finish, panels, tidy
 
 __all__ = ["plot_study"]
 
@@ -17,27 +17,13 @@ def plot_study(rows, path=None, *, ax=None):
     the leading order ``3V/(nK²)`` and, for scale-invariant activations with ``C_b = 0``, the exact
     ``3[(1 + c/n)^(L−1) − 1]``, one thin line per width.
 
-    ``ax``: one Axes (the first panel is drawn there) or a pair (both panels); by default a new
-    two-panel figure. The figure is returned and, with ``path``, written there atomically.
+    ``ax``: one Axes (the first panel is drawn there) or a sequence of Axes (the panels in order,
+    as many as it holds; see :func:`pft._plotting.panels`); by default a new two-panel figure.
+    The figure is returned and, with ``path``, written there atomically.
     """
     import matplotlib
 
-    if ax is None:
-        fig = new_figure((12, 5))
-        fig.set_dpi(120)
-        ax1, ax2 = fig.subplots(1, 2)
-    elif isinstance(ax, (list, tuple, np.ndarray)):
-        if len(ax) != 2 or not all(hasattr(a, "errorbar") for a in ax):
-            from pft.errors import InputError
-
-            raise InputError(f"`ax` must be a matplotlib Axes or a pair of them; got {len(ax)} items.")
-        ax1, ax2 = ax
-        fig = ax1.figure
-    else:
-        from pft._plotting import new_axes
-
-        fig, ax1 = new_axes(ax)
-        ax2 = None
+    fig, (ax1, ax2) = panels(ax, 2, figsize=(12, 5), dpi=120)
     family = lambda r: (r["key"]["activation"], r["key"]["C_W"], r["key"]["C_b"])  # noqa: E731
     acts = sorted({family(r) for r in rows})
     several = len({a[0] for a in acts}) < len(acts)  # the same activation at several (C_W, C_b)
@@ -91,6 +77,5 @@ def plot_study(rows, path=None, *, ax=None):
         ax2.legend(fontsize=7, ncol=2)
     else:
         ax1.legend(fontsize=7, ncol=2)
-    if ax is None:
-        fig.tight_layout()
+    tidy(fig, ax)
     return finish(fig, path)

@@ -20,7 +20,7 @@ from pft.scaling._activations import resolve_activation
 from pft.scaling._critical import critical_point
 from pft.scaling._ensemble import MLPConfig, sample_ensemble
 from pft.scaling._store import append_record, read_store, share_from_rank0
-from pft.scaling._text import table
+from pft._text import table
 from pft.scaling._theory import finite_width_theory
 
 __all__ = ["Study", "StudyResult", "scale_invariant_exact_kurtosis"]

@@ -16,7 +16,7 @@ from pft._validate import check_float, check_int
 from pft.errors import InputError, NotPositiveDefiniteError, OutOfReachError
 from pft.scaling._activations import Activation, resolve_activation
 from pft.scaling._quadrature import _rule_1d, gaussian_expect, gaussian_rule
-from pft.scaling._text import table
+from pft._text import table
 
 __all__ = ["FiniteWidthTheory", "finite_width_theory"]
 

@@ -33,6 +33,7 @@ from math import factorial, prod
 import sympy
 
 from pft._results import JsonResult
+from pft._text import table
 from pft._validate import check_int
 from pft.errors import OutOfReachError
 
@@ -229,12 +230,8 @@ class EdgeworthExpansion(JsonResult):
         rows = [("order", "coefficient", "cumulants", "Hermite degree")]
         for t in self.terms:
             rows.append((str(t.order), str(t.coefficient), " ".join(f"κ{r}" for r in t.ranks), str(t.degree)))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = [f"Edgeworth expansion, dim={self.dim}, order={self.order}: f = φ(x) (1 + Σ terms)"]
-        for j, r in enumerate(rows):
-            lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        lines = [f"Edgeworth expansion, dim={self.dim}, order={self.order}: f = φ(x) (1 + Σ terms)",
+                 table(rows[0], rows[1:])]
         if self.dim == 1:
             for k, c in enumerate(self.corrections, start=1):
                 lines.append(f"P{k}(x) = {c}")

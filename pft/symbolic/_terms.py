@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pft._text import table
 from pft.symbolic._plan import ContractionPlan
 from pft.symbolic._serial import is_number, jsonable, read_exact_array, read_float, short
 
@@ -88,10 +89,4 @@ def term_table(terms: Mapping[int, tuple], n) -> str:
             if n is not None:
                 row = (*row, f"{float(t.value) * n ** (-k):.4g}" if is_number(t.value) else "")
             rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    out = []
-    for j, r in enumerate(rows):
-        out.append("  " + "  ".join(c.ljust(w) if i in (1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if j == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return table(rows[0], rows[1:], align=">" + "<<" + ">" * (len(header) - 3), indent="  ")

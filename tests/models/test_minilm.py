@@ -71,7 +71,7 @@ def test_end_to_end_capture_score_patch(minilm):
     t0 = time.perf_counter()
     res = run_model_demo(
         "minilm", loaded=minilm, progress=False,
-        n_windows=32, length=48, d_sae=768, k=16, steps=150, patch_windows=16, n_resamples=2,
+        n_windows=32, length=48, d_sae=768, k=16, n_steps=150, n_patch_windows=16, n_resamples=2,
     )
     elapsed = time.perf_counter() - t0
     rep, patch = res.residual, res.patch
@@ -150,8 +150,14 @@ def test_demo_scores_on_the_requested_device(device, monkeypatch, minilm):
         return "report"
 
     monkeypatch.setattr(pft.residual, "score", recorder)
-    res = run_model_demo("minilm", device=device, progress=False, n_windows=8, length=32, d_sae=256, k=8,
-                         steps=20, patch_windows=4, n_resamples=1, exclude_positions=(0, -1))
+    # the old names of n_steps / n_patch_windows still work (with a deprecation warning)
+    with pytest.warns(PftDeprecationWarning) as caught:
+        res = run_model_demo("minilm", device=device, progress=False, n_windows=8, length=32, d_sae=256, k=8,
+                             steps=20, patch_windows=4, n_resamples=1, exclude_positions=(0, -1))
+    assert sorted(str(w.message) for w in caught) == ["`patch_windows` is deprecated; use `n_patch_windows`.",
+                                                       "`steps` is deprecated; use `n_steps`."]
+    assert res.settings["n_steps"] == 20 and res.settings["n_patch_windows"] == 4
+    assert "steps" not in res.settings and "patch_windows" not in res.settings
     assert seen["device"] is not None and torch.device(seen["device"]).type == torch.device(device).type
     assert seen["shape"] == (8 * 30, 384) and seen["recon_type"] is np.ndarray  # numpy in, as documented
     full = capture(minilm, 3, windows(minilm, 8, 32), progress=False).reshape(8, 32, 384)

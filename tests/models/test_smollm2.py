@@ -45,7 +45,7 @@ def test_capture_and_loss_match_transformers(smol):
 def test_end_to_end(smol):
     res = run_model_demo(
         "smollm2", loaded=smol, progress=False,
-        n_windows=16, length=48, d_sae=1152, k=32, steps=150, patch_windows=4, n_resamples=1,
+        n_windows=16, length=48, d_sae=1152, k=32, n_steps=150, n_patch_windows=4, n_resamples=1,
     )
     p = res.patch
     # The attention-sink position 0 is excluded by default: from the SAE's data and the score,

@@ -102,3 +102,19 @@ def test_a_bad_ax_is_refused_by_name():
         _power_result().plot(ax="left")
     with pytest.raises(InputError, match="`ax`"):
         _power_result().plot(ax=[])
+
+
+def test_panels_pads_or_cuts_a_sequence_of_axes():
+    from matplotlib.figure import Figure
+
+    from pft._plotting import panels
+
+    own = Figure()
+    a, b, c = own.subplots(1, 3)
+    fig, axes = panels([a, b, c], 2, figsize=(4, 2))
+    assert fig is own and axes == [a, b]
+    fig, axes = panels((a,), 3, figsize=(4, 2))
+    assert fig is own and axes == [a, None, None]
+    fig, axes = panels(None, 5, figsize=(4, 2), nrows=2)  # 2 rows of 3 axes, the sixth not handed out
+    assert len(axes) == 5 and len({ax.figure for ax in axes}) == 1 and fig is not own
+    assert fig.get_size_inches().tolist() == [4, 2]
