@@ -18,7 +18,7 @@ from pft._validate import check_int, check_seed
 from pft.errors import InputError
 from pft.interop._load import load_model, load_sae, load_tokens, special_token_ids, tokenizer_of
 from pft.residual import PatchReport, ResidualReport
-from pft.residual.panels import panels, tidy
+from pft._plotting import panels, tidy
 
 __all__ = ["evaluate", "EvalResult", "next_token_loss"]
 

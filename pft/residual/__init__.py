@@ -1,9 +1,8 @@
 """Residual scoring: what an interpretation's residual carries beyond a Gaussian background,
 and what the model does when it is replaced by Gaussian noise.
 
-Package-internal modules other subpackages may use: :mod:`pft.residual.hooks` (find, call and
-hook a module of a torch model) and :mod:`pft.residual.panels` (several plot panels under the
-one plot convention).
+Package-internal module other subpackages may use: :mod:`pft.residual.hooks` (find, call and
+hook a module of a torch model).
 """
 
 from pft.residual._across import AcrossReport, score_across

@@ -19,7 +19,7 @@ from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
 from pft.scaling._estimators import jackknife, warn_if_heavy
 from pft.scaling._samplers import chunk_seed, default_chunk, exact_chunk, weights_chunk
-from pft.scaling._text import table
+from pft._text import table
 
 __all__ = ["MLPConfig", "EnsembleResult", "sample_ensemble"]
 

@@ -24,7 +24,7 @@ from pft._results import JsonResult
 from pft._validate import check_float, check_int, check_seed
 from pft.errors import InputError
 from pft.scaling._activations import resolve_activation
-from pft.scaling._text import table
+from pft._text import table
 
 __all__ = ["ScaleInvariantLaw", "scale_invariant_law"]
 
