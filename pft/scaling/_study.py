@@ -128,9 +128,9 @@ class StudyResult(JsonResult):
         ----------
         path : str or path-like, optional
             Also write the figure there (the format from the extension).
-        ax : matplotlib Axes, or a pair of them, optional
-            Draw onto these: one Axes gets the first panel (against ``L/n``), a pair both.
-            Default: a new two-panel figure.
+        ax : matplotlib Axes, or a sequence of them, optional
+            Draw onto these: one Axes gets the first panel (against ``L/n``); a sequence gets the
+            two panels in order (extra Axes are left untouched). Default: a new two-panel figure.
 
         Returns
         -------

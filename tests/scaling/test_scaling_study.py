@@ -100,6 +100,10 @@ def test_table_and_plot(tmp_path):
     assert res.plot(ax=ax) is own and len(ax.lines) > 0  # one Axes: the L/n panel
     pair = Figure().subplots(1, 2)
     assert res.plot(ax=pair) is pair[0].figure and len(pair[1].lines) > 0
+    three = Figure().subplots(1, 3)  # a longer sequence: the two panels in order, the rest untouched
+    assert res.plot(ax=three) is three[0].figure and len(three[1].lines) > 0 and not three[2].lines
+    with pytest.raises(InputError, match="^`ax` must be a matplotlib Axes or a non-empty sequence"):
+        res.plot(ax=[])
     assert plt.get_fignums() == before  # nothing registered with pyplot
 
 
