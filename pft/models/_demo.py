@@ -16,7 +16,10 @@ from pft.errors import InputError
 
 __all__ = ["DEFAULTS", "DemoResult", "run_model_demo"]
 
-# Budgets sized for two CPU cores (see README, "Real models").
+# Budgets sized for two CPU cores (docs/real_models.md, "The model demos"). The keys are the
+# settings of run_model_demo and DemoResult.settings; "n_steps" and "n_patch_windows" were
+# "steps" and "patch_windows" (the old names are still accepted as overrides, with a warning,
+# and read back from old DemoResult files; these dicts carry only the new ones).
 # exclude_positions: token positions of every window left out of the SAE's training and score
 # and never spliced by patch_scores. SmolLM2's position 0 is an attention sink (norm ~2.3e4 at
 # block 12 against a median of 143) that would dominate the FVU and the SAE; MiniLM's [CLS] and
