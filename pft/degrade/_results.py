@@ -408,8 +408,9 @@ class SampleResult(JsonResult):
         matplotlib.figure.Figure
             Not registered with pyplot (no backend is chosen or switched).
         """
-        from pft._plotting import finish, new_axes
+        from pft._plotting import finish, new_axes, tidy
 
+        given = ax
         fig, ax = new_axes(ax, figsize=(7, 3.5))
         nbeta = self.n * self.beta
         b = self.burn_in_losses.shape[1]
@@ -424,7 +425,7 @@ class SampleResult(JsonResult):
         ax.set_xlabel("SGLD step")
         ax.set_ylabel("n β (L − L(w*))")
         ax.legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
+        tidy(fig, given)  # lays out only a figure made here; the caller's stays as it is
         return finish(fig, path)
 
     def __str__(self) -> str:
