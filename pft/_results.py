@@ -12,10 +12,14 @@ __all__ = ["JsonResult"]
 
 
 def _plain(v: Any) -> Any:
+    """``v`` as JSON gives it back: arrays and tuples become lists, numpy scalars Python numbers,
+    through dicts and lists."""
     if isinstance(v, np.ndarray):
         return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     return v

@@ -10,6 +10,7 @@ from typing import Any
 
 from pft._results import JsonResult
 from pft._validate import check_bool, check_float, check_int, check_seed
+from pft.degrade._curvature import AUTO_STEP
 from pft.degrade._results import LearningCoefficient, SampleResult
 from pft.errors import InputError, MixingWarning
 
@@ -21,8 +22,6 @@ TOY_N_FEATURES = 24
 TOY_D = 8
 #: γ, the pull back to the trained weights, for every posterior of the experiment
 TOY_LOCALIZATION = 10.0
-#: ε (n β h_max + γ) of the step size: the stiffest direction's variance is inflated by 1 %
-_STEP_PRODUCT = 0.04
 #: the interpretations compared (the first is the reference of the advantages)
 _NAMES = ("dictionary", "minus 4 least important", "minus 3 most important")
 
@@ -230,7 +229,8 @@ def degrade_experiment(
     loss_fn = torch.nn.MSELoss()
     # the step size comes from the curvature at w*, measured by a first posterior
     probe = TemperedPosterior(model, loss_fn, (c, c), localization=gamma, step_size=1e-6, seed=seed)
-    eps = _STEP_PRODUCT / (probe.nbeta_ * probe.max_curvature() + gamma)
+    # ε (n β h_max + γ) = AUTO_STEP: the stiffest direction's variance is inflated by 1 %
+    eps = AUTO_STEP / (probe.nbeta_ * probe.max_curvature() + gamma)
     post = TemperedPosterior(model, loss_fn, (c, c), localization=gamma, step_size=eps, seed=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MixingWarning)

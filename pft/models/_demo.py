@@ -10,7 +10,7 @@ import numpy as np
 
 from pft._deprecation import renamed_keywords
 from pft._device import torch_device
-from pft._results import JsonResult
+from pft._results import JsonResult, _plain
 from pft._validate import check_choice, check_int, check_seed
 from pft.errors import InputError
 
@@ -36,17 +36,6 @@ DEFAULTS = {
 
 # settings renamed to the n_<things> count convention: old name -> new name
 _OLD_SETTINGS = {"steps": "n_steps", "patch_windows": "n_patch_windows"}
-
-
-def _plain(v: Any) -> Any:
-    """Settings as JSON gives them back (tuples become lists, numpy scalars Python numbers)."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (tuple, list)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
-    return v
 
 
 @dataclass(frozen=True)
