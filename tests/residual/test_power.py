@@ -40,8 +40,6 @@ def test_detection_power_finds_strong_latents_and_reports_consistently(tmp_path)
     assert (tmp_path / "power.png").stat().st_size > 0
 
 
-# pft/cli passes latents_per_rate=, now deprecated for n_latents_per_rate: ignored here until the
-# CLI passes the new keyword (then drop this mark).
 def test_power_command_line(tmp_path, capsys):
     x, codes, dec = _planted(N=2000)
     for name, a in (("acts", x), ("codes", codes), ("dec", dec)):
